@@ -1,0 +1,55 @@
+"""Command line: ``crystaldos card`` (describe a data set) and ``crystaldos build-dataset``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def card(args: argparse.Namespace) -> None:
+    """Load a data set, print its card and write CARD.md, card.png and an example DOS plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from crystaldos.data.card import write_card
+    from crystaldos.data.dataset import dataset_as_xarray, default_path, load_dataset
+    from crystaldos.dos import plot_dos
+
+    dataset = load_dataset(args.path)
+    print(dataset)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = write_card(dataset_as_xarray(dataset), out, Path(args.path) if args.path else default_path())
+    print(path.read_text())
+    test = dataset.split("test")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharex=True)
+    for ax, record in zip(axes, test[:3]):
+        plot_dos(record.dos, ax=ax)
+        ax.set_title(f"{record.formula} ({record.id})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "examples.png", dpi=110)
+    print(f"wrote {path}, {out / 'card.png'}, {out / 'examples.png'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="crystaldos", description="Inverse design of crystals from their atom-level DOS")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("card", help="describe a data set (default: the embedded one)")
+    p.add_argument("path", nargs="?", default=None, help="data file (.nc, .jsonl); default: embedded")
+    p.add_argument("--out", default="results/dataset", help="folder for CARD.md and figures")
+    p.set_defaults(func=card)
+    p = commands.add_parser("build-dataset", help="rebuild the embedded default data set (hours of GFN1-xTB)", add_help=False)
+    p.set_defaults(func=None)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "build-dataset":
+        from crystaldos.data.build import main as build_main
+
+        build_main(rest)
+        return
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

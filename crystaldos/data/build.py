@@ -1,0 +1,186 @@
+"""Build the embedded default data set (resumable, in chunks).
+
+Regenerate the shipped file with::
+
+    python -m crystaldos.data.build --work-dir build/default --jobs 2
+
+Stages (each skipped when its output exists in ``--work-dir``):
+
+1. ``candidates.json.gz``: prototypes + substitutions, deduplicated, in a seeded
+   order (prototypes first, then substitutions shuffled), see
+   :mod:`crystaldos.data.candidates`.
+2. ``labels/chunk_NNNN.nc``: GFN1-xTB atom-level DOS of each chunk of
+   candidates, with ``chunk_NNNN.errors.json`` for the ones that failed.
+   Interrupt at any time; a rerun continues with the first missing chunk.
+3. The final file (``--out``, default the packaged
+   ``crystaldos/data/default/crystaldos_default.nc``): every labelled record,
+   a seeded 0.6/0.2/0.2 train/test/val split, provenance attributes, plus the
+   data card ``CARD.md`` and ``card.png`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from crystaldos.dos import DosGrid
+
+DEFAULT_PATH = Path(__file__).resolve().parent / "default" / "crystaldos_default.nc"
+SPLIT_FRACTIONS = {"train": 0.6, "test": 0.2, "val": 0.2}
+
+
+def make_candidates(work_dir: Path, seed: int, max_sites: int = 12, per_prototype: int = 40) -> Path:
+    """Stage 1: write ``candidates.json.gz`` (no-op if present)."""
+    from crystaldos.data.candidates import deduplicate, prototype_structures, select, substituted_structures
+
+    path = work_dir / "candidates.json.gz"
+    if path.exists():
+        return path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prototypes = prototype_structures(max_sites)
+        unique = deduplicate(prototypes + substituted_structures(prototypes, per_prototype))
+    ordered = select(unique, len(unique), seed)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as handle:
+        json.dump([c.to_dict() for c in ordered], handle)
+    tmp.replace(path)
+    return path
+
+
+def load_candidates(work_dir: Path):
+    from crystaldos.data.candidates import Candidate
+
+    with gzip.open(work_dir / "candidates.json.gz", "rt") as handle:
+        return [Candidate.from_dict(d) for d in json.load(handle)]
+
+
+def label_chunks(work_dir: Path, grid: DosGrid, jobs: int = 2, chunk_size: int = 50, limit: int | None = None) -> None:
+    """Stage 2: label candidates chunk by chunk; finished chunks are skipped."""
+    from tqdm.auto import tqdm
+
+    from crystaldos.data.records import CrystalDOS
+    from crystaldos.data.store import write_netcdf
+    from crystaldos.labellers.xtb import LabellingError, XTBLabeller
+
+    candidates = load_candidates(work_dir)[:limit]
+    labeller = XTBLabeller(grid=grid)
+    out_dir = work_dir / "labels"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_chunks = (len(candidates) + chunk_size - 1) // chunk_size
+    for k in tqdm(range(n_chunks), desc="chunks"):
+        path = out_dir / f"chunk_{k:04d}.nc"
+        done_marker = path.with_suffix(".errors.json")  # written last: the chunk is complete
+        if done_marker.exists():
+            continue
+        chunk = candidates[k * chunk_size : (k + 1) * chunk_size]
+        results = labeller.label_many([c.structure for c in chunk], n_jobs=jobs, errors="return", progress=False)
+        records, errors = [], {}
+        for candidate, result in zip(chunk, results):
+            if isinstance(result, LabellingError):
+                errors[candidate.id] = f"{type(result).__name__}: {result}"
+                continue
+            properties = {
+                name: float(result.attrs[name])
+                for name in ("band_gap_eV", "efermi_eV", "energy_per_atom_eV", "wall_time_s", "supercell_atoms")
+            }
+            properties.update(parent=candidate.parent, note=candidate.note)
+            records.append(CrystalDOS(candidate.id, candidate.structure, result, source=candidate.source, properties=properties))
+        if records:
+            write_netcdf(records, path, grid, labeller.describe())
+        done_marker.write_text(json.dumps({"errors": errors}, indent=1))
+
+
+def assign_splits(n: int, seed: int, fractions: dict[str, float] = SPLIT_FRACTIONS) -> np.ndarray:
+    """Seeded split labels for ``n`` items in the given proportions (train/test/val)."""
+    rng = np.random.default_rng(seed)
+    names = list(fractions)
+    counts = [int(round(fractions[name] * n)) for name in names[:-1]]
+    counts.append(n - sum(counts))
+    labels = np.concatenate([[name] * c for name, c in zip(names, counts)])
+    return labels[rng.permutation(n)]
+
+
+def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
+    """Stage 3: merge the chunks, split, write the data file and its card."""
+    import xarray as xr
+
+    from crystaldos.data.card import write_card
+    from crystaldos.data.store import open_netcdf, write_netcdf, xarray_to_records
+
+    chunk_files = sorted((work_dir / "labels").glob("chunk_*.nc"))
+    if not chunk_files:
+        raise FileNotFoundError(f"no labelled chunks in {work_dir / 'labels'}; run the labelling stage first")
+    records = [r for f in chunk_files for r in xarray_to_records(open_netcdf(f))]
+    errors: dict[str, str] = {}
+    for f in sorted((work_dir / "labels").glob("chunk_*.errors.json")):
+        errors.update(json.loads(f.read_text())["errors"])
+    first = open_netcdf(chunk_files[0])
+    grid = DosGrid.from_attrs(first.attrs)
+    for record, split in zip(records, assign_splits(len(records), seed)):
+        record.split = str(split)
+    from crystaldos import __version__
+
+    attrs = {k: v for k, v in first.attrs.items() if k.startswith("labeller_")}
+    attrs.update(
+        title="crystaldos embedded default: atom-level GFN1-xTB DOS of pymatgen prototype crystals and substitutions",
+        build_command=command,
+        seed=seed,
+        split_fractions=json.dumps(SPLIT_FRACTIONS),
+        n_candidates=len(load_candidates(work_dir)),
+        n_failed=len(errors),
+        failures_by_reason=json.dumps(_count_reasons(errors)),
+        crystaldos_version=__version__,
+        created=time.strftime("%Y-%m-%d"),
+        provenance=(
+            "structures: pymatgen's AFLOW prototype library and util/structures (source=prototype), "
+            "and their ionic (SubstitutionPredictor) or same-group substitutions with DLSVolumePredictor "
+            "volumes (source=substituted); DOS: tblite GFN1-xTB, Gamma-point supercells, Mulliken projection"
+        ),
+    )
+    path = write_netcdf(records, out, grid, attrs)
+    write_card(xr.open_dataset(path, engine="h5netcdf").load(), out.parent)
+    return path
+
+
+def _count_reasons(errors: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for message in errors.values():
+        reason = message.split(":")[0]
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m crystaldos.data.build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, default=Path("build/default"), help="intermediate files (resumable)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_PATH, help="final netCDF file")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="labelling worker processes")
+    parser.add_argument("--chunk-size", type=int, default=50)
+    parser.add_argument("--limit", type=int, default=None, help="label only the first N candidates")
+    parser.add_argument("--stage", choices=["all", "candidates", "label", "assemble"], default="all")
+    parser.add_argument("--n-points", type=int, default=DosGrid.n_points)
+    parser.add_argument("--sigma", type=float, default=DosGrid.sigma)
+    args = parser.parse_args(argv)
+    grid = DosGrid(n_points=args.n_points, sigma=args.sigma)
+    command = "python -m crystaldos.data.build " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.stage in ("all", "candidates"):
+        print(f"candidates: {make_candidates(args.work_dir, args.seed)}")
+    if args.stage in ("all", "label"):
+        label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit)
+    if args.stage in ("all", "assemble"):
+        print(f"wrote {assemble(args.work_dir, args.out, args.seed, command)}")
+
+
+if __name__ == "__main__":
+    main()

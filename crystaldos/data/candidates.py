@@ -1,0 +1,204 @@
+"""Candidate crystals for the embedded default data set, from what pymatgen ships.
+
+1. **Prototypes**: the 288 experimental AFLOW prototype crystals in
+   ``pymatgen/analysis/prototypes/aflow_prototypes.json.gz`` plus the reference
+   structures in ``pymatgen/util/structures``; ordered, <= ``max_sites`` sites,
+   elements GFN1-xTB supports.
+2. **Substitutions**: ionic compounds get pymatgen's data-mined substitution
+   probabilities (Hautier et al., ``SubstitutionPredictor``) from oxidation
+   states guessed by pymatgen; compounds without a sensible ionic picture
+   (elements, intermetallics) swap an element for a neighbour in its group.
+3. **Volumes** of substituted cells from pymatgen's ``DLSVolumePredictor``
+   (bond-length based), else scaled by atomic radii.
+4. **Duplicates** removed with ``StructureMatcher``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Element, Species, Structure
+
+from crystaldos.labellers.xtb import MAX_Z
+
+#: Elements excluded from candidates: noble gases (no solids at our conditions)
+#: and the f-block past La/Lu, whose open 4f shells GFN1-xTB does not describe
+#: reliably (SCF failures waste labelling time).
+EXCLUDED = {"He", "Ne", "Ar", "Kr", "Xe", "Rn"} | {Element.from_Z(z).symbol for z in range(58, 71)}
+
+
+@dataclass
+class Candidate:
+    """A structure waiting to be labelled, with its provenance."""
+
+    id: str
+    structure: Structure
+    source: str  # "prototype" or "substituted"
+    parent: str  # id of the prototype it derives from (itself for prototypes)
+    note: str  # prototype tag / substitution applied / volume method
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "structure": self.structure.as_dict(), "source": self.source, "parent": self.parent, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Candidate":
+        return cls(d["id"], Structure.from_dict(d["structure"]), d["source"], d["parent"], d["note"])
+
+
+def _pymatgen_root() -> Path:
+    import pymatgen.core
+
+    return Path(pymatgen.core.__file__).resolve().parent.parent
+
+
+def _usable(structure: Structure, max_sites: int) -> bool:
+    return (
+        structure.is_ordered
+        and len(structure) <= max_sites
+        and all(1 <= el.Z <= MAX_Z and el.symbol not in EXCLUDED for el in structure.composition.elements)
+    )
+
+
+def prototype_structures(max_sites: int = 12) -> list[Candidate]:
+    """Experimental prototype crystals shipped with pymatgen that the labeller can handle."""
+    from pymatgen.util.provenance import StructureNL
+
+    root = _pymatgen_root()
+    out: list[Candidate] = []
+    with gzip.open(root / "analysis" / "prototypes" / "aflow_prototypes.json.gz", "rt") as handle:
+        entries = json.load(handle)
+    for n, entry in enumerate(entries):
+        structure = StructureNL.from_dict(entry["snl"]).structure
+        structure.remove_oxidation_states()
+        if _usable(structure, max_sites):
+            tags = entry.get("tags", {})
+            note = f"AFLOW {tags.get('aflow', '')} {tags.get('mineral', '') or ''}".strip()
+            out.append(Candidate(f"aflow-{n:03d}", structure, "prototype", f"aflow-{n:03d}", note))
+    for file in sorted((root / "util" / "structures").glob("*.json")):
+        structure = Structure.from_dict(json.loads(file.read_text()))
+        structure.remove_oxidation_states()
+        if _usable(structure, max_sites):
+            out.append(Candidate(f"pmg-{file.stem}", structure, "prototype", f"pmg-{file.stem}", f"pymatgen {file.stem}.json"))
+    return out
+
+
+def _ionic_substitutions(structure: Structure, predictor, top: int) -> list[tuple[dict, float]]:
+    """Top data-mined ionic substitutions {old_element: new_element} with their probabilities."""
+    guesses = structure.composition.oxi_state_guesses(max_sites=-20)
+    if not guesses or any(v == 0 for v in guesses[0].values()):
+        return []
+    species = [str(Species(el, round(ox))) for el, ox in guesses[0].items() if float(ox).is_integer()]
+    if len(species) != len(guesses[0]):
+        return []
+    try:
+        predictions = predictor.list_prediction(species, to_this_composition=False)
+    except ValueError:  # a species outside the probability model
+        return []
+    out = []
+    for p in sorted(predictions, key=lambda p: -p["probability"]):
+        mapping = {Species.from_str(str(k)).symbol: Species.from_str(str(v)).symbol for k, v in p["substitutions"].items()}
+        if any(k != v for k, v in mapping.items()) and len(set(mapping.values())) == len(mapping):
+            out.append((mapping, float(p["probability"])))
+        if len(out) >= top:
+            break
+    return out
+
+
+def _group_neighbours(element: Element) -> list[Element]:
+    """Elements one period above/below in the same group (chemically closest swaps)."""
+    out = []
+    for other in (Element.from_Z(z) for z in range(1, MAX_Z + 1)):
+        if other.group == element.group and abs(other.row - element.row) == 1 and other.symbol not in EXCLUDED:
+            if not (other.is_lanthanoid or other.is_actinoid):
+                out.append(other)
+    return out
+
+
+def _group_substitutions(structure: Structure) -> list[tuple[dict, float]]:
+    elements = structure.composition.elements
+    out = []
+    for el in elements:
+        for new in _group_neighbours(el):
+            if new not in elements:
+                out.append(({el.symbol: new.symbol}, 1.0))
+    return out
+
+
+def _with_volume(structure: Structure, reference: Structure, predictor) -> tuple[Structure, str]:
+    """Rescale ``structure`` to a predicted volume; returns it and the method used."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return predictor.get_predicted_structure(structure), "DLS volume"
+    except Exception:
+        def radius_volume(s: Structure) -> float:
+            return sum((el.atomic_radius or 1.5) ** 3 for el in s.species)
+
+        scaled = structure.copy()
+        scaled.scale_lattice(reference.volume * radius_volume(structure) / radius_volume(reference))
+        return scaled, "atomic-radius volume"
+
+
+def substituted_structures(prototypes: list[Candidate], per_prototype: int = 40, min_distance: float = 0.9) -> list[Candidate]:
+    """Chemically sensible substitutions of every prototype (see module docstring)."""
+    from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionPredictor
+    from pymatgen.analysis.structure_prediction.volume_predictor import DLSVolumePredictor
+
+    predictor = SubstitutionPredictor(threshold=1e-4)
+    volume_predictor = DLSVolumePredictor()
+    out: list[Candidate] = []
+    for proto in prototypes:
+        substitutions = _ionic_substitutions(proto.structure, predictor, per_prototype) or _group_substitutions(proto.structure)
+        for k, (mapping, probability) in enumerate(substitutions[:per_prototype]):
+            new = proto.structure.copy()
+            new.replace_species(mapping)
+            if not _usable(new, len(new)):
+                continue
+            new, volume_note = _with_volume(new, proto.structure, volume_predictor)
+            if len(new) > 1 and np.min(new.distance_matrix + np.eye(len(new)) * 99) < min_distance:
+                continue
+            swaps = ",".join(f"{a}->{b}" for a, b in mapping.items() if a != b)
+            note = f"{swaps} (p={probability:.2g}); {volume_note}"
+            out.append(Candidate(f"{proto.id}-s{k:02d}", new, "substituted", proto.id, note))
+    return out
+
+
+def deduplicate(candidates: list[Candidate]) -> list[Candidate]:
+    """Keep the first of every group of equivalent structures (pymatgen StructureMatcher)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    matcher = StructureMatcher()
+    by_formula: dict[str, list[int]] = {}
+    for i, c in enumerate(candidates):
+        by_formula.setdefault(c.structure.composition.reduced_formula, []).append(i)
+    keep = []
+    for indices in by_formula.values():
+        kept: list[int] = []
+        for i in indices:
+            if not any(matcher.fit(candidates[i].structure, candidates[j].structure) for j in kept):
+                kept.append(i)
+        keep.extend(kept)
+    return [candidates[i] for i in sorted(keep)]
+
+
+def select(candidates: list[Candidate], n: int, seed: int) -> list[Candidate]:
+    """All prototypes plus a seeded, prototype-balanced sample of substitutions (n in total)."""
+    rng = np.random.default_rng(seed)
+    prototypes = [c for c in candidates if c.source == "prototype"]
+    by_parent: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        if c.source != "prototype":
+            by_parent.setdefault(c.parent, []).append(c)
+    queues = [list(rng.permutation(len(v))) for v in by_parent.values()]
+    groups = list(by_parent.values())
+    chosen = list(prototypes)
+    while len(chosen) < n and any(queues):
+        for g in rng.permutation(len(groups)):  # round robin: every prototype contributes evenly
+            if queues[g] and len(chosen) < n:
+                chosen.append(groups[g][queues[g].pop(0)])
+    return chosen

@@ -1,0 +1,147 @@
+"""A data card (markdown + figure) describing a crystaldos data file."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from pymatgen.core import Element
+
+from crystaldos.dos import DosGrid
+
+
+def card_statistics(ds: xr.Dataset) -> dict:
+    """Counts, elements, sizes and DOS statistics of a packed data set (see :mod:`crystaldos.data.store`)."""
+    grid = DosGrid.from_attrs(ds.attrs)
+    numbers = ds["atomic_number"].values
+    per_element = Counter(Element.from_Z(int(z)).symbol for z in numbers)
+    n_sites = ds["n_sites"].values
+    dos = ds["dos"]
+    at_fermi = dos.interp(energy=0.0).values  # states/eV/atom at E_F
+    integrated = dos.integrate("energy").values  # states/atom in the window
+    stats = {
+        "n_structures": int(ds.sizes["structure"]),
+        "n_sites_total": int(ds.sizes["site"]),
+        "splits": dict(Counter(map(str, ds["split"].values))),
+        "sources": dict(Counter(map(str, ds["source"].values))),
+        "n_elements": len(per_element),
+        "elements": dict(sorted(per_element.items(), key=lambda kv: -kv[1])),
+        "sites_min": int(n_sites.min()),
+        "sites_median": float(np.median(n_sites)),
+        "sites_max": int(n_sites.max()),
+        "grid": grid,
+        "dos_at_fermi_mean": float(at_fermi.mean()),
+        "states_in_window_mean": float(integrated.mean()),
+        "dos_max": float(dos.values.max()),
+    }
+    if "band_gap_eV" in ds:
+        gaps = ds["band_gap_eV"].values
+        stats.update(metal_fraction=float(np.mean(gaps <= 0)), gap_median_nonmetal=float(np.median(gaps[gaps > 0])) if np.any(gaps > 0) else 0.0)
+    if "wall_time_s" in ds:
+        t = ds["wall_time_s"].values
+        stats.update(label_time_mean=float(t.mean()), label_time_median=float(np.median(t)), label_time_max=float(t.max()))
+    return stats
+
+
+def plot_card(ds: xr.Dataset, path: Path) -> Path:
+    """Four panels: sites per cell by source, element counts, band gaps, mean atom DOS."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    stats = card_statistics(ds)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+    ax = axes[0, 0]
+    sources = ds["source"].values
+    bins = np.arange(0.5, int(ds["n_sites"].max()) + 1.5)
+    for source in sorted(set(map(str, sources))):
+        ax.hist(ds["n_sites"].values[sources == source], bins=bins, alpha=0.7, label=source)
+    ax.set(xlabel="sites per cell", ylabel="structures", title="cell sizes")
+    ax.legend(frameon=False)
+    ax = axes[0, 1]
+    top = list(stats["elements"].items())[:30]
+    ax.bar([k for k, _ in top], [v for _, v in top], color="tab:green")
+    ax.set(ylabel="sites", title=f"{stats['n_elements']} elements (30 most common)")
+    ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    ax = axes[1, 0]
+    if "band_gap_eV" in ds:
+        ax.hist(ds["band_gap_eV"].values, bins=40, color="tab:purple")
+    ax.set(xlabel="GFN1-xTB gap (eV)", ylabel="structures", title=f"band gaps ({100 * stats.get('metal_fraction', 0):.0f}% metallic)")
+    ax = axes[1, 1]
+    energy = ds["energy"].values
+    values = ds["dos"].values
+    lo, mid, hi = np.percentile(values, [10, 50, 90], axis=0)
+    ax.fill_between(energy, lo, hi, alpha=0.3, label="10-90%")
+    ax.plot(energy, values.mean(0), label="mean")
+    ax.plot(energy, mid, label="median")
+    ax.axvline(0, color="0.5", ls="--", lw=0.8)
+    ax.set(xlabel="E - E$_F$ (eV)", ylabel="states/eV/atom", title="atom-level DOS over all sites")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> Path:
+    """Write ``CARD.md`` and ``card.png`` for ``ds`` into ``out_dir``; returns the markdown path."""
+    out_dir = Path(out_dir)
+    stats = card_statistics(ds)
+    plot_card(ds, out_dir / "card.png")
+    grid = stats["grid"]
+    reasons = json.loads(ds.attrs.get("failures_by_reason", "{}"))
+    size = f"{data_file.stat().st_size / 1e6:.1f} MB" if data_file and data_file.exists() else "see file"
+    lines = [
+        "# Data card: crystaldos embedded default",
+        "",
+        str(ds.attrs.get("title", "")),
+        "",
+        "![card](card.png)",
+        "",
+        "| quantity | value |",
+        "| --- | --- |",
+        f"| structures | {stats['n_structures']} ({stats['n_sites_total']} sites) |",
+        f"| splits | {', '.join(f'{k} {v}' for k, v in sorted(stats['splits'].items()))} (seed {ds.attrs.get('seed', '?')}) |",
+        f"| provenance | {', '.join(f'{k} {v}' for k, v in sorted(stats['sources'].items()))} |",
+        f"| elements | {stats['n_elements']}: {' '.join(stats['elements'])} |",
+        f"| sites per cell | {stats['sites_min']} ... {stats['sites_max']} (median {stats['sites_median']:g}) |",
+        f"| DOS grid | {grid.e_min:g} ... {grid.e_max:g} eV (E - E_F), {grid.n_points} points, Gaussian sigma {grid.sigma:g} eV |",
+        "| DOS units | states/eV per atom, both spins |",
+        f"| mean DOS at E_F | {stats['dos_at_fermi_mean']:.3f} states/eV/atom |",
+        f"| mean states per atom in window | {stats['states_in_window_mean']:.2f} |",
+    ]
+    if "metal_fraction" in stats:
+        lines.append(f"| metallic (gap < {ds.attrs.get('labeller_gap_threshold', 0.1)} eV) | {100 * stats['metal_fraction']:.1f}%; median gap of the rest {stats['gap_median_nonmetal']:.2f} eV |")
+    if "label_time_mean" in stats:
+        lines.append(
+            f"| labelling time per structure | mean {stats['label_time_mean']:.1f} s, median {stats['label_time_median']:.1f} s, "
+            f"max {stats['label_time_max']:.0f} s (one core) |"
+        )
+    lines += [
+        f"| candidates / failed | {ds.attrs.get('n_candidates', '?')} / {ds.attrs.get('n_failed', '?')} {reasons if reasons else ''} |",
+        f"| labeller | {ds.attrs.get('labeller_method', '?')} (tblite), Gamma-point supercells >= {ds.attrs.get('labeller_min_length', '?')} Å "
+        f"(<= {ds.attrs.get('labeller_max_orbitals', '?')} basis functions), Mulliken projection, T_el = {ds.attrs.get('labeller_electronic_temperature', '?')} K |",
+        f"| file | {size}, format version {ds.attrs.get('format_version', '?')}, crystaldos {ds.attrs.get('crystaldos_version', '?')}, built {ds.attrs.get('created', '?')} |",
+        "",
+        "## Provenance",
+        "",
+        str(ds.attrs.get("provenance", "")),
+        "",
+        "## Regenerate",
+        "",
+        "```bash",
+        str(ds.attrs.get("build_command", "python -m crystaldos.data.build")),
+        "```",
+        "",
+        "Caveats: GFN1-xTB is a semi-empirical tight-binding method (band gaps and band widths differ from DFT); "
+        "Gamma-point sampling of a ~10 Å supercell discretises the levels, which the 0.2 eV broadening smooths; "
+        "substituted structures are unrelaxed (predicted volume, parent geometry).",
+        "",
+    ]
+    path = out_dir / "CARD.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,130 @@
+"""The labelled data set: records, splits and the embedded default."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator, overload
+
+import numpy as np
+import xarray as xr
+
+from crystaldos.data.records import CrystalDOS
+from crystaldos.data.store import DataFileError, open_netcdf, read_json_records, xarray_to_records
+from crystaldos.dos import DosGrid
+
+SPLITS = ("train", "test", "val")
+
+
+class CrystalDOSDataset(Sequence):
+    """A sequence of :class:`CrystalDOS` records sharing one DOS grid.
+
+    ``ds[i]`` is a record, ``ds.split("train")`` a sub-dataset, ``ds.attrs``
+    the file's provenance, ``ds.grid`` the energy grid.
+    """
+
+    def __init__(self, records: list[CrystalDOS], grid: DosGrid, attrs: dict | None = None) -> None:
+        self.records = list(records)
+        self.grid = grid
+        self.attrs = dict(attrs or {})
+
+    @overload
+    def __getitem__(self, index: int) -> CrystalDOS: ...
+    @overload
+    def __getitem__(self, index: slice) -> "CrystalDOSDataset": ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return CrystalDOSDataset(self.records[index], self.grid, self.attrs)
+        return self.records[index]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[CrystalDOS]:
+        return iter(self.records)
+
+    def __repr__(self) -> str:
+        sizes = {s: n for s in SPLITS if (n := sum(r.split == s for r in self.records))}
+        return f"CrystalDOSDataset({len(self)} crystals, splits={sizes}, grid={self.grid})"
+
+    def split(self, name: str) -> "CrystalDOSDataset":
+        """Records of one split: ``"train"``, ``"test"`` or ``"val"``."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; choose one of {SPLITS}")
+        return CrystalDOSDataset([r for r in self.records if r.split == name], self.grid, self.attrs)
+
+    def by_id(self, record_id: str) -> CrystalDOS:
+        """The record with this id (``KeyError`` if absent)."""
+        try:
+            return self._index[record_id]
+        except KeyError:
+            raise KeyError(f"no record with id {record_id!r}") from None
+
+    @cached_property
+    def _index(self) -> dict[str, CrystalDOS]:
+        return {r.id: r for r in self.records}
+
+    @property
+    def elements(self) -> list[str]:
+        """Sorted element symbols present in the data."""
+        return sorted({el.symbol for r in self.records for el in r.structure.composition.elements})
+
+    def to_graphs(self):
+        """All records as a list of torch-geometric ``Data`` (see :mod:`crystaldos.data.graph`)."""
+        from crystaldos.data.graph import to_data
+
+        return [to_data(r) for r in self.records]
+
+    def table(self):
+        """One row per record (id, formula, n_sites, split, source, scalar properties) as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"id": r.id, "formula": r.formula, "n_sites": len(r.structure), "split": r.split, "source": r.source, **r.properties}
+                for r in self.records
+            ]
+        ).set_index("id")
+
+
+def default_path() -> Path:
+    """Path of the embedded default data file inside the package."""
+    from crystaldos.data.build import DEFAULT_PATH
+
+    return DEFAULT_PATH
+
+
+def load_dataset(path: str | Path | None = None, grid: DosGrid | None = None) -> CrystalDOSDataset:
+    """Load a labelled data set; the embedded default when ``path`` is None.
+
+    Args:
+        path: a crystaldos netCDF file (``.nc``), or JSON lines / a directory of
+            JSON records as pymatgen serialises them (see :mod:`crystaldos.data.store`).
+        grid: DOS grid for JSON records (netCDF files carry their own).
+
+    Raises:
+        DataFileError: missing, corrupt or foreign file, naming the problem.
+    """
+    path = Path(path) if path is not None else default_path()
+    if path.suffix == ".nc" or (path.is_file() and path.read_bytes()[:4] == b"\x89HDF"):
+        ds = open_netcdf(path)
+        return CrystalDOSDataset(xarray_to_records(ds), DosGrid.from_attrs(ds.attrs), dict(ds.attrs))
+    if path.is_dir() or path.suffix in (".jsonl", ".json", ".gz"):
+        records = read_json_records(path, grid)
+        return CrystalDOSDataset(records, grid or DosGrid(), {"source_file": str(path)})
+    raise DataFileError(f"{path}: unknown data format (expected .nc, .jsonl[.gz] or a directory of .json files)")
+
+
+def dataset_as_xarray(dataset: CrystalDOSDataset) -> xr.Dataset:
+    """The packed netCDF layout of a data set (for saving with ``to_netcdf``)."""
+    from crystaldos.data.store import records_to_xarray
+
+    return records_to_xarray(dataset.records, dataset.grid, dataset.attrs)
+
+
+def split_sizes(dataset: CrystalDOSDataset) -> dict[str, int]:
+    """Number of records per split."""
+    names, counts = np.unique([r.split for r in dataset.records], return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts)}

@@ -1,0 +1,215 @@
+"""Reading and writing labelled crystals.
+
+Two formats:
+
+* **netCDF** (one compressed file, written with xarray + h5netcdf): the format
+  of the embedded default. Ragged per-site arrays are concatenated along a
+  ``site`` dimension; ``n_sites`` says how many rows belong to each structure.
+  Variables::
+
+      n_sites       (structure)                 sites per structure
+      lattice       (structure, vector, axis)   Å, rows are lattice vectors
+      atomic_number (site)
+      frac_coords   (site, axis)
+      dos           (site, energy)              states/eV/atom, eV - E_F
+      structure_id, source, split (structure)   strings
+      <property>    (structure)                 float scalars (band_gap_eV, ...)
+
+  The DOS grid and all provenance live in the global attributes.
+
+* **JSON lines** (or a directory of ``*.json`` files): one record per line,
+  ``{"id": ..., "structure": Structure.as_dict(), "dos": CompleteDos.as_dict()}``
+  as pymatgen serialises them (the Materials Project format), or with ``"dos"``
+  an xarray ``DataArray.to_dict()`` already in crystaldos' convention.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import xarray as xr
+from pymatgen.core import Lattice, Structure
+
+from crystaldos.data.records import CrystalDOS
+from crystaldos.dos import DosGrid, from_complete_dos, site_dos, validate_site_dos
+
+FORMAT_VERSION = 1
+
+
+class DataFileError(ValueError):
+    """A data file that is missing, corrupt or not in a crystaldos format."""
+
+
+def records_to_xarray(records: Sequence[CrystalDOS], grid: DosGrid, attrs: dict | None = None) -> xr.Dataset:
+    """Pack records (all on ``grid``) into one Dataset (see module docstring)."""
+    if not records:
+        raise ValueError("no records to pack")
+    for record in records:
+        validate_site_dos(record.dos, n_sites=len(record.structure), grid=grid)
+    property_names = sorted({k for r in records for k, v in r.properties.items() if isinstance(v, (int, float))})
+    text_properties = sorted({k for r in records for k, v in r.properties.items() if isinstance(v, str)})
+    data = {
+        "n_sites": ("structure", np.array([len(r.structure) for r in records], dtype=np.int32)),
+        "lattice": (("structure", "vector", "axis"), np.stack([r.structure.lattice.matrix for r in records])),
+        "atomic_number": ("site", np.concatenate([r.structure.atomic_numbers for r in records]).astype(np.int16)),
+        "frac_coords": (("site", "axis"), np.concatenate([r.structure.frac_coords for r in records])),
+        "dos": (("site", "energy"), np.concatenate([np.asarray(r.dos.values, np.float32) for r in records])),
+        "structure_id": ("structure", np.array([r.id for r in records], dtype=object)),
+        "source": ("structure", np.array([r.source for r in records], dtype=object)),
+        "split": ("structure", np.array([r.split for r in records], dtype=object)),
+    }
+    for name in property_names:
+        data[name] = ("structure", np.array([float(r.properties.get(name, np.nan)) for r in records]))
+    for name in text_properties:
+        data[name] = ("structure", np.array([str(r.properties.get(name, "")) for r in records], dtype=object))
+    ds = xr.Dataset(data, coords={"energy": grid.energies})
+    ds["energy"].attrs["units"] = "eV - E_F"
+    ds["dos"].attrs["units"] = "states/eV/atom"
+    ds["lattice"].attrs["units"] = "angstrom"
+    ds.attrs.update({"format": "crystaldos", "format_version": FORMAT_VERSION, **grid.to_attrs(), **(attrs or {})})
+    return ds
+
+
+def write_netcdf(records: Sequence[CrystalDOS], path: str | Path, grid: DosGrid, attrs: dict | None = None) -> Path:
+    """Write records to one compressed netCDF file, atomically (never a half-written file)."""
+    path = Path(path)
+    ds = records_to_xarray(records, grid, attrs)
+    encoding = {name: {"compression": "gzip", "compression_opts": 6} for name in ("dos", "frac_coords", "lattice")}
+    encoding["dos"]["chunksizes"] = (min(4096, ds.sizes["site"]), ds.sizes["energy"])
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding, invalid_netcdf=True)
+    tmp.replace(path)
+    return path
+
+
+def open_netcdf(path: str | Path) -> xr.Dataset:
+    """Open and check a crystaldos netCDF file (loaded into memory, file closed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"data file {path} does not exist")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except Exception as err:
+        raise DataFileError(f"{path} is not a readable netCDF/HDF5 file ({type(err).__name__}: {err})") from err
+    if ds.attrs.get("format") != "crystaldos":
+        raise DataFileError(f"{path} is netCDF but not a crystaldos data file (no format='crystaldos' attribute)")
+    if int(ds.attrs.get("format_version", -1)) > FORMAT_VERSION:
+        raise DataFileError(f"{path} has format version {ds.attrs['format_version']}, this crystaldos reads <= {FORMAT_VERSION}")
+    missing = [v for v in ("n_sites", "lattice", "atomic_number", "frac_coords", "dos", "structure_id") if v not in ds]
+    if missing:
+        raise DataFileError(f"{path} lacks variables {missing}")
+    if int(ds["n_sites"].sum()) != ds.sizes["site"]:
+        raise DataFileError(f"{path}: n_sites sums to {int(ds['n_sites'].sum())} but there are {ds.sizes['site']} site rows")
+    return ds
+
+
+def xarray_to_records(ds: xr.Dataset) -> list[CrystalDOS]:
+    """Unpack a Dataset written by :func:`records_to_xarray`."""
+    from pymatgen.core.periodic_table import Element
+
+    grid = DosGrid.from_attrs(ds.attrs)
+    starts = np.concatenate([[0], np.cumsum(ds["n_sites"].values)])
+    numbers = ds["atomic_number"].values
+    symbols = {z: Element.from_Z(int(z)).symbol for z in np.unique(numbers)}
+    frac = ds["frac_coords"].values
+    dos = ds["dos"].values
+    lattices = ds["lattice"].values
+    scalar_names = [n for n, v in ds.data_vars.items() if v.dims == ("structure",) and n not in ("n_sites", "structure_id", "source", "split")]
+    scalars = {n: ds[n].values for n in scalar_names}
+    records = []
+    for i, structure_id in enumerate(ds["structure_id"].values):
+        lo, hi = starts[i], starts[i + 1]
+        species = [symbols[z] for z in numbers[lo:hi]]
+        structure = Structure(Lattice(lattices[i]), species, frac[lo:hi])
+        properties = {n: (v[i].item() if hasattr(v[i], "item") else v[i]) for n, v in scalars.items()}
+        records.append(
+            CrystalDOS(
+                id=str(structure_id),
+                structure=structure,
+                dos=site_dos(dos[lo:hi], species, grid),
+                source=str(ds["source"].values[i]) if "source" in ds else "",
+                split=str(ds["split"].values[i]) if "split" in ds else "",
+                properties=properties,
+            )
+        )
+    return records
+
+
+def _json_records(path: Path) -> Iterator[dict]:
+    """Yield JSON objects from a ``.jsonl``/``.jsonl.gz`` file or a directory of ``.json`` files."""
+    if path.is_dir():
+        for file in sorted(path.glob("*.json")):
+            yield json.loads(file.read_text())
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataFileError(f"{path}:{line_number}: not valid JSON ({err.msg})") from err
+
+
+def read_json_records(path: str | Path, grid: DosGrid | None = None, source: str = "json") -> list[CrystalDOS]:
+    """Read ``{structure, dos}`` records as pymatgen serialises them (``as_dict()``).
+
+    ``dos`` may be a pymatgen ``CompleteDos`` dict (Materials Project; converted
+    with :func:`crystaldos.dos.from_complete_dos` onto ``grid``) or an xarray
+    ``DataArray.to_dict()`` in crystaldos' convention. Records may carry
+    ``id``/``material_id`` and ``split``.
+    """
+    from pymatgen.electronic_structure.dos import CompleteDos
+
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path} does not exist")
+    grid = grid or DosGrid()
+    records = []
+    for n, obj in enumerate(_json_records(path)):
+        where = f"{path} record {n}"
+        if "structure" not in obj or "dos" not in obj:
+            raise DataFileError(f"{where}: needs keys 'structure' and 'dos', has {sorted(obj)}")
+        try:
+            structure = Structure.from_dict(obj["structure"])
+        except Exception as err:
+            raise DataFileError(f"{where}: 'structure' is not a pymatgen Structure dict ({err})") from err
+        raw = obj["dos"]
+        if raw.get("@class") == "CompleteDos":
+            dos = from_complete_dos(CompleteDos.from_dict(raw), grid, structure)
+        elif "dims" in raw and "data" in raw:
+            dos = xr.DataArray.from_dict(raw)
+        else:
+            raise DataFileError(f"{where}: 'dos' is neither a CompleteDos dict nor an xarray DataArray dict")
+        record_id = str(obj.get("id") or obj.get("material_id") or f"{path.stem}-{n}")
+        records.append(CrystalDOS(record_id, structure, dos, source=obj.get("source", source), split=obj.get("split", "")))
+    if not records:
+        raise DataFileError(f"{path} holds no records")
+    return records
+
+
+def write_json_records(records: Iterable[CrystalDOS], path: str | Path) -> Path:
+    """Write records as JSON lines: pymatgen ``Structure.as_dict()`` and the DOS as ``DataArray.to_dict()``."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt") as handle:
+        for r in records:
+            dos = r.dos.copy()
+            dos.attrs = {k: (list(v) if isinstance(v, (list, tuple, np.ndarray)) else v) for k, v in dos.attrs.items()}
+            line = {"id": r.id, "source": r.source, "split": r.split, "structure": r.structure.as_dict(), "dos": dos.to_dict()}
+            handle.write(json.dumps(line, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
