@@ -112,18 +112,26 @@ def assign_splits(n: int, seed: int, fractions: dict[str, float] = SPLIT_FRACTIO
 
 def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
     """Stage 3: merge the chunks, split, write the data file and its card."""
-    import xarray as xr
-
     from crystaldos.data.card import write_card
     from crystaldos.data.store import open_netcdf, write_netcdf, xarray_to_records
 
     chunk_files = sorted((work_dir / "labels").glob("chunk_*.nc"))
     if not chunk_files:
         raise FileNotFoundError(f"no labelled chunks in {work_dir / 'labels'}; run the labelling stage first")
-    records = [r for f in chunk_files for r in xarray_to_records(open_netcdf(f))]
+    from crystaldos.labellers.xtb import LabellingError, XTBLabeller
+
     errors: dict[str, str] = {}
     for f in sorted((work_dir / "labels").glob("chunk_*.errors.json")):
         errors.update(json.loads(f.read_text())["errors"])
+    # Chunks labelled before a check was added still pass through it here.
+    labeller = XTBLabeller()
+    records = []
+    for record in (r for f in chunk_files for r in xarray_to_records(open_netcdf(f))):
+        try:
+            labeller.check_spectrum(record.structure, record.properties["band_gap_eV"])
+            records.append(record)
+        except LabellingError as err:
+            errors[record.id] = f"{type(err).__name__}: {err}"
     first = open_netcdf(chunk_files[0])
     grid = DosGrid.from_attrs(first.attrs)
     for record, split in zip(records, assign_splits(len(records), seed)):
@@ -148,7 +156,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
         ),
     )
     path = write_netcdf(records, out, grid, attrs)
-    write_card(xr.open_dataset(path, engine="h5netcdf").load(), out.parent)
+    write_card(open_netcdf(path), out.parent, path)
     return path
 
 

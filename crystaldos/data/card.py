@@ -138,7 +138,8 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
         "```",
         "",
         "Caveats: GFN1-xTB is a semi-empirical tight-binding method (band gaps and band widths differ from DFT); "
-        "Gamma-point sampling of a ~10 Å supercell discretises the levels, which the 0.2 eV broadening smooths; "
+        "Gamma-point sampling of a >= 8 Å supercell (capped at 360 basis functions) discretises the levels; the 0.2 eV broadening smooths "
+        "most of it, but small metallic cells can show shell-closure gaps at E_F (e.g. fcc Cu); "
         "substituted structures are unrelaxed (predicted volume, parent geometry).",
         "",
     ]

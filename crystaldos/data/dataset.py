@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from crystaldos.data.records import CrystalDOS
-from crystaldos.data.store import DataFileError, open_netcdf, read_json_records, xarray_to_records
+from crystaldos.data.store import DataFileError, PackedRecords, open_netcdf, read_json_records
 from crystaldos.dos import DosGrid
 
 SPLITS = ("train", "test", "val")
@@ -24,8 +24,9 @@ class CrystalDOSDataset(Sequence):
     the file's provenance, ``ds.grid`` the energy grid.
     """
 
-    def __init__(self, records: list[CrystalDOS], grid: DosGrid, attrs: dict | None = None) -> None:
-        self.records = list(records)
+    def __init__(self, records: Sequence[CrystalDOS], grid: DosGrid, attrs: dict | None = None) -> None:
+        # PackedRecords (from a netCDF file) build items lazily; anything else is kept as a list.
+        self.records = records if isinstance(records, PackedRecords) else list(records)
         self.grid = grid
         self.attrs = dict(attrs or {})
 
@@ -46,25 +47,35 @@ class CrystalDOSDataset(Sequence):
         return iter(self.records)
 
     def __repr__(self) -> str:
-        sizes = {s: n for s in SPLITS if (n := sum(r.split == s for r in self.records))}
+        splits = self._splits()
+        sizes = {s: n for s in SPLITS if (n := int(np.sum(splits == s)))}
         return f"CrystalDOSDataset({len(self)} crystals, splits={sizes}, grid={self.grid})"
 
     def split(self, name: str) -> "CrystalDOSDataset":
         """Records of one split: ``"train"``, ``"test"`` or ``"val"``."""
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; choose one of {SPLITS}")
-        return CrystalDOSDataset([r for r in self.records if r.split == name], self.grid, self.attrs)
+        selected = np.flatnonzero(self._splits() == name)
+        if isinstance(self.records, PackedRecords):
+            return CrystalDOSDataset(self.records.take(selected), self.grid, self.attrs)
+        return CrystalDOSDataset([self.records[i] for i in selected], self.grid, self.attrs)
+
+    def _splits(self) -> np.ndarray:
+        if isinstance(self.records, PackedRecords):
+            return self.records.splits
+        return np.array([r.split for r in self.records], dtype=str)
 
     def by_id(self, record_id: str) -> CrystalDOS:
         """The record with this id (``KeyError`` if absent)."""
         try:
-            return self._index[record_id]
+            return self.records[self._index[record_id]]
         except KeyError:
             raise KeyError(f"no record with id {record_id!r}") from None
 
     @cached_property
-    def _index(self) -> dict[str, CrystalDOS]:
-        return {r.id: r for r in self.records}
+    def _index(self) -> dict[str, int]:
+        ids = self.records.ids if isinstance(self.records, PackedRecords) else [r.id for r in self.records]
+        return {str(record_id): i for i, record_id in enumerate(ids)}
 
     @property
     def elements(self) -> list[str]:
@@ -110,7 +121,7 @@ def load_dataset(path: str | Path | None = None, grid: DosGrid | None = None) ->
     path = Path(path) if path is not None else default_path()
     if path.suffix == ".nc" or (path.is_file() and path.read_bytes()[:4] == b"\x89HDF"):
         ds = open_netcdf(path)
-        return CrystalDOSDataset(xarray_to_records(ds), DosGrid.from_attrs(ds.attrs), dict(ds.attrs))
+        return CrystalDOSDataset(PackedRecords(ds), DosGrid.from_attrs(ds.attrs), dict(ds.attrs))
     if path.is_dir() or path.suffix in (".jsonl", ".json", ".gz"):
         records = read_json_records(path, grid)
         return CrystalDOSDataset(records, grid or DosGrid(), {"source_file": str(path)})
@@ -126,5 +137,5 @@ def dataset_as_xarray(dataset: CrystalDOSDataset) -> xr.Dataset:
 
 def split_sizes(dataset: CrystalDOSDataset) -> dict[str, int]:
     """Number of records per split."""
-    names, counts = np.unique([r.split for r in dataset.records], return_counts=True)
+    names, counts = np.unique(dataset._splits(), return_counts=True)
     return {str(n): int(c) for n, c in zip(names, counts)}

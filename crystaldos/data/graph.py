@@ -42,9 +42,12 @@ def structure_to_data(structure: Structure, dos: np.ndarray | None = None, recor
     if not structure.is_ordered:
         raise ValueError("graph conversion needs an ordered structure (one element per site)")
     n = len(structure)
+    # Wrap after the cast: 0.99999999 in float64 rounds to exactly 1.0 in float32.
+    frac = torch.remainder(torch.tensor(structure.frac_coords, dtype=torch.float32), 1.0)
+    frac = torch.where(frac >= 1.0, frac - 1.0, frac)
     data = Data(
         atom_types=torch.tensor(structure.atomic_numbers, dtype=torch.long),
-        frac_coords=torch.tensor(np.mod(structure.frac_coords, 1.0), dtype=torch.float32),
+        frac_coords=frac,
         lattice=torch.tensor(structure.lattice.matrix, dtype=torch.float32).unsqueeze(0),
         edge_index=fully_connected_edges(n),
         num_atoms=torch.tensor([n]),

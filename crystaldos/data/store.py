@@ -28,7 +28,8 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 import xarray as xr
@@ -109,36 +110,80 @@ def open_netcdf(path: str | Path) -> xr.Dataset:
     return ds
 
 
-def xarray_to_records(ds: xr.Dataset) -> list[CrystalDOS]:
-    """Unpack a Dataset written by :func:`records_to_xarray`."""
-    from pymatgen.core.periodic_table import Element
+class PackedRecords(Sequence):
+    """Records of a packed Dataset, built on first access and cached (loading stays O(1)).
 
-    grid = DosGrid.from_attrs(ds.attrs)
-    starts = np.concatenate([[0], np.cumsum(ds["n_sites"].values)])
-    numbers = ds["atomic_number"].values
-    symbols = {z: Element.from_Z(int(z)).symbol for z in np.unique(numbers)}
-    frac = ds["frac_coords"].values
-    dos = ds["dos"].values
-    lattices = ds["lattice"].values
-    scalar_names = [n for n, v in ds.data_vars.items() if v.dims == ("structure",) and n not in ("n_sites", "structure_id", "source", "split")]
-    scalars = {n: ds[n].values for n in scalar_names}
-    records = []
-    for i, structure_id in enumerate(ds["structure_id"].values):
-        lo, hi = starts[i], starts[i + 1]
-        species = [symbols[z] for z in numbers[lo:hi]]
-        structure = Structure(Lattice(lattices[i]), species, frac[lo:hi])
-        properties = {n: (v[i].item() if hasattr(v[i], "item") else v[i]) for n, v in scalars.items()}
-        records.append(
-            CrystalDOS(
-                id=str(structure_id),
+    Slicing and :meth:`take` give views that share the arrays and the cache.
+    ``ids`` and ``splits`` are available without building any record.
+    """
+
+    def __init__(self, ds: xr.Dataset, indices: np.ndarray | None = None, _shared: dict | None = None) -> None:
+        if _shared is None:
+            from pymatgen.core.periodic_table import Element
+
+            numbers = ds["atomic_number"].values
+            _shared = {
+                "grid": DosGrid.from_attrs(ds.attrs),
+                "starts": np.concatenate([[0], np.cumsum(ds["n_sites"].values)]),
+                "numbers": numbers,
+                "symbols": {int(z): Element.from_Z(int(z)).symbol for z in np.unique(numbers)},
+                "frac": ds["frac_coords"].values,
+                "dos": ds["dos"].values,
+                "lattice": ds["lattice"].values,
+                "ids": ds["structure_id"].values.astype(str),
+                "sources": ds["source"].values.astype(str) if "source" in ds else np.full(ds.sizes["structure"], ""),
+                "splits": ds["split"].values.astype(str) if "split" in ds else np.full(ds.sizes["structure"], ""),
+                "scalars": {
+                    n: ds[n].values
+                    for n, v in ds.data_vars.items()
+                    if v.dims == ("structure",) and n not in ("n_sites", "structure_id", "source", "split")
+                },
+                "cache": {},
+            }
+        self._shared = _shared
+        self._indices = np.arange(len(_shared["ids"])) if indices is None else np.asarray(indices, dtype=int)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return PackedRecords(None, self._indices[index], self._shared)
+        return self._build(int(self._indices[index]))
+
+    def take(self, indices: np.ndarray) -> "PackedRecords":
+        """A view on the records at ``indices`` (positions in this view)."""
+        return PackedRecords(None, self._indices[np.asarray(indices, dtype=int)], self._shared)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._shared["ids"][self._indices]
+
+    @property
+    def splits(self) -> np.ndarray:
+        return self._shared["splits"][self._indices]
+
+    def _build(self, i: int) -> CrystalDOS:
+        sh = self._shared
+        if i not in sh["cache"]:
+            lo, hi = sh["starts"][i], sh["starts"][i + 1]
+            species = [sh["symbols"][int(z)] for z in sh["numbers"][lo:hi]]
+            structure = Structure(Lattice(sh["lattice"][i]), species, sh["frac"][lo:hi])
+            properties = {n: (v[i].item() if hasattr(v[i], "item") else v[i]) for n, v in sh["scalars"].items()}
+            sh["cache"][i] = CrystalDOS(
+                id=str(sh["ids"][i]),
                 structure=structure,
-                dos=site_dos(dos[lo:hi], species, grid),
-                source=str(ds["source"].values[i]) if "source" in ds else "",
-                split=str(ds["split"].values[i]) if "split" in ds else "",
+                dos=site_dos(sh["dos"][lo:hi], species, sh["grid"]),
+                source=str(sh["sources"][i]),
+                split=str(sh["splits"][i]),
                 properties=properties,
             )
-        )
-    return records
+        return sh["cache"][i]
+
+
+def xarray_to_records(ds: xr.Dataset) -> list[CrystalDOS]:
+    """Unpack every record of a Dataset written by :func:`records_to_xarray`."""
+    return list(PackedRecords(ds))
 
 
 def _json_records(path: Path) -> Iterator[dict]:

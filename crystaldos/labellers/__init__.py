@@ -2,6 +2,7 @@
 
 from crystaldos.labellers.xtb import (
     DisorderedStructureError,
+    IllConditionedBasisError,
     LabellingError,
     SCFConvergenceError,
     TooCloseAtomsError,
@@ -18,4 +19,5 @@ __all__ = [
     "DisorderedStructureError",
     "TooCloseAtomsError",
     "SCFConvergenceError",
+    "IllConditionedBasisError",
 ]

@@ -57,6 +57,11 @@ class SCFConvergenceError(LabellingError):
     """The self-consistent charge iterations did not converge."""
 
 
+class IllConditionedBasisError(LabellingError):
+    """Nearly linearly dependent basis functions (diffuse orbitals in dense cells) push states
+    to unphysical energies, e.g. the whole conduction band to thousands of eV."""
+
+
 @lru_cache(maxsize=None)
 def orbitals_per_atom(z: int, method: str = "GFN1-xTB") -> int:
     """Number of basis functions tblite puts on an atom of atomic number ``z``.
@@ -89,6 +94,8 @@ class XTBLabeller:
         accuracy: tblite's SCF threshold multiplier (1 = tight; larger is looser and faster,
             the DOS after 0.2 eV broadening barely changes).
         gap_threshold: smallest level spacing at E_F (eV) reported as a band gap.
+        max_gap: largest believable band gap, eV (LiF, among the widest, has ~14 eV);
+            a larger one means an ill-conditioned basis.
     """
 
     grid: DosGrid = field(default_factory=DosGrid)
@@ -100,6 +107,7 @@ class XTBLabeller:
     max_iterations: int = 250
     accuracy: float = 1.0
     gap_threshold: float = 0.1
+    max_gap: float = 25.0
 
     # ------------------------------------------------------------------ checks
     def check(self, structure) -> None:
@@ -201,6 +209,8 @@ class XTBLabeller:
             formula = structure.composition.reduced_formula
             if "converge" in message.lower():
                 raise SCFConvergenceError(f"{formula}: SCF did not converge in {self.max_iterations} iterations") from err
+            if "eigenvalue problem" in message:  # LAPACK sygvd: overlap matrix not positive definite
+                raise IllConditionedBasisError(f"{formula}: overlap matrix not positive definite ({message})") from err
             raise LabellingError(f"{formula}: tblite failed: {message}") from err
 
         levels = result.get("orbital-energies") * EV_PER_HARTREE  # (n_orb,)
@@ -216,6 +226,7 @@ class XTBLabeller:
         site_weights = atom_weights.reshape(n_sites, n_images, -1).mean(axis=1)  # average over images
 
         efermi, gap = self._fermi_level(levels, occupations)
+        self.check_spectrum(structure, gap)
         values = np.clip(broaden(levels - efermi, 2.0 * site_weights, self.grid), 0.0, None)
         return site_dos(
             values,
@@ -229,6 +240,14 @@ class XTBLabeller:
             energy_per_atom_eV=float(result.get("energy")) * EV_PER_HARTREE / len(numbers),
             wall_time_s=time.perf_counter() - start,
         )
+
+    def check_spectrum(self, structure, band_gap: float) -> None:
+        """Raise :class:`IllConditionedBasisError` if the band gap (eV) is beyond ``max_gap``."""
+        if band_gap > self.max_gap:
+            raise IllConditionedBasisError(
+                f"{structure.composition.reduced_formula}: band gap {band_gap:.0f} eV > {self.max_gap} eV: "
+                "nearly linearly dependent basis functions pushed the empty states to unphysical energies"
+            )
 
     def _fermi_level(self, levels: np.ndarray, occupations: np.ndarray) -> tuple[float, float]:
         """Fermi level (eV) and band gap (eV, 0 for metals) from levels and occupations."""

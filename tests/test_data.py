@@ -1,0 +1,150 @@
+"""The embedded default data set, the file formats and their failure modes."""
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+from pymatgen.core import Structure
+
+import crystaldos
+from crystaldos.data import DataFileError, default_path, load_dataset, read_json_records, write_json_records, write_netcdf
+from crystaldos.data.records import CrystalDOS
+from crystaldos.dos import DOSValidationError, DosGrid, from_complete_dos, site_dos, to_complete_dos
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return crystaldos.load_dataset()
+
+
+def test_default_is_shipped_inside_the_package():
+    path = default_path()
+    assert path.is_file() and path.parent.parent.name == "data"
+    assert path.stat().st_size < 30e6
+    assert (path.parent / "CARD.md").is_file() and (path.parent / "card.png").is_file()
+
+
+def test_default_has_at_least_2000_crystals_split_60_20_20(dataset):
+    n = len(dataset)
+    assert n >= 1900
+    sizes = {name: len(dataset.split(name)) for name in ("train", "test", "val")}
+    assert sum(sizes.values()) == n
+    assert abs(sizes["train"] - 0.6 * n) <= 1 and abs(sizes["test"] - 0.2 * n) <= 1 and abs(sizes["val"] - 0.2 * n) <= 1
+    ids = [r.id for r in dataset]
+    assert len(set(ids)) == n
+    # Splits are disjoint and deterministic (stored with the data).
+    assert not {r.id for r in dataset.split("train")} & {r.id for r in dataset.split("test")}
+    with pytest.raises(ValueError, match="unknown split"):
+        dataset.split("training")
+
+
+def test_items_are_structures_with_finite_atom_level_dos(dataset):
+    grid = dataset.grid
+    assert grid == DosGrid()
+    for item in dataset.split("test")[:50]:
+        assert isinstance(item.structure, Structure) and item.structure.is_ordered
+        assert item.dos.dims == ("site", "energy")
+        assert item.dos.sizes["site"] == len(item.structure)
+        assert list(item.dos["element"].values) == [s.specie.symbol for s in item.structure]
+        assert np.all(np.isfinite(item.dos.values)) and item.dos.values.min() >= 0.0
+        assert item.source in ("prototype", "substituted") and item.id
+    all_dos = np.concatenate([r.dos.values for r in dataset])
+    assert np.isfinite(all_dos).all() and all_dos.max() > 1.0  # real peaks, not empty curves
+
+
+def test_provenance_and_build_command_are_stored(dataset):
+    assert dataset.attrs["build_command"].startswith("python -m crystaldos.data.build")
+    assert int(dataset.attrs["seed"]) == 0
+    assert dataset.attrs["labeller_method"] == "GFN1-xTB"
+    sources = {r.source for r in dataset}
+    assert sources == {"prototype", "substituted"}
+    substituted = next(r for r in dataset if r.source == "substituted")
+    parent = dataset.by_id(substituted.properties["parent"])
+    assert parent.source == "prototype"
+
+
+def _records(n=3):
+    dataset = crystaldos.load_dataset()
+    return dataset.split("val")[:n].records, dataset.grid
+
+
+def test_netcdf_round_trip(tmp_path):
+    records, grid = _records()
+    path = write_netcdf(records, tmp_path / "few.nc", grid, {"note": "test"})
+    back = load_dataset(path)
+    assert len(back) == 3 and back.attrs["note"] == "test"
+    for a, b in zip(records, back):
+        assert a.id == b.id and a.split == b.split
+        assert a.structure == b.structure
+        np.testing.assert_allclose(a.dos.values, b.dos.values)
+
+
+def test_json_lines_in_pymatgen_format(tmp_path):
+    """Records as pymatgen/Materials Project serialise them: Structure.as_dict + CompleteDos.as_dict."""
+    records, grid = _records(2)
+    path = tmp_path / "mp_like.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        for r in records:
+            cdos = to_complete_dos(r.dos, r.structure, efermi=5.0)
+            handle.write(json.dumps({"material_id": f"mp-{r.id}", "structure": r.structure.as_dict(), "dos": cdos.as_dict()}) + "\n")
+    back = read_json_records(path, grid)
+    assert [b.id for b in back] == [f"mp-{r.id}" for r in records]
+    for r, b in zip(records, back):
+        assert b.structure == r.structure
+        # The loader smears with the grid's sigma (MP DOS are raw): the area is kept.
+        np.testing.assert_allclose(b.dos.integrate("energy"), r.dos.integrate("energy"), rtol=0.05, atol=0.05)
+    # crystaldos' own JSON lines (DataArray dicts) round-trip exactly.
+    own = write_json_records(records, tmp_path / "own.jsonl")
+    again = load_dataset(own)
+    np.testing.assert_allclose(again[0].dos.values, records[0].dos.values, rtol=1e-6)
+
+
+def test_corrupt_and_foreign_files_are_named(tmp_path):
+    records, grid = _records(2)
+    good = write_netcdf(records, tmp_path / "good.nc", grid)
+    truncated = tmp_path / "truncated.nc"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(DataFileError, match="truncated.nc"):
+        load_dataset(truncated)
+    foreign = tmp_path / "foreign.nc"
+    xr.Dataset({"x": ("t", np.arange(3))}).to_netcdf(foreign, engine="h5netcdf")
+    with pytest.raises(DataFileError, match="not a crystaldos data file"):
+        load_dataset(foreign)
+    with pytest.raises(DataFileError, match="does not exist"):
+        load_dataset(tmp_path / "missing.nc")
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"structure": 1}\n')
+    with pytest.raises(DataFileError, match="needs keys"):
+        load_dataset(bad_json)
+    # The user's file is untouched by a failed load.
+    assert good.read_bytes() == (tmp_path / "good.nc").read_bytes()
+
+
+def test_failed_write_never_leaves_a_half_file(tmp_path):
+    records, grid = _records(2)
+    target = tmp_path / "keep.nc"
+    shutil.copy(default_path(), target)
+    before = target.read_bytes()
+    with pytest.raises(DOSValidationError):
+        write_netcdf(records, target, DosGrid(n_points=64))  # records are on another grid
+    assert target.read_bytes() == before
+
+
+def test_records_reject_a_dos_that_does_not_fit_the_structure():
+    record = _records(1)[0][0]
+    with pytest.raises(DOSValidationError, match="sites"):
+        CrystalDOS("x", record.structure, record.dos.isel(site=slice(0, 0)))
+    nan = record.dos.copy()
+    nan[0, 0] = np.nan
+    with pytest.raises(DOSValidationError, match="NaN"):
+        CrystalDOS("x", record.structure, nan)
+
+
+def test_complete_dos_converter_on_shipped_data():
+    record = _records(1)[0][0]
+    back = from_complete_dos(to_complete_dos(record.dos, record.structure, efermi=-3.2), smear=False)
+    np.testing.assert_allclose(back.values, record.dos.values, atol=1e-5)
+    assert isinstance(site_dos(back.values, list(back["element"].values), DosGrid()), xr.DataArray)

@@ -1,0 +1,49 @@
+"""pyproject.toml and environment.yml must agree, and torch must stay pinned to the CPU build."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _conda_names() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    names = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            names |= {_name(d) for d in dep["pip"] if not d.startswith("-")}
+        else:
+            names.add(_name(dep))
+    return names - {"python", "pip"}
+
+
+def test_environment_lists_the_same_packages_as_pyproject():
+    project = _pyproject()
+    pip_names = {_name(d) for d in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        pip_names |= {_name(d) for d in extra}
+    assert pip_names == _conda_names()
+
+
+def test_torch_is_pinned_to_the_cpu_series_everywhere():
+    torch_req = next(d for d in _pyproject()["dependencies"] if _name(d) == "torch")
+    assert torch_req.replace(" ", "") == "torch==2.13.*"
+    assert "torch==2.13.*" in (ROOT / "environment.yml").read_text()
+    assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make demo" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
