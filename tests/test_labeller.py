@@ -145,3 +145,10 @@ def test_batch_labelling_keeps_order_and_returns_errors_in_place():
     assert list(results[2]["element"].values) == ["Cu"]
     with pytest.raises(LabellingError):
         XTBLabeller().label_many([bad], progress=False)
+
+
+def test_labeller_settings_round_trip_through_data_attributes():
+    labeller = XTBLabeller(grid=DosGrid(n_points=128), min_length=9.0, max_orbitals=500)
+    assert XTBLabeller.from_attrs(labeller.describe()) == labeller
+    with pytest.raises(KeyError, match="labeller"):
+        XTBLabeller.from_attrs(DosGrid().to_attrs())

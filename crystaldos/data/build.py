@@ -138,7 +138,8 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
         record.split = str(split)
     from crystaldos import __version__
 
-    attrs = {k: v for k, v in first.attrs.items() if k.startswith("labeller_")}
+    # Settings of the newest chunk: it carries every check the labeller has (older ones may lack some).
+    attrs = {k: v for k, v in open_netcdf(chunk_files[-1]).attrs.items() if k.startswith("labeller_")}
     attrs.update(
         title="crystaldos embedded default: atom-level GFN1-xTB DOS of pymatgen prototype crystals and substitutions",
         build_command=command,

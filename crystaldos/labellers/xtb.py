@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Iterable, Literal, Sequence
 
@@ -310,6 +310,20 @@ class XTBLabeller:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
         return results
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> "XTBLabeller":
+        """The labeller a data set was built with (its ``labeller_*`` and ``grid_*`` attributes).
+
+        Use it to check generated structures against that data set on equal terms.
+        """
+        names = {f.name: f.type for f in fields(cls) if f.name != "grid"}
+        settings = {name: attrs[f"labeller_{name}"] for name in names if f"labeller_{name}" in attrs}
+        if "labeller_method" not in attrs:
+            raise KeyError("attributes carry no labeller settings (no 'labeller_method')")
+        types = {"method": str, "max_orbitals": int, "max_iterations": int}
+        settings = {k: types.get(k, float)(v) for k, v in settings.items()}
+        return cls(grid=DosGrid.from_attrs(attrs), **settings)
 
     def describe(self) -> dict:
         """Labeller settings as flat netCDF-friendly attributes."""
