@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=card)
     p = commands.add_parser("build-dataset", help="rebuild the embedded default data set (hours of GFN1-xTB)", add_help=False)
     p.set_defaults(func=None)
+    from crystaldos.train.__main__ import add_arguments as add_train_arguments
+    from crystaldos.train.__main__ import run as train_run
+
+    p = commands.add_parser("train", help="train the CFG denoiser, the unconditional denoiser or the DOS forward model")
+    add_train_arguments(p)
+    p.set_defaults(func=train_run)
     args, rest = parser.parse_known_args(argv)
     if args.command == "build-dataset":
         from crystaldos.data.build import main as build_main

@@ -1,0 +1,21 @@
+"""Diffusion over crystals: schedules, the wrapped normal on the torus, joint A/X/L noising and loss."""
+
+from crystaldos.diffusion.joint import DiffusionConfig, JointDiffusion, NoisyCrystal
+from crystaldos.diffusion.schedules import (
+    cosine_betas,
+    geometric_sigmas,
+    wrapped_normal_log_density,
+    wrapped_normal_score,
+    wrapped_normal_score_norm,
+)
+
+__all__ = [
+    "DiffusionConfig",
+    "JointDiffusion",
+    "NoisyCrystal",
+    "cosine_betas",
+    "geometric_sigmas",
+    "wrapped_normal_log_density",
+    "wrapped_normal_score",
+    "wrapped_normal_score_norm",
+]

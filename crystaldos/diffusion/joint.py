@@ -1,0 +1,184 @@
+"""Joint diffusion of a crystal S = (A, X, L): forward noising, training loss and reverse steps.
+
+* **L** (lattice, (B, 3, 3), Å): DDPM, ``L_t = sqrt(abar_t) L_0 + sqrt(1 - abar_t) eps``.
+* **X** (fractional coordinates, (N, 3)): wrapped normal on the torus,
+  ``X_t = (X_0 + sigma_t eps) mod 1``, learned by score matching with the
+  target normalised per step (DiffCSP).
+* **A** (atom types): continuous DDPM on one-hot vectors over Z = 1 ... 100, as in
+  DiffCSP's ab initio generation. Chosen over a discrete D3PM because
+  classifier-based guidance needs ``grad_A log p(y | S_t)``: with continuous
+  types the forward model is differentiable in A, the same way it is in X and L,
+  and CBG and CFG act on the three variables alike. Types are read off by argmax.
+
+Loss: ``lambda_types * L_A + lambda_coords * L_X + lambda_lattice * L_L``, each an MSE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from crystaldos.diffusion.schedules import cosine_betas, geometric_sigmas, wrapped_normal_score, wrapped_normal_score_norm
+from crystaldos.model.denoiser import DenoiserOutput
+from crystaldos.model.features import NUM_ELEMENTS
+
+
+@dataclass
+class DiffusionConfig:
+    """Diffusion settings (stored in every checkpoint)."""
+
+    timesteps: int = 1000
+    sigma_begin: float = 0.005
+    sigma_end: float = 0.5
+    lambda_types: float = 1.0
+    lambda_coords: float = 1.0
+    lambda_lattice: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiffusionConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown diffusion settings {sorted(unknown)}")
+        return cls(**d)
+
+
+class NoisyCrystal(NamedTuple):
+    """A batch noised to per-crystal steps ``t`` (B,), with the training targets.
+
+    types (N, 100), frac_coords (N, 3) in [0, 1), lattice (B, 3, 3) Å;
+    eps_types / eps_lattice: the Gaussian noise drawn; score_coords: the
+    normalised wrapped-normal score of X_t given X_0 (N, 3).
+    """
+
+    types: torch.Tensor
+    frac_coords: torch.Tensor
+    lattice: torch.Tensor
+    t: torch.Tensor
+    eps_types: torch.Tensor
+    score_coords: torch.Tensor
+    eps_lattice: torch.Tensor
+
+
+def _randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+class JointDiffusion(nn.Module):
+    """Schedules as buffers (so ``.to(device)`` moves them) and the maths of each step.
+
+    Index convention: tensors indexed by t have length T + 1 and entry 0 is the
+    clean state (abar_0 = 1, sigma_0 = 0).
+    """
+
+    def __init__(self, config: DiffusionConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or DiffusionConfig()
+        T = self.config.timesteps
+        betas = torch.cat([torch.zeros(1, dtype=torch.float64), cosine_betas(T)])
+        alphas = 1 - betas
+        alpha_bars = torch.cumprod(alphas, 0)
+        # Posterior std of the DDPM reverse step (beta tilde).
+        post = torch.zeros_like(betas)
+        post[1:] = betas[1:] * (1 - alpha_bars[:-1]) / (1 - alpha_bars[1:])
+        sigmas = torch.cat([torch.zeros(1, dtype=torch.float64), geometric_sigmas(T, self.config.sigma_begin, self.config.sigma_end)])
+        norms = torch.cat([torch.ones(1, dtype=torch.float64), wrapped_normal_score_norm(sigmas[1:])])
+        for name, value in dict(
+            betas=betas, alphas=alphas, alpha_bars=alpha_bars, posterior_std=post.sqrt(), sigmas=sigmas, score_norms=norms
+        ).items():
+            self.register_buffer(name, value.float(), persistent=False)
+
+    @property
+    def timesteps(self) -> int:
+        return self.config.timesteps
+
+    def check_t(self, t: torch.Tensor) -> None:
+        if int(t.min()) < 0 or int(t.max()) > self.timesteps:
+            raise ValueError(f"diffusion steps must lie in 0 ... {self.timesteps}, got {t.min().item()} ... {t.max().item()}")
+
+    # ------------------------------------------------------------------ forward process
+    def noise(
+        self,
+        types: torch.Tensor,
+        frac_coords: torch.Tensor,
+        lattice: torch.Tensor,
+        t: torch.Tensor,
+        batch: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> NoisyCrystal:
+        """Sample S_t ~ q(S_t | S_0) for clean one-hot ``types`` (N, 100), ``frac_coords`` (N, 3), ``lattice`` (B, 3, 3).
+
+        ``t`` (B,) holds one step per crystal; t = 0 returns the input unchanged.
+        """
+        self.check_t(t)
+        abar = self.alpha_bars[t]
+        eps_types = _randn(types.shape, types, generator)
+        eps_coords = _randn(frac_coords.shape, frac_coords, generator)
+        eps_lattice = _randn(lattice.shape, lattice, generator)
+        a_node = abar[batch][:, None]
+        noisy_types = a_node.sqrt() * types + (1 - a_node).sqrt() * eps_types
+        noisy_lattice = abar.sqrt()[:, None, None] * lattice + (1 - abar).sqrt()[:, None, None] * eps_lattice
+        sigma = self.sigmas[t][batch][:, None]
+        displacement = sigma * eps_coords
+        noisy_coords = torch.remainder(frac_coords + displacement, 1.0)
+        safe_sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
+        score = wrapped_normal_score(displacement, safe_sigma.expand_as(displacement))
+        score = torch.where(sigma > 0, score, torch.zeros_like(score)) / self.score_norms[t][batch][:, None].sqrt()
+        return NoisyCrystal(noisy_types, noisy_coords, noisy_lattice, t, eps_types, score, eps_lattice)
+
+    def sample_t(self, n: int, device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n,) training steps drawn uniformly from 1 ... T."""
+        return torch.randint(1, self.timesteps + 1, (n,), generator=generator, device=device)
+
+    def loss(self, output: DenoiserOutput, noisy: NoisyCrystal) -> dict[str, torch.Tensor]:
+        """The weighted joint loss and its parts (scalars): ``loss``, ``types``, ``coords``, ``lattice``."""
+        c = self.config
+        parts = {
+            "types": nn.functional.mse_loss(output.eps_types, noisy.eps_types),
+            "coords": nn.functional.mse_loss(output.score_coords, noisy.score_coords),
+            "lattice": nn.functional.mse_loss(output.eps_lattice, noisy.eps_lattice),
+        }
+        parts["loss"] = c.lambda_types * parts["types"] + c.lambda_coords * parts["coords"] + c.lambda_lattice * parts["lattice"]
+        return parts
+
+    # ------------------------------------------------------------------ priors and reverse steps
+    def prior(self, num_atoms: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """S_T for crystals of ``num_atoms`` (B,): types (N, 100) ~ N(0, I), coords (N, 3) ~ U[0, 1), lattice (B, 3, 3) ~ N(0, I)."""
+        n, b = int(num_atoms.sum()), num_atoms.shape[0]
+        device = num_atoms.device
+        types = torch.randn(n, NUM_ELEMENTS, generator=generator, device=device)
+        coords = torch.rand(n, 3, generator=generator, device=device)
+        lattice = torch.randn(b, 3, 3, generator=generator, device=device)
+        return types, coords, lattice
+
+    def coordinate_score(self, normalised_score: torch.Tensor, t: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Network output (N, 3) -> score of X_t (per unit fractional coordinate)."""
+        return normalised_score * self.score_norms[t][batch][:, None].sqrt()
+
+    def ddpm_step(
+        self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """Ancestral DDPM step x_t -> x_{t-1} for one variable; ``t`` broadcast to x's leading dim (per row)."""
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        alpha, abar, std = self.alphas[t].view(shape), self.alpha_bars[t].view(shape), self.posterior_std[t].view(shape)
+        mean = (x - (1 - alpha) / (1 - abar).sqrt() * eps) / alpha.sqrt()
+        return mean + std * noise
+
+    def coords_predictor_step(self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Reverse VE step X_t -> X_{t-1} on the torus (per-atom ``t``), ``score`` = grad log p(X_t)."""
+        s, s_prev = self.sigmas[t][:, None], self.sigmas[t - 1][:, None]
+        step = s**2 - s_prev**2
+        std = (s_prev**2 * step / s**2).sqrt()
+        return torch.remainder(x + step * score + std * noise, 1.0)
+
+    def coords_corrector_step(
+        self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, step_lr: float = 1e-5
+    ) -> torch.Tensor:
+        """Langevin corrector on X_t (per-atom ``t``), step size step_lr * (sigma_t / sigma_begin)^2 (DiffCSP)."""
+        step = step_lr * (self.sigmas[t][:, None] / self.config.sigma_begin) ** 2
+        return torch.remainder(x + step * score + (2 * step).sqrt() * noise, 1.0)

@@ -1,0 +1,99 @@
+"""The periodic, E(3)-invariant graph network shared by the denoiser and the DOS forward model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from crystaldos.model.features import (
+    NUM_ELEMENTS,
+    PeriodicFourierFeatures,
+    SinusoidalTimeEmbedding,
+    lattice_invariants,
+)
+from crystaldos.model.layers import PeriodicLayer
+
+
+@dataclass
+class ModelConfig:
+    """Size and inputs of a network (stored in every checkpoint).
+
+    Attributes:
+        hidden: width of node features.
+        n_layers: message-passing layers.
+        n_frequencies: Fourier frequencies per fractional direction (features = 6 * n).
+        time_dim: width of the sinusoidal time embedding.
+        n_energies: points of the DOS energy grid (must match the data).
+        conditional: the denoiser sees the atom-level DOS (CFG model) or not (unconditional model).
+        gram_scale: Å², divides L Lᵀ so that typical inputs are O(1).
+        dos_scale: states/eV/atom, divides DOS values (set from the training data's std).
+    """
+
+    hidden: int = 128
+    n_layers: int = 4
+    n_frequencies: int = 10
+    time_dim: int = 64
+    n_energies: int = 256
+    conditional: bool = True
+    gram_scale: float = 100.0
+    dos_scale: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model settings {sorted(unknown)}")
+        return cls(**d)
+
+
+class PeriodicBackbone(nn.Module):
+    """(A_t, X_t, L_t, t[, per-atom condition]) -> node features (N, hidden).
+
+    Inputs (N atoms in B crystals):
+        types: (N, NUM_ELEMENTS) float, noisy one-hot atom types.
+        frac_coords: (N, 3) fractional coordinates (any real values; only differences mod 1 are used).
+        lattice: (B, 3, 3) rows = lattice vectors, Å.
+        t: (B,) diffusion step.
+        edge_index: (2, E) pairs within each crystal (source row 0, target row 1).
+        batch: (N,) crystal of each atom.
+        node_condition: optional (N, hidden), added element-wise to the node representation.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden
+        self.type_embedding = nn.Linear(NUM_ELEMENTS, h)
+        self.time_embedding = SinusoidalTimeEmbedding(config.time_dim)
+        self.node_in = nn.Linear(h + config.time_dim, h)
+        self.fourier = PeriodicFourierFeatures(config.n_frequencies)
+        edge_dim = 9 + self.fourier.out_dim
+        self.layers = nn.ModuleList(PeriodicLayer(h, edge_dim) for _ in range(config.n_layers))
+        self.norm_out = nn.LayerNorm(h)
+
+    def forward(
+        self,
+        types: torch.Tensor,
+        frac_coords: torch.Tensor,
+        lattice: torch.Tensor,
+        t: torch.Tensor,
+        edge_index: torch.Tensor,
+        batch: torch.Tensor,
+        node_condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        time = self.time_embedding(t)[batch]
+        h = self.node_in(torch.cat([self.type_embedding(types), time], dim=-1))
+        if node_condition is not None:
+            h = h + node_condition  # the paper's element-wise addition of the projected DOS
+        source, target = edge_index
+        gram = lattice_invariants(lattice) / self.config.gram_scale
+        edge_attr = torch.cat([gram[batch[target]], self.fourier(frac_coords[source] - frac_coords[target])], dim=-1)
+        for layer in self.layers:
+            h = layer(h, edge_index, edge_attr)
+        return self.norm_out(h)

@@ -1,0 +1,115 @@
+"""Training configuration: one dataclass, YAML files and ``key=value`` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from crystaldos.diffusion import DiffusionConfig
+from crystaldos.model import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs (saved in its checkpoints).
+
+    Attributes:
+        kind: ``"cfg"`` (DOS-conditional denoiser, condition dropped with
+            probability ``p_uncond``), ``"uncond"`` (denoiser without DOS) or
+            ``"forward"`` (the time-dependent DOS model g_phi of CBG).
+        data: data file (None = the embedded default).
+        out_dir: run directory (``train_state.pt`` to resume, ``model.pt`` release, ``history.csv``).
+        steps: optimiser steps in total (a resumed run continues to this number).
+        batch_size: crystals per step and process.
+        lr, weight_decay, grad_clip: AdamW and gradient-norm clipping; lr decays
+            by cosine to ``lr * lr_final_fraction``.
+        ema_decay: decay of the exponential moving average of weights (released weights).
+        p_uncond: probability of replacing the DOS by the null condition (``cfg`` only).
+        val_every, checkpoint_every, log_every: in steps.
+        val_batches: validation batches per evaluation (fixed noise, seeded).
+        seed: seeds data order, noise and initial weights.
+        device: ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+        num_threads: torch CPU threads (None = torch's default).
+    """
+
+    kind: str = "cfg"
+    data: str | None = None
+    out_dir: str = "runs/cfg"
+    steps: int = 5000
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_final_fraction: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    p_uncond: float = 0.2
+    val_every: int = 250
+    checkpoint_every: int = 250
+    log_every: int = 25
+    val_batches: int = 8
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        if isinstance(self.diffusion, dict):
+            self.diffusion = DiffusionConfig.from_dict(self.diffusion)
+        if self.kind not in ("cfg", "uncond", "forward"):
+            raise ValueError(f"unknown model kind {self.kind!r}; choose cfg, uncond or forward")
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
+        # The kind decides whether the network sees the DOS.
+        self.model.conditional = self.kind == "cfg"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_sources(cls, yaml_path: str | Path | None = None, overrides: list[str] | None = None, **kwargs) -> "TrainConfig":
+        """Defaults, then a YAML file, then keyword arguments, then ``key=value`` strings (``model.hidden=256``)."""
+        d = cls().to_dict()
+        if yaml_path is not None:
+            import yaml
+
+            _merge(d, yaml.safe_load(Path(yaml_path).read_text()) or {})
+        _merge(d, {k: v for k, v in kwargs.items() if v is not None})
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} is not of the form key=value")
+            import yaml
+
+            target = d
+            *parents, leaf = key.split(".")
+            for p in parents:
+                if not isinstance(target.get(p), dict):
+                    raise ValueError(f"unknown setting {key!r}")
+                target = target[p]
+            if leaf not in target:
+                raise ValueError(f"unknown setting {key!r}")
+            target[leaf] = yaml.safe_load(value)
+        return cls.from_dict(d)
+
+
+def _merge(base: dict, update: dict) -> None:
+    for key, value in update.items():
+        if key not in base:
+            raise ValueError(f"unknown setting {key!r}")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            unknown = set(value) - set(base[key])
+            if unknown:
+                raise ValueError(f"unknown settings {sorted(unknown)} in {key!r}")
+            base[key].update(value)
+        else:
+            base[key] = value

@@ -1,0 +1,103 @@
+"""Forward noising, priors, the wrapped normal score and the reverse steps."""
+
+import math
+
+import torch
+
+from crystaldos.diffusion import DiffusionConfig, JointDiffusion, wrapped_normal_log_density, wrapped_normal_score
+from crystaldos.model import NUM_ELEMENTS, one_hot_types
+
+
+def clean_batch(n_crystals=400, atoms=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = n_crystals * atoms
+    types = one_hot_types(torch.randint(1, 90, (n,), generator=g))
+    frac = torch.rand(n, 3, generator=g)
+    lattice = 4 * torch.eye(3).repeat(n_crystals, 1, 1) + torch.randn(n_crystals, 3, 3, generator=g)
+    batch = torch.arange(n_crystals).repeat_interleave(atoms)
+    return types, frac, lattice, batch
+
+
+def test_wrapped_normal_score_is_the_gradient_of_its_log_density():
+    d = torch.linspace(-0.49, 0.49, 41, dtype=torch.float64, requires_grad=True)
+    for sigma in (0.01, 0.1, 0.5, 1.0):
+        s = torch.full_like(d, sigma)
+        (grad,) = torch.autograd.grad(wrapped_normal_log_density(d, s).sum(), d)
+        torch.testing.assert_close(wrapped_normal_score(d.detach(), s), grad)
+    # Periodic: the score at d and d + 1 agree; the score vanishes at 0 and 1/2 by symmetry.
+    s = torch.full((3,), 0.3, dtype=torch.float64)
+    torch.testing.assert_close(wrapped_normal_score(torch.tensor([0.2, 0.0, 0.5], dtype=torch.float64), s)[0], wrapped_normal_score(torch.tensor([1.2, 0.0, 0.5], dtype=torch.float64), s)[0])
+    assert torch.allclose(wrapped_normal_score(torch.tensor([0.0, 0.5], dtype=torch.float64), s[:2]), torch.zeros(2, dtype=torch.float64), atol=1e-9)
+
+
+def test_noising_at_t0_returns_the_input():
+    diffusion = JointDiffusion()
+    types, frac, lattice, batch = clean_batch(20)
+    noisy = diffusion.noise(types, frac, lattice, torch.zeros(20, dtype=torch.long), batch)
+    torch.testing.assert_close(noisy.types, types)
+    torch.testing.assert_close(noisy.frac_coords, frac)
+    torch.testing.assert_close(noisy.lattice, lattice)
+    assert torch.all(noisy.score_coords == 0)
+
+
+def test_noising_at_T_matches_the_priors():
+    diffusion = JointDiffusion()
+    types, frac, lattice, batch = clean_batch(2000)
+    t = torch.full((2000,), diffusion.timesteps, dtype=torch.long)
+    noisy = diffusion.noise(types, frac, lattice, t, batch, torch.Generator().manual_seed(3))
+    # Types and lattice: standard normal (the clean signal is scaled by sqrt(abar_T) ~ 5e-5).
+    for x in (noisy.types, noisy.lattice):  # bounds: 5 standard errors
+        bound = 5 / math.sqrt(x.numel())
+        assert abs(float(x.mean())) < bound and abs(float(x.std()) - 1) < 2 * bound
+    # Coordinates: uniform on [0, 1): mean 1/2, variance 1/12, flat histogram.
+    x = noisy.frac_coords
+    assert abs(float(x.mean()) - 0.5) < 0.01 and abs(float(x.var()) - 1 / 12) < 0.005
+    hist = torch.histc(x, bins=10, min=0, max=1) / x.numel()
+    assert float((hist - 0.1).abs().max()) < 0.01
+    # And the prior sampler draws from the same distributions.
+    p_types, p_frac, p_lattice = diffusion.prior(torch.full((2000,), 4), torch.Generator().manual_seed(4))
+    assert p_types.shape == (8000, NUM_ELEMENTS) and p_lattice.shape == (2000, 3, 3)
+    assert abs(float(p_frac.var()) - 1 / 12) < 0.005
+
+
+def test_normalised_coordinate_target_has_unit_scale_at_every_step():
+    diffusion = JointDiffusion()
+    types, frac, lattice, batch = clean_batch(3000)
+    for step in (1, 100, 500, 900):
+        t = torch.full((3000,), step, dtype=torch.long)
+        noisy = diffusion.noise(types, frac, lattice, t, batch, torch.Generator().manual_seed(step))
+        assert abs(float((noisy.score_coords**2).mean()) - 1) < 0.1, step
+
+
+def test_reverse_ddpm_step_with_the_true_noise_recovers_the_clean_state():
+    diffusion = JointDiffusion()
+    types, frac, lattice, batch = clean_batch(10)
+    t = torch.ones(10, dtype=torch.long)
+    noisy = diffusion.noise(types, frac, lattice, t, batch)
+    back = diffusion.ddpm_step(noisy.lattice, noisy.eps_lattice, t, torch.zeros_like(lattice))
+    torch.testing.assert_close(back, lattice, atol=1e-4, rtol=0)
+
+
+def test_score_norm_agrees_with_monte_carlo_and_the_gaussian_limit():
+    from crystaldos.diffusion import wrapped_normal_score_norm
+
+    sigmas = torch.tensor([0.005, 0.05, 0.2, 0.5], dtype=torch.float64)
+    norms = wrapped_normal_score_norm(sigmas)
+    # Narrow wrapped normals are Gaussians: E|score|^2 = 1/sigma^2.
+    torch.testing.assert_close(norms[:2], 1 / sigmas[:2] ** 2, rtol=1e-3, atol=0)
+    d = torch.randn(200_000, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * sigmas
+    monte_carlo = (wrapped_normal_score(torch.remainder(d, 1.0), sigmas.expand_as(d)) ** 2).mean(0)
+    torch.testing.assert_close(norms, monte_carlo, rtol=0.03, atol=0)
+
+
+def test_config_round_trip_and_unknown_settings():
+    c = DiffusionConfig(timesteps=50, lambda_types=2.0)
+    assert DiffusionConfig.from_dict(c.to_dict()) == c
+    try:
+        DiffusionConfig.from_dict({"timestep": 3})
+    except ValueError as err:
+        assert "timestep" in str(err)
+    else:
+        raise AssertionError("unknown setting accepted")
+    assert JointDiffusion(c).sigmas.shape == (51,)
+    assert math.isclose(float(JointDiffusion(c).sigmas[-1]), 0.5, rel_tol=1e-5)

@@ -1,0 +1,111 @@
+"""The networks are invariant (or equivariant) to rotations, translations, permutations and periodic shifts."""
+
+import math
+
+import pytest
+import torch
+
+from crystaldos.data.graph import fully_connected_edges
+from crystaldos.model import NUM_ELEMENTS, CrystalDenoiser, DOSForwardModel, ModelConfig, one_hot_types, types_to_atomic_numbers
+
+N_ATOMS, N_E = 5, 32
+
+
+def random_rotation(generator):
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))  # a proper random orthogonal matrix (det +-1)
+
+
+@pytest.fixture(scope="module")
+def cell():
+    g = torch.Generator().manual_seed(1)
+    return dict(
+        types=torch.randn(N_ATOMS, NUM_ELEMENTS, generator=g, dtype=torch.float64),
+        frac=torch.rand(N_ATOMS, 3, generator=g, dtype=torch.float64),
+        lattice=(3 * torch.eye(3, dtype=torch.float64) + torch.randn(3, 3, generator=g, dtype=torch.float64)).unsqueeze(0),
+        t=torch.tensor([137]),
+        edge_index=fully_connected_edges(N_ATOMS),
+        batch=torch.zeros(N_ATOMS, dtype=torch.long),
+        dos=torch.rand(N_ATOMS, N_E, generator=g, dtype=torch.float64),
+        generator=g,
+    )
+
+
+def networks():
+    torch.manual_seed(0)
+    cond = CrystalDenoiser(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=True)).double().eval()
+    fwd = DOSForwardModel(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=False)).double().eval()
+    return cond, fwd
+
+
+def run(cond, fwd, c, types=None, frac=None, lattice=None, dos=None):
+    types = c["types"] if types is None else types
+    frac = c["frac"] if frac is None else frac
+    lattice = c["lattice"] if lattice is None else lattice
+    dos = c["dos"] if dos is None else dos
+    args = (types, frac, lattice, c["t"], c["edge_index"], c["batch"])
+    return cond(*args, dos=dos), fwd(*args)
+
+
+def assert_same(a, b, atol=1e-6):
+    (out_a, dos_a), (out_b, dos_b) = a, b
+    torch.testing.assert_close(out_a.eps_types, out_b.eps_types, atol=atol, rtol=0)
+    torch.testing.assert_close(out_a.score_coords, out_b.score_coords, atol=atol, rtol=0)
+    torch.testing.assert_close(out_a.eps_lattice, out_b.eps_lattice, atol=atol, rtol=0)
+    torch.testing.assert_close(dos_a, dos_b, atol=atol, rtol=0)
+
+
+def test_rotation_and_reflection_of_the_cartesian_frame(cell):
+    cond, fwd = networks()
+    reference = run(cond, fwd, cell)
+    rotation = random_rotation(cell["generator"])
+    rotated = run(cond, fwd, cell, lattice=cell["lattice"] @ rotation.T)
+    # Types, coordinate scores and DOS are invariant; the lattice noise rotates with the cell.
+    out, dos = rotated
+    torch.testing.assert_close(out.eps_lattice, reference[0].eps_lattice @ rotation.T, atol=1e-6, rtol=0)
+    assert_same(reference, (out._replace(eps_lattice=reference[0].eps_lattice), dos))
+
+
+def test_translation_and_periodic_shift(cell):
+    cond, fwd = networks()
+    reference = run(cond, fwd, cell)
+    shift = torch.rand(1, 3, generator=cell["generator"], dtype=torch.float64)
+    assert_same(reference, run(cond, fwd, cell, frac=cell["frac"] + shift))
+    assert_same(reference, run(cond, fwd, cell, frac=torch.remainder(cell["frac"] + shift, 1.0)))
+    images = torch.randint(-3, 4, (N_ATOMS, 3), generator=cell["generator"]).double()
+    assert_same(reference, run(cond, fwd, cell, frac=cell["frac"] + images))
+
+
+def test_permutation_of_atoms_permutes_the_outputs(cell):
+    cond, fwd = networks()
+    out, dos = run(cond, fwd, cell)
+    perm = torch.randperm(N_ATOMS, generator=cell["generator"])
+    out_p, dos_p = run(cond, fwd, cell, types=cell["types"][perm], frac=cell["frac"][perm], dos=cell["dos"][perm])
+    torch.testing.assert_close(out_p.eps_types, out.eps_types[perm], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out_p.score_coords, out.score_coords[perm], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out_p.eps_lattice, out.eps_lattice, atol=1e-6, rtol=0)
+    torch.testing.assert_close(dos_p, dos[perm], atol=1e-6, rtol=0)
+
+
+def test_the_dos_condition_changes_the_output_and_the_null_condition_ignores_it(cell):
+    cond, _ = networks()
+    with torch.no_grad():
+        cond.null_condition.normal_()
+    args = (cell["types"], cell["frac"], cell["lattice"], cell["t"], cell["edge_index"], cell["batch"])
+    a = cond(*args, dos=cell["dos"])
+    b = cond(*args, dos=cell["dos"] * 2)
+    assert not torch.allclose(a.score_coords, b.score_coords)
+    off = torch.tensor([False])
+    torch.testing.assert_close(cond(*args, dos=cell["dos"], use_condition=off), cond(*args, dos=cell["dos"] * 2, use_condition=off))
+    torch.testing.assert_close(cond(*args, dos=None), cond(*args, dos=cell["dos"], use_condition=off))
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="atomic numbers"):
+        one_hot_types(torch.tensor([0, 8]))
+    cond = CrystalDenoiser(ModelConfig(hidden=16, n_layers=1, n_energies=N_E))
+    with pytest.raises(ValueError, match="DOS must have shape"):
+        cond(torch.zeros(2, NUM_ELEMENTS), torch.zeros(2, 3), torch.eye(3)[None], torch.tensor([1]), fully_connected_edges(2), torch.zeros(2, dtype=torch.long), dos=torch.zeros(2, N_E + 1))
+    with pytest.raises(ValueError, match="conditional"):
+        DOSForwardModel(ModelConfig(conditional=True))
+    assert types_to_atomic_numbers(one_hot_types(torch.tensor([1, 26, 100]))).tolist() == [1, 26, 100]

@@ -1,0 +1,139 @@
+"""Training runs, resume, checkpoints (format and errors), the forward model's gradients and DDP."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import crystaldos
+from crystaldos.checkpoint import CheckpointError, build_network, load_checkpoint, save_checkpoint
+from crystaldos.data import collate, write_netcdf
+from crystaldos.diffusion import JointDiffusion
+from crystaldos.dos import DosGrid
+from crystaldos.model import one_hot_types
+from crystaldos.train import TrainConfig, train
+
+TINY = ["model.hidden=32", "model.n_layers=2", "model.time_dim=16", "log_every=5", "val_every=5", "checkpoint_every=5", "val_batches=1"]
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """16 train + 8 val crystals of the embedded data set, as a data file of their own."""
+    ds = crystaldos.load_dataset()
+    records = list(ds.split("train")[:16]) + list(ds.split("val")[:8])
+    return str(write_netcdf(records, tmp_path_factory.mktemp("data") / "small.nc", ds.grid, dict(ds.attrs)))
+
+
+def tiny_config(data, out_dir, kind="cfg", steps=10, extra=()):
+    return TrainConfig.from_sources(None, TINY + list(extra), kind=kind, data=data, out_dir=str(out_dir), steps=steps, batch_size=8, num_threads=1)
+
+
+def test_loss_decreases_on_a_tiny_overfit_run(small_data, tmp_path):
+    path = train(tiny_config(small_data, tmp_path, "cfg", steps=150, extra=["lr=0.003", "ema_decay=0.9"]), progress=False)
+    history = load_checkpoint(path)["train"]["history"]
+    first, last = history[0]["train_loss"], history[-1]["train_loss"]
+    assert last < 0.6 * first, (first, last)
+    assert (tmp_path / "history.csv").read_text().count("\n") == len(history) + 1
+
+
+def test_release_checkpoint_format_and_round_trip(small_data, tmp_path):
+    path = train(tiny_config(small_data, tmp_path, "uncond", steps=5), progress=False)
+    raw = torch.load(path, weights_only=True)  # the documented loader works on its own
+    assert raw["format"] == "crystaldos-checkpoint" and raw["kind"] == "uncond"
+    assert raw["vocabulary"] == list(range(1, 101))
+    ckpt = load_checkpoint(path, kind="uncond", grid=crystaldos.load_dataset(small_data).grid)
+    network = build_network(ckpt)
+    assert not network.config.conditional
+    for name, tensor in network.state_dict().items():
+        torch.testing.assert_close(tensor, ckpt["state_dict"][name])
+    # Saving the loaded checkpoint again gives the same network.
+    again = load_checkpoint(save_checkpoint({k: v for k, v in ckpt.items() if not k.startswith("format") and k != "crystaldos_version"}, tmp_path / "again.pt"))
+    assert again["model_config"] == ckpt["model_config"]
+
+
+def test_resume_continues_from_the_saved_step(small_data, tmp_path):
+    train(tiny_config(small_data, tmp_path, "uncond", steps=5), progress=False)
+    state = load_checkpoint(tmp_path / "train_state.pt")
+    assert state["train"]["step"] == 5
+    path = train(tiny_config(small_data, tmp_path, "uncond", steps=10), progress=False)
+    ckpt = load_checkpoint(path)
+    assert ckpt["train"]["step"] == 10
+    assert [row["step"] for row in ckpt["train"]["history"]] == [5, 10]
+    # A different architecture in the same run directory is refused, not silently mixed.
+    with pytest.raises(CheckpointError, match="model"):
+        train(tiny_config(small_data, tmp_path, "uncond", steps=12, extra=["model.hidden=48"]), progress=False)
+
+
+def test_bad_checkpoints_are_named(small_data, tmp_path):
+    path = train(tiny_config(small_data, tmp_path, "uncond", steps=5), progress=False)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a crystaldos checkpoint"):
+        load_checkpoint(foreign)
+    ckpt = torch.load(path, weights_only=True)
+    torch.save(ckpt | {"format_version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="DOS grid"):
+        load_checkpoint(path, grid=DosGrid(n_points=128))
+    with pytest.raises(CheckpointError, match="expected 'cfg'"):
+        load_checkpoint(path, kind="cfg")
+    assert path.exists() and load_checkpoint(path)  # the good file is untouched
+
+
+def test_forward_model_gradients_wrt_coordinates_lattice_and_types_are_finite(small_data, tmp_path):
+    path = train(tiny_config(small_data, tmp_path, "forward", steps=5), progress=False)
+    ckpt = load_checkpoint(path, kind="forward")
+    assert len(ckpt["calibration"]["t"]) == len(ckpt["calibration"]["rmse"]) and min(ckpt["calibration"]["rmse"]) > 0
+    model = build_network(ckpt)
+    batch = collate(crystaldos.load_dataset(small_data).split("val")[:3])
+    diffusion = JointDiffusion()
+    t = torch.tensor([0, 200, 800])
+    noisy = diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch)
+    types, frac, lattice = (x.clone().requires_grad_(True) for x in (noisy.types, noisy.frac_coords, noisy.lattice))
+    pred = model(types, frac, lattice, t, batch.edge_index, batch.batch)
+    assert pred.shape == batch.dos.shape and bool((pred >= 0).all())
+    log_likelihood = -((pred - batch.dos) ** 2).sum()
+    grads = torch.autograd.grad(log_likelihood, (types, frac, lattice))
+    for g, x in zip(grads, (types, frac, lattice)):
+        assert g.shape == x.shape and bool(torch.isfinite(g).all()) and float(g.abs().sum()) > 0
+
+
+def test_config_files_and_overrides(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("kind: forward\nsteps: 7\nmodel:\n  hidden: 48\n")
+    config = TrainConfig.from_sources(yaml_file, ["model.n_layers=3", "lr=0.01"], batch_size=4)
+    assert (config.kind, config.steps, config.model.hidden, config.model.n_layers, config.lr, config.batch_size) == ("forward", 7, 48, 3, 0.01, 4)
+    assert config.model.conditional is False
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    for bad in (["model.width=3"], ["nonsense=1"], ["lr"]):
+        with pytest.raises(ValueError):
+            TrainConfig.from_sources(None, bad)
+    with pytest.raises(ValueError, match="kind"):
+        TrainConfig(kind="classifier")
+
+
+def test_two_process_ddp_keeps_replicas_identical(small_data, tmp_path):
+    """torchrun with 2 CPU processes (gloo): DDP averages gradients, so both replicas end equal."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    args = [str(torchrun), "--nproc_per_node", "2", "--standalone", "-m", "crystaldos.train", "--kind", "cfg", "--data", small_data,
+            "--out-dir", str(tmp_path), "--steps", "6", "--batch-size", "4", "--num-threads", "1", "--no-progress"]
+    for item in TINY:
+        args += ["--set", item]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "model.pt")
+    assert ckpt["train"]["world_size"] == 2
+    a, b = ckpt["train"]["replica_checksums"]
+    assert a == b
+    assert ckpt["train"]["step"] == 6
