@@ -12,7 +12,8 @@ Entry points::
 from crystaldos.data.dataset import CrystalDOSDataset, load_dataset
 from crystaldos.data.records import CrystalDOS
 from crystaldos.dos import DosGrid
+from crystaldos.sampler import Sampler
 
 __version__ = "0.1.0"
 
-__all__ = ["load_dataset", "CrystalDOSDataset", "CrystalDOS", "DosGrid", "__version__"]
+__all__ = ["load_dataset", "Sampler", "CrystalDOSDataset", "CrystalDOS", "DosGrid", "__version__"]

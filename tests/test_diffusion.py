@@ -74,7 +74,7 @@ def test_reverse_ddpm_step_with_the_true_noise_recovers_the_clean_state():
     types, frac, lattice, batch = clean_batch(10)
     t = torch.ones(10, dtype=torch.long)
     noisy = diffusion.noise(types, frac, lattice, t, batch)
-    back = diffusion.ddpm_step(noisy.lattice, noisy.eps_lattice, t, torch.zeros_like(lattice))
+    back = diffusion.ddpm_step(noisy.lattice, noisy.eps_lattice, t, t - 1, torch.zeros_like(lattice))
     torch.testing.assert_close(back, lattice, atol=1e-4, rtol=0)
 
 

@@ -160,18 +160,26 @@ class JointDiffusion(nn.Module):
         """Network output (N, 3) -> score of X_t (per unit fractional coordinate)."""
         return normalised_score * self.score_norms[t][batch][:, None].sqrt()
 
-    def ddpm_step(
-        self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
-        """Ancestral DDPM step x_t -> x_{t-1} for one variable; ``t`` broadcast to x's leading dim (per row)."""
+    def ddpm_step(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Ancestral DDPM step x_t -> x_{t_prev} (t_prev < t, per row of x).
+
+        With t_prev = t - 1 this is Ho et al.'s step; a larger jump uses the same
+        posterior q(x_{t_prev} | x_t, x_0 = x0_hat) with alpha = abar_t / abar_{t_prev},
+        so strided schedules (fewer steps) need no other formula.
+        """
         shape = (-1,) + (1,) * (x.ndim - 1)
-        alpha, abar, std = self.alphas[t].view(shape), self.alpha_bars[t].view(shape), self.posterior_std[t].view(shape)
-        mean = (x - (1 - alpha) / (1 - abar).sqrt() * eps) / alpha.sqrt()
+        abar, abar_prev = self.alpha_bars[t].view(shape), self.alpha_bars[t_prev].view(shape)
+        alpha = abar / abar_prev
+        beta = 1 - alpha
+        mean = (x - beta / (1 - abar).sqrt() * eps) / alpha.sqrt()
+        std = (beta * (1 - abar_prev) / (1 - abar)).clamp_min(0).sqrt()
         return mean + std * noise
 
-    def coords_predictor_step(self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Reverse VE step X_t -> X_{t-1} on the torus (per-atom ``t``), ``score`` = grad log p(X_t)."""
-        s, s_prev = self.sigmas[t][:, None], self.sigmas[t - 1][:, None]
+    def coords_predictor_step(
+        self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """Reverse VE step X_t -> X_{t_prev} on the torus (per-atom steps), ``score`` = grad log p(X_t)."""
+        s, s_prev = self.sigmas[t][:, None], self.sigmas[t_prev][:, None]
         step = s**2 - s_prev**2
         std = (s_prev**2 * step / s**2).sqrt()
         return torch.remainder(x + step * score + std * noise, 1.0)

@@ -1,0 +1,112 @@
+"""Guided scores for sampling: classifier-free (CFG) and classifier-based (CBG) guidance.
+
+Both return a :class:`~crystaldos.model.DenoiserOutput` in the denoiser's own
+parametrisation (noise for A and L, normalised score for X), so the reverse
+steps of :class:`~crystaldos.diffusion.JointDiffusion` do not care which
+guidance produced it. Noise and score are related by
+``score = -eps / sqrt(1 - abar_t)`` (DDPM), which is how a likelihood gradient
+enters the A and L predictions.
+
+* CFG: ``(1 + w) * out(S_t, y) - w * out(S_t, null)``; the conditional and the
+  null passes run as one batched forward pass.
+* CBG: ``out_uncond(S_t) + s * grad log p(y | S_t)`` with the Gaussian
+  likelihood ``log p(y | S_t) = -|g_phi(S_t, t) - y|^2 / (2 sigma(t)^2)``
+  (sum over atoms and energies), ``sigma(t)`` the forward model's calibrated
+  RMSE at step t (states/eV/atom).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from crystaldos.diffusion import JointDiffusion
+from crystaldos.model import CrystalDenoiser, DenoiserOutput, DOSForwardModel
+
+
+class CrystalState(NamedTuple):
+    """A batch of crystals during sampling: types (N, 100), frac_coords (N, 3), lattice (B, 3, 3) Å."""
+
+    types: torch.Tensor
+    frac_coords: torch.Tensor
+    lattice: torch.Tensor
+
+
+class Graph(NamedTuple):
+    """Fixed connectivity of a sampling batch: edge_index (2, E), batch (N,), num_graphs B."""
+
+    edge_index: torch.Tensor
+    batch: torch.Tensor
+    num_graphs: int
+
+
+def denoise(model: CrystalDenoiser, state: CrystalState, t: torch.Tensor, graph: Graph, dos=None, use_condition=None) -> DenoiserOutput:
+    """One plain pass of a denoiser (``dos`` None: unconditional, or the null branch of a CFG model)."""
+    return model(state.types, state.frac_coords, state.lattice, t, graph.edge_index, graph.batch, dos, use_condition)
+
+
+def cfg_output(model: CrystalDenoiser, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor, omega: float) -> DenoiserOutput:
+    """Classifier-free guidance, conditional and null branches in one doubled batch."""
+    n, b = state.types.shape[0], graph.num_graphs
+    doubled = model(
+        torch.cat([state.types, state.types]),
+        torch.cat([state.frac_coords, state.frac_coords]),
+        torch.cat([state.lattice, state.lattice]),
+        torch.cat([t, t]),
+        torch.cat([graph.edge_index, graph.edge_index + n], dim=1),
+        torch.cat([graph.batch, graph.batch + b]),
+        torch.cat([dos, dos]),
+        torch.cat([torch.ones(b, dtype=torch.bool, device=t.device), torch.zeros(b, dtype=torch.bool, device=t.device)]),
+    )
+    cond = DenoiserOutput(*(x[: len(x) // 2] for x in doubled))
+    null = DenoiserOutput(*(x[len(x) // 2 :] for x in doubled))
+    return DenoiserOutput(*((1 + omega) * c - omega * u for c, u in zip(cond, null)))
+
+
+class Likelihood:
+    """``log p(y | S_t)`` of the DOS forward model with its calibrated noise scale sigma(t)."""
+
+    def __init__(self, model: DOSForwardModel, calibration: dict) -> None:
+        self.model = model
+        self.t_grid = np.asarray(calibration["t"], dtype=float)
+        self.sigma_grid = np.asarray(calibration["rmse"], dtype=float)
+
+    def sigma(self, t: int) -> float:
+        """Noise scale at step t (states/eV/atom), linear interpolation of the calibration."""
+        return float(np.interp(t, self.t_grid, self.sigma_grid))
+
+    def log_prob(self, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor) -> torch.Tensor:
+        """(B,) log-likelihood of the target DOS for each crystal (up to a constant)."""
+        from torch_geometric.utils import scatter
+
+        pred = self.model(state.types, state.frac_coords, state.lattice, t, graph.edge_index, graph.batch)
+        sigma = torch.tensor([self.sigma(int(s)) for s in t.tolist()], device=pred.device)[graph.batch]
+        per_atom = -0.5 * (((pred - dos) / sigma[:, None]) ** 2).sum(-1)
+        return scatter(per_atom, graph.batch, dim=0, dim_size=graph.num_graphs, reduce="sum")
+
+    def gradients(self, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor) -> CrystalState:
+        """grad log p(y | S_t) w.r.t. types, fractional coordinates and lattice."""
+        with torch.enable_grad():
+            leaves = CrystalState(*(x.detach().requires_grad_(True) for x in state))
+            log_p = self.log_prob(leaves, t, graph, dos).sum()
+            return CrystalState(*torch.autograd.grad(log_p, leaves))
+
+
+def cbg_output(
+    base: DenoiserOutput, likelihood: Likelihood, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph,
+    dos: torch.Tensor, strength: float,
+) -> DenoiserOutput:
+    """Classifier-based guidance: add ``strength * grad log p(y | S_t)`` to the unconditional scores in ``base``."""
+    if strength == 0:
+        return base
+    grad = likelihood.gradients(state, t, graph, dos)
+    node_t = t[graph.batch]
+    noise_scale_nodes = (1 - diffusion.alpha_bars[node_t]).sqrt()[:, None]
+    noise_scale_graphs = (1 - diffusion.alpha_bars[t]).sqrt()[:, None, None]
+    return DenoiserOutput(
+        base.eps_types - strength * noise_scale_nodes * grad.types,
+        base.score_coords + strength * grad.frac_coords / diffusion.score_norms[node_t][:, None].sqrt(),
+        base.eps_lattice - strength * noise_scale_graphs * grad.lattice,
+    )

@@ -1,0 +1,307 @@
+"""Sampling: reconstruct crystals from their atom-level DOS, or design new ones, with CFG or CBG.
+
+>>> from crystaldos import Sampler, load_dataset
+>>> sampler = Sampler.from_pretrained()
+>>> item = load_dataset().split("test")[0]
+>>> result = sampler.reconstruct(item.structure, item.dos, guidance="cfg", t_start=200)[0]
+>>> result.structure                   # pymatgen Structure
+
+The reverse process is DiffCSP's predictor-corrector: at each step a Langevin
+corrector on the fractional coordinates, then the reverse wrapped-normal step
+for X and ancestral DDPM steps for the lattice and the one-hot atom types.
+``steps`` < ``t_start`` strides the schedule (each jump uses the exact DDPM
+posterior and the VE reverse step between the two noise levels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from pymatgen.core import Lattice, Structure
+
+from crystaldos.checkpoint import build_network, checkpoint_grid, load_checkpoint
+from crystaldos.data.graph import fully_connected_edges
+from crystaldos.diffusion import DiffusionConfig, JointDiffusion
+from crystaldos.dos import DosGrid, site_dos, validate_site_dos
+from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise
+from crystaldos.model import one_hot_types, types_to_atomic_numbers
+from crystaldos.train.loop import resolve_device
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+GUIDANCES = ("cfg", "cbg", "none")
+
+
+@dataclass
+class SampleResult:
+    """One generated crystal and how it was made.
+
+    Attributes:
+        structure: the generated crystal (pymatgen Structure).
+        dos_target: the atom-level DOS it was asked for (dims site, energy).
+        dos_pred: the forward model's DOS of the generated crystal at t = 0 (same dims).
+        trajectory: Structures along the reverse process (``keep_trajectory=True``),
+            from t_start down to the final crystal; None otherwise.
+        reference: the structure passed to ``reconstruct`` (None for ``generate``).
+        settings: guidance, strength, t_start, steps, seed, sample index.
+    """
+
+    structure: Structure
+    dos_target: xr.DataArray
+    dos_pred: xr.DataArray
+    trajectory: list[Structure] | None = None
+    reference: Structure | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def guidance(self) -> str:
+        return self.settings["guidance"]
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"SampleResult({self.structure.composition.reduced_formula}, guidance={s['guidance']}, strength={s['strength']}, t_start={s['t_start']})"
+
+
+def _structure_from_tensors(types: torch.Tensor, frac: torch.Tensor, lattice: torch.Tensor) -> Structure:
+    numbers = types_to_atomic_numbers(types).tolist()
+    return Structure(Lattice(lattice.detach().cpu().double().numpy()), numbers, torch.remainder(frac, 1.0).detach().cpu().double().numpy())
+
+
+class Sampler:
+    """The three trained networks (CFG denoiser, unconditional denoiser, DOS forward model) and the sampling loop."""
+
+    def __init__(self, cfg_model, uncond_model, forward_model, diffusion: JointDiffusion, grid: DosGrid, calibration: dict, device=None) -> None:
+        self.device = resolve_device(device)
+        self.cfg_model = cfg_model.to(self.device).eval()
+        self.uncond_model = uncond_model.to(self.device).eval() if uncond_model is not None else None
+        self.forward_model = forward_model.to(self.device).eval()
+        self.diffusion = diffusion.to(self.device)
+        self.grid = grid
+        self.likelihood = Likelihood(self.forward_model, calibration)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str | None = None) -> "Sampler":
+        """Load ``cfg.pt``, ``uncond.pt`` and ``forward.pt`` from ``path`` (default: the shipped models).
+
+        Raises:
+            CheckpointError: a missing, corrupt or mismatched checkpoint, naming the file.
+        """
+        from crystaldos.checkpoint import CheckpointError
+
+        folder = Path(path) if path is not None else PRETRAINED_DIR
+        cfg = load_checkpoint(folder / "cfg.pt", kind="cfg")
+        grid = checkpoint_grid(cfg)
+        uncond = load_checkpoint(folder / "uncond.pt", kind="uncond", grid=grid)
+        forward = load_checkpoint(folder / "forward.pt", kind="forward", grid=grid)
+        configs = {name: c["diffusion_config"] for name, c in (("cfg", cfg), ("uncond", uncond), ("forward", forward))}
+        if len({tuple(sorted(c.items())) for c in configs.values()}) != 1:
+            raise CheckpointError(f"the three checkpoints in {folder} use different diffusion settings: {configs}")
+        diffusion = JointDiffusion(DiffusionConfig.from_dict(cfg["diffusion_config"]))
+        sampler = cls(build_network(cfg), build_network(uncond), build_network(forward), diffusion, grid, forward["calibration"], device)
+        sampler.checkpoints = {"cfg": cfg["train"], "uncond": uncond["train"], "forward": forward["train"]}
+        return sampler
+
+    # ------------------------------------------------------------------ inputs
+    def _dos_tensor(self, dos, n_sites: int | None) -> tuple[torch.Tensor, xr.DataArray]:
+        if isinstance(dos, np.ndarray) or torch.is_tensor(dos):
+            values = np.asarray(dos.detach().cpu() if torch.is_tensor(dos) else dos, dtype=np.float32)
+            if values.ndim != 2:
+                raise ValueError(f"DOS must be 2-D (n_sites, n_energies), got shape {values.shape}")
+            dos = site_dos(values, ["X"] * values.shape[0], self.grid)
+        validate_site_dos(dos, n_sites, self.grid)
+        return torch.as_tensor(np.asarray(dos.values), dtype=torch.float32, device=self.device), dos
+
+    def _check_options(self, guidance: str, t_start: int, steps: int | None, n_samples: int, unconditional: str) -> list[int]:
+        if guidance not in GUIDANCES:
+            raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCES}")
+        if unconditional not in ("separate", "cfg-null"):
+            raise ValueError(f"unconditional must be 'separate' or 'cfg-null', got {unconditional!r}")
+        T = self.diffusion.timesteps
+        if not isinstance(t_start, (int, np.integer)) or not 0 <= t_start <= T:
+            raise ValueError(f"t_start must be an integer in 0 ... {T}, got {t_start!r}")
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        steps = t_start if steps is None else int(steps)
+        if t_start and not 1 <= steps <= t_start:
+            raise ValueError(f"steps must lie in 1 ... t_start={t_start}, got {steps}")
+        # Strided schedule t_start = s_0 > s_1 > ... > s_K = 0.
+        return sorted({int(round(x)) for x in np.linspace(0, t_start, steps + 1)}, reverse=True) if t_start else [0]
+
+    # ------------------------------------------------------------------ public API
+    def reconstruct(
+        self,
+        structure: Structure | Sequence[Structure],
+        dos: xr.DataArray | Sequence[xr.DataArray],
+        guidance: str = "cfg",
+        strength: float = 1.0,
+        t_start: int = 1000,
+        n_samples: int = 1,
+        seed: int = 0,
+        steps: int | None = None,
+        keep_trajectory: bool = False,
+        progress: bool = True,
+        unconditional: str = "separate",
+        step_lr: float = 1e-5,
+    ) -> list[SampleResult]:
+        """Generate crystals back from their atom count and atom-level DOS.
+
+        Args:
+            structure: the reference crystal(s); only its atom count is used when
+                ``t_start`` equals T, else it is noised to ``t_start`` first.
+            dos: the target atom-level DOS (dims site, energy; the model's grid), one per structure.
+            guidance: ``"cfg"`` (classifier-free, strength = w), ``"cbg"`` (classifier-based,
+                strength = s) or ``"none"`` (the unconditional model).
+            t_start: 1 ... T; T starts from the priors, smaller values from the noised reference.
+            n_samples: samples per structure (all in one batched graph).
+            seed: seeds the priors, the forward noising and every reverse step.
+            steps: reverse steps (default t_start; fewer strides the schedule).
+            keep_trajectory: keep ~100 intermediate Structures per sample.
+            unconditional: score used by CBG and ``"none"``: the separately trained
+                unconditional model (``"separate"``) or the CFG model's null branch (``"cfg-null"``).
+            step_lr: Langevin corrector step on X (DiffCSP's ``step_lr``).
+
+        Returns:
+            ``n_samples`` results per structure, structure-major.
+        """
+        structures = [structure] if isinstance(structure, Structure) else list(structure)
+        doses = [dos] if isinstance(dos, (xr.DataArray, np.ndarray)) or torch.is_tensor(dos) else list(dos)
+        if len(structures) != len(doses):
+            raise ValueError(f"{len(structures)} structures but {len(doses)} DOS")
+        for s in structures:
+            if not s.is_ordered:
+                raise ValueError("reconstruct needs ordered structures (one element per site)")
+        return self._sample([len(s) for s in structures], doses, structures, guidance, strength, t_start, n_samples, seed, steps,
+                            keep_trajectory, progress, unconditional, step_lr)
+
+    def generate(
+        self,
+        n_atoms: int | Sequence[int],
+        dos: xr.DataArray | Sequence[xr.DataArray],
+        guidance: str = "cfg",
+        strength: float = 1.0,
+        n_samples: int = 1,
+        seed: int = 0,
+        steps: int | None = None,
+        keep_trajectory: bool = False,
+        progress: bool = True,
+        unconditional: str = "separate",
+        step_lr: float = 1e-5,
+    ) -> list[SampleResult]:
+        """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T)."""
+        counts = [n_atoms] if isinstance(n_atoms, (int, np.integer)) else list(n_atoms)
+        doses = [dos] if isinstance(dos, (xr.DataArray, np.ndarray)) or torch.is_tensor(dos) else list(dos)
+        if len(counts) != len(doses):
+            raise ValueError(f"{len(counts)} atom counts but {len(doses)} DOS")
+        return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,
+                            keep_trajectory, progress, unconditional, step_lr)
+
+    @torch.no_grad()
+    def predict_dos(self, structure: Structure) -> xr.DataArray:
+        """The forward model's atom-level DOS of a clean crystal (t = 0)."""
+        state = CrystalState(
+            one_hot_types(torch.tensor(structure.atomic_numbers, device=self.device)),
+            torch.tensor(structure.frac_coords, dtype=torch.float32, device=self.device),
+            torch.tensor(structure.lattice.matrix, dtype=torch.float32, device=self.device)[None],
+        )
+        n = len(structure)
+        graph = Graph(fully_connected_edges(n).to(self.device), torch.zeros(n, dtype=torch.long, device=self.device), 1)
+        pred = self.forward_model(*state, torch.zeros(1, dtype=torch.long, device=self.device), graph.edge_index, graph.batch)
+        return site_dos(pred.cpu().numpy(), [s.specie.symbol for s in structure], self.grid, source="forward model")
+
+    # ------------------------------------------------------------------ the loop
+    def _sample(self, counts, doses, references, guidance, strength, t_start, n_samples, seed, steps, keep_trajectory, progress,
+                unconditional, step_lr) -> list[SampleResult]:
+        from tqdm.auto import tqdm
+
+        schedule = self._check_options(guidance, t_start, steps, n_samples, unconditional)
+        if any(c < 1 for c in counts):
+            raise ValueError(f"every crystal needs at least one atom, got counts {counts}")
+        targets = [self._dos_tensor(d, c) for d, c in zip(doses, counts)]
+        base_model = self.uncond_model if unconditional == "separate" else None
+        if guidance != "cfg" and unconditional == "separate" and base_model is None:
+            raise ValueError("this sampler has no separate unconditional model; use unconditional='cfg-null'")
+
+        # One batched graph: every (structure, sample) pair is a crystal.
+        order = [(i, k) for i in range(len(counts)) for k in range(n_samples)]
+        sizes = torch.tensor([counts[i] for i, _ in order], device=self.device)
+        batch = torch.repeat_interleave(torch.arange(len(order), device=self.device), sizes)
+        offsets = torch.cumsum(sizes, 0) - sizes
+        edge_index = torch.cat([fully_connected_edges(int(n)).to(self.device) + o for n, o in zip(sizes, offsets)], dim=1)
+        graph = Graph(edge_index, batch, len(order))
+        dos = torch.cat([targets[i][0] for i, _ in order])
+
+        generator = torch.Generator(self.device).manual_seed(seed)
+        T = self.diffusion.timesteps
+        if t_start == T or references is None:
+            state = CrystalState(*self.diffusion.prior(sizes, generator))
+        else:
+            refs = [references[i] for i, _ in order]
+            clean_types = one_hot_types(torch.tensor(sum((list(r.atomic_numbers) for r in refs), []), device=self.device))
+            clean_frac = torch.tensor(np.concatenate([r.frac_coords for r in refs]), dtype=torch.float32, device=self.device)
+            clean_lattice = torch.tensor(np.stack([r.lattice.matrix for r in refs]), dtype=torch.float32, device=self.device)
+            t0 = torch.full((len(order),), t_start, dtype=torch.long, device=self.device)
+            noisy = self.diffusion.noise(clean_types, torch.remainder(clean_frac, 1.0), clean_lattice, t0, batch, generator)
+            state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
+
+        def scores(current: CrystalState, t_value: int):
+            t = torch.full((graph.num_graphs,), t_value, dtype=torch.long, device=self.device)
+            if guidance == "cfg":
+                return cfg_output(self.cfg_model, current, t, graph, dos, strength)
+            base = denoise(base_model, current, t, graph) if base_model is not None else denoise(self.cfg_model, current, t, graph)
+            if guidance == "cbg":
+                return cbg_output(base, self.likelihood, self.diffusion, current, t, graph, dos, strength)
+            return base
+
+        frames: list[CrystalState] = [state] if keep_trajectory else []
+        keep_every = max(1, (len(schedule) - 1) // 100)
+        pairs = list(zip(schedule[:-1], schedule[1:]))
+        for step_index, (t_now, t_next) in enumerate(tqdm(pairs, desc=f"sampling ({guidance})", disable=not progress, leave=False)):
+            t_nodes = torch.full((state.types.shape[0],), t_now, dtype=torch.long, device=self.device)
+            t_graphs = torch.full((graph.num_graphs,), t_now, dtype=torch.long, device=self.device)
+            # Corrector: Langevin on X at the current noise level.
+            out = scores(state, t_now)
+            frac = self.diffusion.coords_corrector_step(
+                state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes,
+                torch.randn(state.frac_coords.shape, generator=generator, device=self.device), step_lr,
+            )
+            state = state._replace(frac_coords=frac)
+            # Predictor: reverse steps of all three variables to t_next.
+            out = scores(state, t_now)
+            t_nodes_next = torch.full_like(t_nodes, t_next)
+            t_graphs_next = torch.full_like(t_graphs, t_next)
+            last = t_next == 0
+            def noise(x):
+                return torch.zeros_like(x) if last else torch.randn(x.shape, generator=generator, device=self.device)
+            state = CrystalState(
+                self.diffusion.ddpm_step(state.types, out.eps_types, t_nodes, t_nodes_next, noise(state.types)),
+                self.diffusion.coords_predictor_step(
+                    state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes, t_nodes_next, noise(state.frac_coords)
+                ),
+                self.diffusion.ddpm_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next, noise(state.lattice)),
+            )
+            if keep_trajectory and ((step_index + 1) % keep_every == 0 or last):
+                frames.append(state)
+
+        results = []
+        sizes_list = sizes.tolist()
+        for g, (i, k) in enumerate(order):
+            start, stop = int(offsets[g]), int(offsets[g]) + sizes_list[g]
+            def crystal(s: CrystalState) -> Structure:
+                return _structure_from_tensors(s.types[start:stop], s.frac_coords[start:stop], s.lattice[g])
+            structure = crystal(state)
+            results.append(
+                SampleResult(
+                    structure=structure,
+                    dos_target=targets[i][1],
+                    dos_pred=self.predict_dos(structure),
+                    trajectory=[crystal(f) for f in frames] if keep_trajectory else None,
+                    reference=references[i] if references is not None else None,
+                    settings={"guidance": guidance, "strength": float(strength), "t_start": int(t_start), "steps": len(pairs),
+                              "seed": seed, "sample": k, "unconditional": unconditional, "step_lr": step_lr},
+                )
+            )
+        return results

@@ -1,0 +1,78 @@
+"""Reconstruction metrics on real pymatgen structures and DOS agreement on real data."""
+
+import math
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+import crystaldos
+from crystaldos.metrics import dos_agreement, is_valid, match, min_distance, score, summarise
+
+
+@pytest.fixture(scope="module")
+def item():
+    return next(i for i in crystaldos.load_dataset().split("test") if len(i.structure) >= 3)
+
+
+def test_match_is_invariant_to_rotation_translation_and_permutation(item):
+    s = item.structure
+    assert match(s, s) == (True, pytest.approx(0.0, abs=1e-8))
+    moved = s.copy()
+    moved.apply_operation(__import__("pymatgen.core.operations", fromlist=["SymmOp"]).SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0))
+    moved.translate_sites(list(range(len(moved))), [0.31, 0.12, 0.77])
+    shuffled = Structure.from_sites([moved[i] for i in np.random.default_rng(0).permutation(len(moved))])
+    matched, rmse = match(shuffled, s)
+    assert matched and rmse < 1e-6
+
+
+def test_rmse_grows_with_displacement_and_far_structures_do_not_match(item):
+    s = item.structure
+    rng = np.random.default_rng(1)
+    small = s.copy()
+    small.perturb(0.05, min_distance=0.05)
+    matched, rmse = match(small, s)
+    assert matched and 0 < rmse < 0.1
+    large = s.copy()
+    large.perturb(0.3, min_distance=0.3)
+    matched_large, rmse_large = match(large, s)
+    assert not matched_large or rmse_large > rmse
+    other = Structure(Lattice.cubic(5.64), ["Na"] * 4 + ["Cl"] * 4,
+                      [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]])
+    assert match(other, s)[0] is False and math.isnan(match(other, s)[1])
+    assert rng is not None
+
+
+def test_validity_rejects_overlapping_atoms_and_flat_cells():
+    good = Structure(Lattice.cubic(4.0), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    assert is_valid(good) and min_distance(good) == pytest.approx(np.sqrt(3) * 1.0)
+    assert not is_valid(Structure(Lattice.cubic(4.0), ["Si", "Si"], [[0, 0, 0], [0.05, 0, 0]]))
+    assert not is_valid(Structure(Lattice([[4, 0, 0], [0, 4, 0], [0, 0, 1e-4]]), ["Si"], [[0, 0, 0]]))
+    assert match(Structure(Lattice.cubic(4.0), ["Si", "Si"], [[0, 0, 0], [0.05, 0, 0]]), good) == (False, pytest.approx(math.nan, nan_ok=True))
+
+
+def test_dos_agreement_zero_for_identical_and_shift_for_shifted(item):
+    same = dos_agreement(item.dos, item.dos)
+    assert same == {"site_mae": 0.0, "total_mae": 0.0, "total_wasserstein": 0.0}
+    step = float(item.dos.energy[1] - item.dos.energy[0])
+    shifted = item.dos.roll(energy=4, roll_coords=False)
+    shifted[:, :4] = 0.0
+    agreement = dos_agreement(shifted, item.dos)
+    # Mass pushed past the top of the window is lost, so allow 15 %.
+    assert agreement["total_wasserstein"] == pytest.approx(4 * step, rel=0.15)
+    assert agreement["site_mae"] > 0
+    with pytest.raises(ValueError, match="shapes differ"):
+        dos_agreement(item.dos[:1], item.dos)
+
+
+def test_score_and_summary(item):
+    good = score(item.structure, item.structure, item.dos, item.dos)
+    assert good.valid and good.matched and good.composition_match and good.site_type_accuracy == 1.0
+    swapped = item.structure.copy()
+    swapped.replace_species({swapped[0].specie: "Rn"})
+    bad = score(swapped, item.structure, item.dos, item.dos)
+    assert not bad.matched and not bad.composition_match and bad.site_type_accuracy < 1
+    summary = summarise([good, bad])
+    assert summary["n"] == 2 and summary["match_rate"] == 50.0 and summary["rmse"] == pytest.approx(0.0, abs=1e-8)
+    with pytest.raises(ValueError):
+        summarise([])

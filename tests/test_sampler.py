@@ -1,0 +1,131 @@
+"""Sampling with the shipped models: reconstruction, guidance identities, seeds and bad inputs."""
+
+import numpy as np
+import pytest
+import torch
+
+import crystaldos
+from crystaldos import Sampler
+from crystaldos.data import collate
+from crystaldos.dos import DOSValidationError, DosGrid, resample
+from crystaldos.guidance import CrystalState, Graph, cfg_output, denoise
+from crystaldos.metrics import match
+from crystaldos.model import one_hot_types
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    return Sampler.from_pretrained(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def items():
+    return list(crystaldos.load_dataset().split("test")[:4])
+
+
+def same_structure(a, b):
+    return a.atomic_numbers == b.atomic_numbers and np.allclose(a.lattice.matrix, b.lattice.matrix) and np.allclose(a.frac_coords, b.frac_coords)
+
+
+def test_reconstruct_from_t0_to_10_returns_the_input(sampler, items):
+    for t_start in (0, 5, 10):
+        results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], t_start=t_start, progress=False)
+        for item, result in zip(items, results):
+            matched, rmse = match(result.structure, item.structure)
+            assert matched and rmse < 0.05, (t_start, item.id, result.structure.composition)
+
+
+def test_results_carry_structures_dos_and_trajectories(sampler, items):
+    results = sampler.reconstruct([i.structure for i in items[:2]], [i.dos for i in items[:2]], guidance="cbg", t_start=50,
+                                  n_samples=2, steps=10, keep_trajectory=True, progress=False)
+    assert len(results) == 4
+    assert [r.reference for r in results] == [items[0].structure] * 2 + [items[1].structure] * 2
+    for r in results:
+        assert len(r.structure) == len(r.reference)
+        assert r.dos_pred.dims == ("site", "energy") and r.dos_pred.shape == r.dos_target.shape
+        assert len(r.trajectory) == 11 and same_structure(r.trajectory[-1], r.structure)
+        assert r.settings["guidance"] == "cbg" and r.settings["steps"] == 10
+
+
+def test_seeds_reproduce(sampler, items):
+    kwargs = dict(guidance="cfg", t_start=100, steps=10, progress=False)
+    a = sampler.reconstruct(items[0].structure, items[0].dos, seed=3, **kwargs)[0].structure
+    b = sampler.reconstruct(items[0].structure, items[0].dos, seed=3, **kwargs)[0].structure
+    c = sampler.reconstruct(items[0].structure, items[0].dos, seed=4, **kwargs)[0].structure
+    assert same_structure(a, b)
+    assert not same_structure(a, c)
+
+
+def test_cbg_with_zero_strength_is_the_unconditional_model(sampler, items):
+    kwargs = dict(t_start=100, steps=10, seed=1, progress=False)
+    cbg = sampler.reconstruct(items[1].structure, items[1].dos, guidance="cbg", strength=0.0, **kwargs)[0].structure
+    none = sampler.reconstruct(items[1].structure, items[1].dos, guidance="none", **kwargs)[0].structure
+    guided = sampler.reconstruct(items[1].structure, items[1].dos, guidance="cbg", strength=1.0, **kwargs)[0].structure
+    assert same_structure(cbg, none)
+    assert not same_structure(guided, none)
+
+
+def test_cfg_with_zero_weight_is_the_conditional_model(sampler, items):
+    batch = collate(items)
+    diffusion = sampler.diffusion
+    t = torch.full((batch.num_graphs,), 300)
+    noisy = diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch, torch.Generator().manual_seed(0))
+    state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
+    graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
+    with torch.no_grad():
+        conditional = denoise(sampler.cfg_model, state, t, graph, batch.dos, torch.ones(batch.num_graphs, dtype=torch.bool))
+        null = denoise(sampler.cfg_model, state, t, graph, batch.dos, torch.zeros(batch.num_graphs, dtype=torch.bool))
+        for a, b in zip(cfg_output(sampler.cfg_model, state, t, graph, batch.dos, 0.0), conditional):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        # w = 1 is 2 * conditional - null, computed in one doubled pass.
+        for a, c, u in zip(cfg_output(sampler.cfg_model, state, t, graph, batch.dos, 1.0), conditional, null):
+            torch.testing.assert_close(a, 2 * c - u, atol=1e-4, rtol=1e-4)
+
+
+def test_cbg_gradient_ascends_the_dos_likelihood(sampler, items):
+    batch = collate(items)
+    t = torch.full((batch.num_graphs,), 100)
+    noisy = sampler.diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch, torch.Generator().manual_seed(0))
+    state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
+    graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
+    grad = sampler.likelihood.gradients(state, t, graph, batch.dos)
+    for g in grad:
+        assert bool(torch.isfinite(g).all())
+    with torch.no_grad():
+        before = sampler.likelihood.log_prob(state, t, graph, batch.dos).sum()
+        eps = 1e-3 / max(float(torch.cat([g.flatten() for g in grad]).abs().max()), 1e-12)
+        after = sampler.likelihood.log_prob(CrystalState(*(x + eps * g for x, g in zip(state, grad))), t, graph, batch.dos).sum()
+    assert after > before
+
+
+def test_generate_designs_crystals_of_the_requested_size(sampler, items):
+    results = sampler.generate(len(items[2].structure), items[2].dos, guidance="cfg", steps=20, n_samples=2, progress=False)
+    assert len(results) == 2 and all(len(r.structure) == len(items[2].structure) and r.reference is None for r in results)
+
+
+def test_bad_inputs_are_named(sampler, items):
+    item = items[0]
+    with pytest.raises(ValueError, match="unknown guidance"):
+        sampler.reconstruct(item.structure, item.dos, guidance="classifier", progress=False)
+    for bad_t in (1001, -1, 2.5):
+        with pytest.raises(ValueError, match="t_start"):
+            sampler.reconstruct(item.structure, item.dos, t_start=bad_t, progress=False)
+    with pytest.raises(DOSValidationError, match="grid"):
+        sampler.reconstruct(item.structure, resample(item.dos, DosGrid(-8, 8, 200, item.dos.attrs["grid_sigma"])), progress=False)
+    other = next(i for i in items if len(i.structure) != len(item.structure))
+    with pytest.raises(DOSValidationError, match="sites"):
+        sampler.reconstruct(item.structure, other.dos, progress=False)
+    nan = item.dos.copy()
+    nan[0, 10] = np.nan
+    with pytest.raises(DOSValidationError, match="NaN"):
+        sampler.reconstruct(item.structure, nan, progress=False)
+    negative = item.dos.copy()
+    negative[-1, 3] = -1.0
+    with pytest.raises(DOSValidationError, match="negative"):
+        sampler.reconstruct(item.structure, negative, progress=False)
+    with pytest.raises(ValueError, match="2-D"):
+        sampler.reconstruct(item.structure, np.zeros(256), progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        sampler.reconstruct(item.structure, item.dos, t_start=100, steps=200, progress=False)
+    with pytest.raises(ValueError, match="2 structures but 1 DOS"):
+        sampler.reconstruct([item.structure, item.structure], [item.dos], progress=False)
