@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch would pull the CUDA build (gigabytes).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean dataset pretrained evaluation benchmarks
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,28 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job: a short CBG-vs-CFG reconstruction comparison (16 test crystals, 100 reverse steps)
+# with the shipped models, plus the data card. Report: results/demo/report.md.
 demo: $(VENV)/.installed
 	$(VENV)/bin/crystaldos card --out results/dataset
+	$(VENV)/bin/crystaldos evaluate --limit 16 --steps 100 --xtb-limit 2 --out results/demo
 
 test: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+# Regenerate the shipped artefacts (long; all resumable).
+dataset: $(VENV)/.installed          # about 1 h: crystaldos/data/default/
+	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir build/default --jobs 2
+
+pretrained: $(VENV)/.installed       # about 1 h: crystaldos/pretrained/*.pt and docs/training.md
+	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --runs build/runs --docs docs
+
+evaluation: $(VENV)/.installed       # the full experiment on the test split: docs/evaluation/
+	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --out docs/evaluation --no-progress
+
+benchmarks: $(VENV)/.installed
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/sampling_speed.py
 
 clean:
 	rm -rf $(VENV) results

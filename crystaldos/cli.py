@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("train", help="train the CFG denoiser, the unconditional denoiser or the DOS forward model")
     add_train_arguments(p)
     p.set_defaults(func=train_run)
+    from crystaldos.evaluate import add_arguments as add_evaluate_arguments
+    from crystaldos.evaluate import run as evaluate_run
+
+    p = commands.add_parser("evaluate", help="the reconstruction experiment: CBG vs CFG x t_start on the test split")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=evaluate_run)
     args, rest = parser.parse_known_args(argv)
     if args.command == "build-dataset":
         from crystaldos.data.build import main as build_main

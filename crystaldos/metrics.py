@@ -6,6 +6,8 @@ a generated crystal *matches* its reference when it is valid and pymatgen's
 RMSE is the matcher's RMS displacement normalised by ``(V / N)^(1/3)``
 (``get_rms_dist``), averaged over matched pairs only. Validity is CDVAE's
 structural check: every interatomic distance > 0.5 Å and volume > 0.1 Å³.
+Before matching, generated cells must also be plausible (faces >= 1 Å apart,
+2-200 Å³ per atom); see :func:`match`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from crystaldos.dos import mae, total_dos, wasserstein
+from crystaldos.geometry import implausible_cell_reason
 
 MATCHER_SETTINGS = {"stol": 0.5, "angle_tol": 10, "ltol": 0.3}
 
@@ -44,9 +47,20 @@ def is_valid(structure: Structure, min_dist: float = 0.5, min_volume: float = 0.
     return min_distance(structure) > min_dist
 
 
+def is_plausible_cell(structure: Structure) -> bool:
+    """A cell an electronic-structure code can treat (see :func:`crystaldos.geometry.implausible_cell_reason`)."""
+    return implausible_cell_reason(structure) is None
+
+
 def match(generated: Structure, reference: Structure, matcher: StructureMatcher | None = None) -> tuple[bool, float]:
-    """(matched, normalised RMSE) of a generated crystal against its reference; RMSE is NaN when not matched."""
-    if not is_valid(generated):
+    """(matched, normalised RMSE) of a generated crystal against its reference; RMSE is NaN when not matched.
+
+    Crystals failing :func:`is_valid` or :func:`is_plausible_cell` count as not
+    matched without calling the matcher: the Niggli reduction of a needle-thin
+    generated cell can take minutes, and such a cell cannot be within ltol = 0.3
+    of a real one anyway.
+    """
+    if not (is_valid(generated) and is_plausible_cell(generated)):
         return False, math.nan
     try:
         rms = (matcher or structure_matcher()).get_rms_dist(generated, reference)

@@ -127,9 +127,11 @@ def test_atoms_too_close_are_rejected_with_their_distance():
     structure = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
     with pytest.raises(TooCloseAtomsError, match="0.250 Å"):
         label(structure)
-    # A one-atom cell whose own periodic image is too close.
-    with pytest.raises(TooCloseAtomsError):
+    # A cell too small or too thin to be a crystal (generated lattices can be) is named, before any neighbour search.
+    with pytest.raises(LabellingError, match="implausible cell .*volume per atom"):
         label(Structure(Lattice.cubic(0.4), ["H"], [[0, 0, 0]]))
+    with pytest.raises(LabellingError, match="implausible cell .*faces only"):
+        label(Structure(Lattice([[30, 0, 0], [0, 30, 0], [29.9, 0, 0.02]]), ["Si"], [[0, 0, 0]]))
 
 
 def test_scf_that_cannot_converge_raises_a_named_error():

@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from crystaldos.dos import DosGrid, broaden, site_dos
+from crystaldos.geometry import implausible_cell_reason, perpendicular_widths
 
 BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
 EV_PER_HARTREE = 27.211386245988
@@ -122,9 +123,11 @@ class XTBLabeller:
         bad = sorted({str(sp) for sp in structure.species if not 1 <= getattr(sp, "Z", 0) <= MAX_Z})
         if bad:
             raise UnsupportedElementError(f"{self.method} has no parameters for {bad} (supported: Z = 1 ... {MAX_Z})")
-        volume = structure.lattice.volume
-        if not (np.isfinite(volume) and volume > 1e-3 and np.all(np.isfinite(structure.cart_coords))):
-            raise LabellingError(f"degenerate lattice or non-finite coordinates (volume {volume:.3g} Å^3)")
+        if not np.all(np.isfinite(structure.frac_coords)):
+            raise LabellingError("non-finite fractional coordinates")
+        reason = implausible_cell_reason(structure)
+        if reason:
+            raise LabellingError(f"{structure.composition.reduced_formula}: implausible cell ({reason})")
         centres, neighbours, _, distances = structure.get_neighbor_list(self.min_distance)
         if len(distances):
             k = int(np.argmin(distances))
@@ -143,7 +146,7 @@ class XTBLabeller:
         """
         from pymatgen.transformations.advanced_transformations import CubicSupercellTransformation
 
-        widths = _perpendicular_widths(structure.lattice.matrix)
+        widths = perpendicular_widths(structure.lattice.matrix)
         if widths.min() >= self.min_length:
             return np.eye(3, dtype=int)
         cell_orbitals = sum(orbitals_per_atom(int(z), self.method) for z in structure.atomic_numbers)
@@ -347,9 +350,3 @@ def _label_or_error(labeller: XTBLabeller, structure) -> xr.DataArray | Labellin
 def label(structure, grid: DosGrid | None = None, **settings) -> xr.DataArray:
     """Atom-level DOS of one structure with a default :class:`XTBLabeller` (see its attributes)."""
     return XTBLabeller(grid=grid or DosGrid(), **settings).label(structure)
-
-
-def _perpendicular_widths(matrix: np.ndarray) -> np.ndarray:
-    """Distances between opposite faces of the cell, shape (3,), Å."""
-    volume = abs(np.linalg.det(matrix))
-    return np.array([volume / np.linalg.norm(np.cross(matrix[(i + 1) % 3], matrix[(i + 2) % 3])) for i in range(3)])

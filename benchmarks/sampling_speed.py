@@ -1,0 +1,53 @@
+"""Sampling throughput of the shipped models, printed as tables.
+
+    python benchmarks/sampling_speed.py [--batch-sizes 1 8 32] [--steps 50 200] [--threads 2]
+
+1. crystals/s for guidance none / CFG / CBG vs batch size and reverse steps
+   (reconstruction from t_start = T of test crystals; every step is a corrector
+   and a predictor pass);
+2. the cost of one guided step: CBG (unconditional pass + forward-model gradient)
+   relative to CFG (one doubled pass) and to the unguided pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import crystaldos
+from crystaldos import Sampler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--steps", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sampler = Sampler.from_pretrained()
+    items = list(crystaldos.load_dataset().split("test"))
+    T = sampler.diffusion.timesteps
+    print(f"threads {args.threads}; mean atoms per crystal {sum(len(i.structure) for i in items) / len(items):.1f}\n")
+    print("| guidance | batch | steps | seconds | crystals/s | ms per step |\n| --- | --- | --- | --- | --- | --- |")
+    per_step = {}
+    for steps in args.steps:
+        for batch in args.batch_sizes:
+            chosen = (items * (batch // len(items) + 1))[:batch]
+            for guidance in ("none", "cfg", "cbg"):
+                start = time.perf_counter()
+                sampler.reconstruct([i.structure for i in chosen], [i.dos for i in chosen], guidance=guidance, t_start=T, steps=steps, progress=False)
+                seconds = time.perf_counter() - start
+                per_step[(guidance, batch, steps)] = seconds / steps
+                print(f"| {guidance} | {batch} | {steps} | {seconds:.2f} | {batch / seconds:.2f} | {1000 * seconds / steps:.1f} |", flush=True)
+    print("\n| batch | steps | CBG / CFG step cost | CBG / unguided | CFG / unguided |\n| --- | --- | --- | --- | --- |")
+    for steps in args.steps:
+        for batch in args.batch_sizes:
+            n, c, b = (per_step[(g, batch, steps)] for g in ("none", "cfg", "cbg"))
+            print(f"| {batch} | {steps} | {b / c:.2f} | {b / n:.2f} | {c / n:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The reconstruction experiment: guidance (CBG, CFG) x t_start (1000, 500, 200) over the test split.
+
+    crystaldos evaluate --out results/evaluation            # full test split
+    crystaldos evaluate --limit 8 --steps 100 --out results/demo   # a quick look
+
+For every test crystal the sampler gets its atom count and atom-level DOS and,
+for t_start < T, the crystal noised to t_start; each generated crystal is scored
+with the CDVAE/DiffCSP matcher (match rate, RMSE), validity, composition, and
+the agreement of its DOS with the target (forward model; optionally xTB).
+Writes ``results.nc`` (xarray), ``report.md`` and figures to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from crystaldos.dos import total_dos
+from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher, summarise
+
+SCORE_FIELDS = ("valid", "matched", "rmse", "composition_match", "site_type_accuracy", "dos_site_mae", "dos_total_mae", "dos_total_wasserstein")
+
+
+def run_experiment(
+    sampler,
+    items,
+    guidances=("cbg", "cfg"),
+    t_starts=(1000, 500, 200),
+    strengths: dict | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    xtb_limit: int = 0,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Reconstruct every item under every (guidance, t_start) and score it.
+
+    Returns an xarray Dataset with dims (guidance, t_start, structure[, energy]):
+    one variable per score of :class:`crystaldos.metrics.ReconstructionScore`,
+    the generated structures (``generated``, pymatgen JSON), their forward-model
+    total DOS per atom, the targets' total DOS per atom, sampling time, and, for
+    the first ``xtb_limit`` valid crystals per setting, the xTB-recomputed DOS errors.
+    """
+    from tqdm.auto import tqdm
+
+    strengths = {"cfg": 1.0, "cbg": 1.0, "none": 0.0} | (strengths or {})
+    items = list(items)
+    n, energies = len(items), items[0].dos["energy"].values
+    shape = (len(guidances), len(t_starts), n)
+    arrays = {f: np.full(shape, np.nan) for f in SCORE_FIELDS}
+    arrays |= {f"xtb_{f}": np.full(shape, np.nan) for f in ("site_mae", "total_mae", "total_wasserstein")}
+    generated = np.full(shape, "", dtype=object)
+    formulas = np.full(shape, "", dtype=object)
+    dos_pred = np.zeros(shape + (energies.size,), dtype=np.float32)
+    seconds = np.zeros(shape[:2])
+    matcher = structure_matcher()
+    settings = [(g, t) for g in guidances for t in t_starts]
+    for gi, guidance in enumerate(guidances):
+        for ti, t_start in enumerate(tqdm(t_starts, desc=f"{guidance}", disable=not progress)):
+            started = time.perf_counter()
+            results = []
+            for b in range(0, n, batch_size):
+                chunk = items[b : b + batch_size]
+                results += sampler.reconstruct(
+                    [i.structure for i in chunk], [i.dos for i in chunk], guidance=guidance, strength=strengths[guidance],
+                    t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b, progress=progress,
+                )
+            seconds[gi, ti] = time.perf_counter() - started
+            for k, (item, result) in enumerate(zip(items, results)):
+                s = score(result.structure, item.structure, result.dos_pred, item.dos, matcher)
+                for f in SCORE_FIELDS:
+                    arrays[f][gi, ti, k] = float(getattr(s, f))
+                generated[gi, ti, k] = json.dumps(result.structure.as_dict())
+                formulas[gi, ti, k] = result.structure.composition.reduced_formula
+                dos_pred[gi, ti, k] = total_dos(result.dos_pred).values / len(result.structure)
+            if xtb_limit:
+                _xtb_scores(items, results, arrays, (gi, ti), xtb_limit)
+    ds = xr.Dataset(
+        {f: (("guidance", "t_start", "structure"), v) for f, v in arrays.items()}
+        | {
+            "generated": (("guidance", "t_start", "structure"), generated.astype(str)),
+            "generated_formula": (("guidance", "t_start", "structure"), formulas.astype(str)),
+            "dos_pred_total": (("guidance", "t_start", "structure", "energy"), dos_pred),
+            "dos_target_total": (("structure", "energy"), np.stack([total_dos(i.dos).values / len(i.structure) for i in items]).astype(np.float32)),
+            "sampling_time_s": (("guidance", "t_start"), seconds),
+            "n_atoms": (("structure",), np.array([len(i.structure) for i in items])),
+            "formula": (("structure",), np.array([i.structure.composition.reduced_formula for i in items], dtype=str)),
+        },
+        coords={"guidance": list(guidances), "t_start": list(t_starts), "structure": [i.id for i in items], "energy": energies},
+        attrs={
+            "strengths": json.dumps({g: strengths[g] for g in guidances}),
+            "steps": steps or 0,
+            "seed": seed,
+            "matcher": json.dumps(MATCHER_SETTINGS),
+            "dos_units": "states/eV/atom; wasserstein in eV",
+            "xtb_limit": xtb_limit,
+        },
+    )
+    ds["dos_pred_total"].attrs["note"] = "forward-model DOS of the generated crystal at t = 0, total per atom"
+    assert len(settings) == len(guidances) * len(t_starts)
+    return ds
+
+
+def _xtb_scores(items, results, arrays, index, limit: int) -> None:
+    """Recompute the DOS of the first ``limit`` valid generated crystals with GFN1-xTB and score it."""
+    from crystaldos.dos import DosGrid
+    from crystaldos.labellers import LabellingError, XTBLabeller
+    from crystaldos.metrics import is_plausible_cell, is_valid
+
+    chosen = [k for k, r in enumerate(results) if is_valid(r.structure) and is_plausible_cell(r.structure)][:limit]
+    if not chosen:
+        return
+    labeller = XTBLabeller(grid=DosGrid.from_attrs(items[0].dos.attrs))
+    outcomes = labeller.label_many([results[k].structure for k in chosen], n_jobs=1, progress=False, errors="return")
+    for k, dos in zip(chosen, outcomes):
+        if isinstance(dos, LabellingError):
+            continue
+        agreement = dos_agreement(dos, items[k].dos)
+        for f, v in agreement.items():
+            arrays[f"xtb_{f}"][index + (k,)] = v
+
+
+def summary_table(ds: xr.Dataset) -> pd.DataFrame:
+    """One row per (guidance, t_start): match rate (%), RMSE, validity (%), composition and type accuracy (%), DOS errors."""
+    rows = []
+    for g in ds.guidance.values:
+        for t in ds.t_start.values:
+            sel = ds.sel(guidance=g, t_start=t)
+            matched = sel.matched.values == 1
+            rows.append(
+                {
+                    "guidance": str(g),
+                    "t_start": int(t),
+                    "n": int(sel.sizes["structure"]),
+                    "match rate (%)": 100 * float(np.mean(matched)),
+                    "RMSE": float(np.nanmean(sel.rmse.values)) if matched.any() else math.nan,
+                    "valid (%)": 100 * float(np.mean(sel.valid.values)),
+                    "composition (%)": 100 * float(np.mean(sel.composition_match.values)),
+                    "site types (%)": 100 * float(np.nanmean(sel.site_type_accuracy.values)),
+                    "DOS MAE (fwd)": float(np.nanmean(sel.dos_site_mae.values)),
+                    "DOS EMD eV (fwd)": float(np.nanmean(sel.dos_total_wasserstein.values)),
+                    "DOS MAE (xTB)": float(np.nanmean(sel.xtb_site_mae.values)) if np.isfinite(sel.xtb_site_mae.values).any() else math.nan,
+                    "s / structure": float(sel.sampling_time_s) / int(sel.sizes["structure"]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def plot_summary(ds: xr.Dataset):
+    """Match rate and RMSE vs t_start, one line per guidance."""
+    import matplotlib.pyplot as plt
+
+    table = summary_table(ds)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for g, rows in table.groupby("guidance"):
+        rows = rows.sort_values("t_start")
+        axes[0].plot(rows.t_start, rows["match rate (%)"], "o-", label=g.upper())
+        axes[1].plot(rows.t_start, rows["RMSE"], "o-", label=g.upper())
+    for ax, label in zip(axes[:2], ("match rate (%)", "RMSE (matched, / (V/N)^(1/3))")):
+        ax.set_xlabel("t_start")
+        ax.set_ylabel(label)
+        ax.legend()
+    ax = axes[2]
+    positions, labels, data = [], [], []
+    for gi, g in enumerate(ds.guidance.values):
+        for ti, t in enumerate(ds.t_start.values):
+            values = ds.dos_site_mae.sel(guidance=g, t_start=t).values
+            data.append(values[np.isfinite(values)])
+            positions.append(gi * (len(ds.t_start) + 1) + ti)
+            labels.append(f"{str(g).upper()}\n{int(t)}")
+    ax.boxplot(data, positions=positions, widths=0.7, showfliers=False)
+    ax.set_xticks(positions, labels, fontsize=7)
+    ax.set_ylabel("site DOS MAE (states/eV/atom)")
+    ax.set_title("DOS error of generated crystals (forward model)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_examples(ds: xr.Dataset, n_examples: int = 3, t_start: int | None = None):
+    """Target total DOS vs the forward-model DOS of the CBG and CFG reconstructions for a few crystals."""
+    import matplotlib.pyplot as plt
+
+    t_start = int(ds.t_start.values[-1]) if t_start is None else t_start
+    picks = np.linspace(0, ds.sizes["structure"] - 1, min(n_examples, ds.sizes["structure"])).astype(int)
+    fig, axes = plt.subplots(1, len(picks), figsize=(4.4 * len(picks), 3.2), squeeze=False)
+    energies = ds.energy.values
+    for ax, k in zip(axes[0], picks):
+        ax.fill_between(energies, ds.dos_target_total.values[k], color="0.85", label="target")
+        for g in ds.guidance.values:
+            sel = ds.sel(guidance=g, t_start=t_start).isel(structure=k)
+            ok = "match" if sel.matched.values == 1 else "no match"
+            ax.plot(energies, sel.dos_pred_total.values, lw=1.2, label=f"{str(g).upper()}: {sel.generated_formula.values} ({ok})")
+        ax.axvline(0, color="k", lw=0.5, ls=":")
+        ax.set_title(f"{ds.formula.values[k]} ({ds.structure.values[k]}), t_start = {t_start}", fontsize=9)
+        ax.set_xlabel("E - E_F (eV)")
+        ax.set_ylabel("DOS (states/eV/atom)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
+    """Save ``results.nc``, ``summary.png``, ``examples.png`` and ``report.md`` in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(out / "results.nc", engine="h5netcdf")
+    plot_summary(ds).savefig(out / "summary.png", dpi=120)
+    plot_examples(ds).savefig(out / "examples.png", dpi=120)
+    table = summary_table(ds)
+    text = (
+        "# Reconstruction from the atom-level DOS: CBG vs CFG\n\n"
+        + (f"Command: `{command}`\n\n" if command else "")
+        + f"{ds.sizes['structure']} test crystals; strengths {ds.attrs['strengths']}; "
+        + (f"{ds.attrs['steps']} reverse steps" if ds.attrs["steps"] else "one reverse step per diffusion step")
+        + f"; seed {ds.attrs['seed']}; StructureMatcher {ds.attrs['matcher']}.\n\n"
+        + table.to_markdown(index=False, floatfmt=".3f")
+        + "\n\n![summary](summary.png)\n\n![examples](examples.png)\n"
+    )
+    (out / "report.md").write_text(text)
+    return out / "report.md"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="crystaldos evaluate", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default=None, help="folder with cfg.pt, uncond.pt, forward.pt (default: shipped)")
+    parser.add_argument("--data", default=None, help="data file (default: embedded)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=None, help="first N crystals of the split")
+    parser.add_argument("--guidance", nargs="+", default=["cbg", "cfg"], choices=["cbg", "cfg", "none"])
+    parser.add_argument("--t-start", nargs="+", type=int, default=[1000, 500, 200])
+    parser.add_argument("--cfg-strength", type=float, default=1.0, help="omega")
+    parser.add_argument("--cbg-strength", type=float, default=1.0, help="s")
+    parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: t_start)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--xtb-limit", type=int, default=0, help="recompute the DOS of up to N valid crystals per setting with xTB")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default="results/evaluation")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> None:
+    import shlex
+    import sys
+
+    from crystaldos.data import load_dataset
+    from crystaldos.sampler import Sampler
+
+    sampler = Sampler.from_pretrained(args.models, device=args.device)
+    items = list(load_dataset(args.data).split(args.split))[: args.limit]
+    ds = run_experiment(
+        sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength},
+        args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress,
+    )
+    command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
+    report = write_report(ds, args.out, command)
+    print(report.read_text())
+
+
+if __name__ == "__main__":
+    main()
