@@ -1,14 +1,14 @@
 """Guided scores for sampling: classifier-free (CFG) and classifier-based (CBG) guidance.
 
-Both return a :class:`~crystaldos.model.DenoiserOutput` in the denoiser's own
-parametrisation (noise for A and L, normalised score for X), so the reverse
-steps of :class:`~crystaldos.diffusion.JointDiffusion` do not care which
-guidance produced it. Noise and score are related by
-``score = -eps / sqrt(1 - abar_t)`` (DDPM), which is how a likelihood gradient
-enters the A and L predictions.
+All return :class:`Scores` in the parametrisation of the reverse steps (DDPM
+noise for A and L, normalised score for X), so the steps of
+:class:`~crystaldos.diffusion.JointDiffusion` do not care which guidance
+produced them. Noise and score are related by ``score = -eps / sqrt(1 - abar_t)``
+(DDPM), which is how a likelihood gradient enters the A and L predictions; the
+denoiser's clean-type logits become noise through :meth:`JointDiffusion.types_eps`.
 
-* CFG: ``(1 + w) * out(S_t, y) - w * out(S_t, null)``; the conditional and the
-  null passes run as one batched forward pass.
+* CFG: ``(1 + w) * scores(S_t, y) - w * scores(S_t, null)``; the conditional and
+  the null passes run as one batched forward pass.
 * CBG: ``out_uncond(S_t) + s * grad log p(y | S_t)`` with the Gaussian
   likelihood ``log p(y | S_t) = -|g_phi(S_t, t) - y|^2 / (2 sigma(t)^2)``
   (sum over atoms and energies), ``sigma(t)`` the forward model's calibrated
@@ -42,12 +42,28 @@ class Graph(NamedTuple):
     num_graphs: int
 
 
-def denoise(model: CrystalDenoiser, state: CrystalState, t: torch.Tensor, graph: Graph, dos=None, use_condition=None) -> DenoiserOutput:
+class Scores(NamedTuple):
+    """What a reverse step needs: eps_types (N, 100), score_coords (N, 3, normalised), eps_lattice (B, 3, 3)."""
+
+    eps_types: torch.Tensor
+    score_coords: torch.Tensor
+    eps_lattice: torch.Tensor
+
+
+def to_scores(output: DenoiserOutput, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph) -> Scores:
+    """Denoiser output -> :class:`Scores` (clean-type logits become DDPM noise)."""
+    return Scores(diffusion.types_eps(output.type_logits, state.types, t[graph.batch]), output.score_coords, output.eps_lattice)
+
+
+def denoise(model: CrystalDenoiser, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph, dos=None,
+            use_condition=None) -> Scores:
     """One plain pass of a denoiser (``dos`` None: unconditional, or the null branch of a CFG model)."""
-    return model(state.types, state.frac_coords, state.lattice, t, graph.edge_index, graph.batch, dos, use_condition)
+    out = model(state.types, state.frac_coords, state.lattice, t, graph.edge_index, graph.batch, dos, use_condition)
+    return to_scores(out, diffusion, state, t, graph)
 
 
-def cfg_output(model: CrystalDenoiser, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor, omega: float) -> DenoiserOutput:
+def cfg_output(model: CrystalDenoiser, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph,
+               dos: torch.Tensor, omega: float) -> Scores:
     """Classifier-free guidance, conditional and null branches in one doubled batch."""
     n, b = state.types.shape[0], graph.num_graphs
     doubled = model(
@@ -60,9 +76,9 @@ def cfg_output(model: CrystalDenoiser, state: CrystalState, t: torch.Tensor, gra
         torch.cat([dos, dos]),
         torch.cat([torch.ones(b, dtype=torch.bool, device=t.device), torch.zeros(b, dtype=torch.bool, device=t.device)]),
     )
-    cond = DenoiserOutput(*(x[: len(x) // 2] for x in doubled))
-    null = DenoiserOutput(*(x[len(x) // 2 :] for x in doubled))
-    return DenoiserOutput(*((1 + omega) * c - omega * u for c, u in zip(cond, null)))
+    cond = to_scores(DenoiserOutput(*(x[: len(x) // 2] for x in doubled)), diffusion, state, t, graph)
+    null = to_scores(DenoiserOutput(*(x[len(x) // 2 :] for x in doubled)), diffusion, state, t, graph)
+    return Scores(*((1 + omega) * c - omega * u for c, u in zip(cond, null)))
 
 
 class Likelihood:
@@ -95,9 +111,9 @@ class Likelihood:
 
 
 def cbg_output(
-    base: DenoiserOutput, likelihood: Likelihood, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph,
+    base: Scores, likelihood: Likelihood, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph,
     dos: torch.Tensor, strength: float,
-) -> DenoiserOutput:
+) -> Scores:
     """Classifier-based guidance: add ``strength * grad log p(y | S_t)`` to the unconditional scores in ``base``."""
     if strength == 0:
         return base
@@ -105,7 +121,7 @@ def cbg_output(
     node_t = t[graph.batch]
     noise_scale_nodes = (1 - diffusion.alpha_bars[node_t]).sqrt()[:, None]
     noise_scale_graphs = (1 - diffusion.alpha_bars[t]).sqrt()[:, None, None]
-    return DenoiserOutput(
+    return Scores(
         base.eps_types - strength * noise_scale_nodes * grad.types,
         base.score_coords + strength * grad.frac_coords / diffusion.score_norms[node_t][:, None].sqrt(),
         base.eps_lattice - strength * noise_scale_graphs * grad.lattice,

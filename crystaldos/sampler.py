@@ -250,8 +250,8 @@ class Sampler:
         def scores(current: CrystalState, t_value: int):
             t = torch.full((graph.num_graphs,), t_value, dtype=torch.long, device=self.device)
             if guidance == "cfg":
-                return cfg_output(self.cfg_model, current, t, graph, dos, strength)
-            base = denoise(base_model, current, t, graph) if base_model is not None else denoise(self.cfg_model, current, t, graph)
+                return cfg_output(self.cfg_model, self.diffusion, current, t, graph, dos, strength)
+            base = denoise(base_model if base_model is not None else self.cfg_model, self.diffusion, current, t, graph)
             if guidance == "cbg":
                 return cbg_output(base, self.likelihood, self.diffusion, current, t, graph, dos, strength)
             return base

@@ -7,7 +7,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 import crystaldos
-from crystaldos.metrics import dos_agreement, is_valid, match, min_distance, score, summarise
+from crystaldos.metrics import dos_agreement, is_plausible_cell, is_valid, match, min_distance, score, summarise
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,10 @@ def test_validity_rejects_overlapping_atoms_and_flat_cells():
     assert not is_valid(Structure(Lattice.cubic(4.0), ["Si", "Si"], [[0, 0, 0], [0.05, 0, 0]]))
     assert not is_valid(Structure(Lattice([[4, 0, 0], [0, 4, 0], [0, 0, 1e-4]]), ["Si"], [[0, 0, 0]]))
     assert match(Structure(Lattice.cubic(4.0), ["Si", "Si"], [[0, 0, 0], [0.05, 0, 0]]), good) == (False, pytest.approx(math.nan, nan_ok=True))
+    # Valid by CDVAE's test but needle-thin: not plausible, never sent to the (slow) matcher.
+    needle = Structure(Lattice([[30, 0, 0], [0, 30, 0], [29.9, 0, 0.02]]), ["Si"], [[0, 0, 0]])
+    assert is_valid(needle) and not is_plausible_cell(needle)
+    assert match(needle, good)[0] is False
 
 
 def test_dos_agreement_zero_for_identical_and_shift_for_shifted(item):

@@ -49,7 +49,7 @@ def run(cond, fwd, c, types=None, frac=None, lattice=None, dos=None):
 
 def assert_same(a, b, atol=1e-6):
     (out_a, dos_a), (out_b, dos_b) = a, b
-    torch.testing.assert_close(out_a.eps_types, out_b.eps_types, atol=atol, rtol=0)
+    torch.testing.assert_close(out_a.type_logits, out_b.type_logits, atol=atol, rtol=0)
     torch.testing.assert_close(out_a.score_coords, out_b.score_coords, atol=atol, rtol=0)
     torch.testing.assert_close(out_a.eps_lattice, out_b.eps_lattice, atol=atol, rtol=0)
     torch.testing.assert_close(dos_a, dos_b, atol=atol, rtol=0)
@@ -81,7 +81,7 @@ def test_permutation_of_atoms_permutes_the_outputs(cell):
     out, dos = run(cond, fwd, cell)
     perm = torch.randperm(N_ATOMS, generator=cell["generator"])
     out_p, dos_p = run(cond, fwd, cell, types=cell["types"][perm], frac=cell["frac"][perm], dos=cell["dos"][perm])
-    torch.testing.assert_close(out_p.eps_types, out.eps_types[perm], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out_p.type_logits, out.type_logits[perm], atol=1e-6, rtol=0)
     torch.testing.assert_close(out_p.score_coords, out.score_coords[perm], atol=1e-6, rtol=0)
     torch.testing.assert_close(out_p.eps_lattice, out.eps_lattice, atol=1e-6, rtol=0)
     torch.testing.assert_close(dos_p, dos[perm], atol=1e-6, rtol=0)

@@ -73,12 +73,12 @@ def test_cfg_with_zero_weight_is_the_conditional_model(sampler, items):
     state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
     graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
     with torch.no_grad():
-        conditional = denoise(sampler.cfg_model, state, t, graph, batch.dos, torch.ones(batch.num_graphs, dtype=torch.bool))
-        null = denoise(sampler.cfg_model, state, t, graph, batch.dos, torch.zeros(batch.num_graphs, dtype=torch.bool))
-        for a, b in zip(cfg_output(sampler.cfg_model, state, t, graph, batch.dos, 0.0), conditional):
+        conditional = denoise(sampler.cfg_model, diffusion, state, t, graph, batch.dos, torch.ones(batch.num_graphs, dtype=torch.bool))
+        null = denoise(sampler.cfg_model, diffusion, state, t, graph, batch.dos, torch.zeros(batch.num_graphs, dtype=torch.bool))
+        for a, b in zip(cfg_output(sampler.cfg_model, diffusion, state, t, graph, batch.dos, 0.0), conditional):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
         # w = 1 is 2 * conditional - null, computed in one doubled pass.
-        for a, c, u in zip(cfg_output(sampler.cfg_model, state, t, graph, batch.dos, 1.0), conditional, null):
+        for a, c, u in zip(cfg_output(sampler.cfg_model, diffusion, state, t, graph, batch.dos, 1.0), conditional, null):
             torch.testing.assert_close(a, 2 * c - u, atol=1e-4, rtol=1e-4)
 
 

@@ -9,8 +9,15 @@
   classifier-based guidance needs ``grad_A log p(y | S_t)``: with continuous
   types the forward model is differentiable in A, the same way it is in X and L,
   and CBG and CFG act on the three variables alike. Types are read off by argmax.
+  The network predicts the clean type (logits, cross-entropy loss; the
+  x0-parametrisation of continuous diffusion for categorical data, Dieleman et
+  al. 2022) and the DDPM noise follows as ``(A_t - sqrt(abar) p) / sqrt(1 - abar)``.
+  Measured here: with DiffCSP's noise-prediction MSE the type prediction at
+  t = 200 was *worse* than the argmax of the noisy input after 3,000 CPU steps
+  (45 % vs 70 % of sites right); a classifier head learns this quickly.
 
-Loss: ``lambda_types * L_A + lambda_coords * L_X + lambda_lattice * L_L``, each an MSE.
+Loss: ``lambda_types * L_A + lambda_coords * L_X + lambda_lattice * L_L``; L_A is a
+cross-entropy, L_X and L_L are MSEs.
 """
 
 from __future__ import annotations
@@ -53,7 +60,8 @@ class NoisyCrystal(NamedTuple):
 
     types (N, 100), frac_coords (N, 3) in [0, 1), lattice (B, 3, 3) Å;
     eps_types / eps_lattice: the Gaussian noise drawn; score_coords: the
-    normalised wrapped-normal score of X_t given X_0 (N, 3).
+    normalised wrapped-normal score of X_t given X_0 (N, 3); clean_types: (N,)
+    column of each atom's clean one-hot vector (the type classifier's target).
     """
 
     types: torch.Tensor
@@ -63,6 +71,7 @@ class NoisyCrystal(NamedTuple):
     eps_types: torch.Tensor
     score_coords: torch.Tensor
     eps_lattice: torch.Tensor
+    clean_types: torch.Tensor
 
 
 def _randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -129,7 +138,7 @@ class JointDiffusion(nn.Module):
         safe_sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
         score = wrapped_normal_score(displacement, safe_sigma.expand_as(displacement))
         score = torch.where(sigma > 0, score, torch.zeros_like(score)) / self.score_norms[t][batch][:, None].sqrt()
-        return NoisyCrystal(noisy_types, noisy_coords, noisy_lattice, t, eps_types, score, eps_lattice)
+        return NoisyCrystal(noisy_types, noisy_coords, noisy_lattice, t, eps_types, score, eps_lattice, types.argmax(-1))
 
     def sample_t(self, n: int, device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n,) training steps drawn uniformly from 1 ... T."""
@@ -139,7 +148,7 @@ class JointDiffusion(nn.Module):
         """The weighted joint loss and its parts (scalars): ``loss``, ``types``, ``coords``, ``lattice``."""
         c = self.config
         parts = {
-            "types": nn.functional.mse_loss(output.eps_types, noisy.eps_types),
+            "types": nn.functional.cross_entropy(output.type_logits, noisy.clean_types),
             "coords": nn.functional.mse_loss(output.score_coords, noisy.score_coords),
             "lattice": nn.functional.mse_loss(output.eps_lattice, noisy.eps_lattice),
         }
@@ -155,6 +164,11 @@ class JointDiffusion(nn.Module):
         coords = torch.rand(n, 3, generator=generator, device=device)
         lattice = torch.randn(b, 3, 3, generator=generator, device=device)
         return types, coords, lattice
+
+    def types_eps(self, type_logits: torch.Tensor, types_t: torch.Tensor, t_nodes: torch.Tensor) -> torch.Tensor:
+        """DDPM noise implied by a clean-type prediction: (A_t - sqrt(abar) softmax(logits)) / sqrt(1 - abar), (N, 100)."""
+        abar = self.alpha_bars[t_nodes][:, None]
+        return (types_t - abar.sqrt() * type_logits.softmax(-1)) / (1 - abar).clamp_min(1e-8).sqrt()
 
     def coordinate_score(self, normalised_score: torch.Tensor, t: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Network output (N, 3) -> score of X_t (per unit fractional coordinate)."""

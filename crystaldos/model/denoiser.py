@@ -15,13 +15,14 @@ from crystaldos.model.features import NUM_ELEMENTS
 class DenoiserOutput(NamedTuple):
     """What the denoiser predicts for a noisy crystal batch.
 
-    eps_types: (N, NUM_ELEMENTS) noise added to the one-hot atom types (DDPM).
+    type_logits: (N, NUM_ELEMENTS) logits of the clean atom type (x0-prediction;
+        :meth:`JointDiffusion.types_eps` turns them into the DDPM noise).
     score_coords: (N, 3) score of the wrapped normal on fractional coordinates,
         in units of its per-step normaliser (DiffCSP's ``sigma_norm``).
     eps_lattice: (B, 3, 3) noise added to the lattice matrix (DDPM), Å.
     """
 
-    eps_types: torch.Tensor
+    type_logits: torch.Tensor
     score_coords: torch.Tensor
     eps_lattice: torch.Tensor
 
