@@ -58,6 +58,11 @@ class CrystalDenoiser(nn.Module):
             self.dos_encoder = DOSEncoder(config.n_energies, h, config.dos_scale)
             self.null_condition = nn.Parameter(torch.zeros(h))
         self.types_out = nn.Linear(h, NUM_ELEMENTS)
+        # Skip connection from the noisy types to the clean-type logits with a learned,
+        # time-dependent gain (EDM's c_skip idea): at small t the input already shows the
+        # type, and without the skip a DOS-conditional network learned to read the type off
+        # the DOS and ignore the input (63 % of sites right at t = 10 after 4,000 steps).
+        self.type_skip_gain = nn.Sequential(nn.Linear(config.time_dim, h), nn.SiLU(), nn.Linear(h, 1))
         self.coords_out = nn.Linear(h, 3, bias=False)
         self.lattice_out = nn.Linear(h, 9, bias=False)
 
@@ -92,4 +97,5 @@ class CrystalDenoiser(nn.Module):
         h = self.backbone(types, frac_coords, lattice, t, edge_index, batch, self.node_condition(dos, use_condition, batch))
         pooled = scatter(h, batch, dim=0, dim_size=lattice.shape[0], reduce="mean")
         phi = self.lattice_out(pooled).view(-1, 3, 3)
-        return DenoiserOutput(self.types_out(h), self.coords_out(h), phi @ lattice)
+        gain = nn.functional.softplus(self.type_skip_gain(self.backbone.time_embedding(t).to(types.dtype)))[batch]  # (N, 1)
+        return DenoiserOutput(self.types_out(h) + gain * types, self.coords_out(h), phi @ lattice)
