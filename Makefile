@@ -35,8 +35,8 @@ dataset: $(VENV)/.installed          # about 1 h: crystaldos/data/default/
 pretrained: $(VENV)/.installed       # about 1 h: crystaldos/pretrained/*.pt and docs/training.md
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --runs build/runs --docs docs
 
-evaluation: $(VENV)/.installed       # the full experiment on the test split: docs/evaluation/
-	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --out docs/evaluation --no-progress
+evaluation: $(VENV)/.installed       # the full experiment on the whole test split, full-length sampling: docs/evaluation_full/
+	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/evaluation_full --no-progress
 
 benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/train_speed.py
