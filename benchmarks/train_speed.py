@@ -28,7 +28,7 @@ def measure(kind: str, batch_size: int, threads: int, steps: int, data: str | No
     records = list(ds[: batch_size * 4])
     records = (records * (batch_size * 4 // len(records) + 1))[: batch_size * 4]  # small data sets repeat
     config.model.n_energies = ds.grid.n_points
-    config.model.dos_scale = dos_std([b for b in [collate(records)]])
+    config.model.dos_scale = dos_std([collate(records)])
     model = build_model(config)
     diffusion = JointDiffusion(config.diffusion)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -89,16 +89,16 @@ class Likelihood:
         self.t_grid = np.asarray(calibration["t"], dtype=float)
         self.sigma_grid = np.asarray(calibration["rmse"], dtype=float)
 
-    def sigma(self, t: int) -> float:
-        """Noise scale at step t (states/eV/atom), linear interpolation of the calibration."""
-        return float(np.interp(t, self.t_grid, self.sigma_grid))
+    def sigma(self, t):
+        """Noise scale at step(s) t (states/eV/atom), linear interpolation of the calibration (scalar or array)."""
+        return np.interp(t, self.t_grid, self.sigma_grid)
 
     def log_prob(self, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor) -> torch.Tensor:
         """(B,) log-likelihood of the target DOS for each crystal (up to a constant)."""
         from torch_geometric.utils import scatter
 
         pred = self.model(state.types, state.frac_coords, state.lattice, t, graph.edge_index, graph.batch)
-        sigma = torch.tensor([self.sigma(int(s)) for s in t.tolist()], device=pred.device)[graph.batch]
+        sigma = torch.as_tensor(self.sigma(t.cpu().numpy()), dtype=pred.dtype, device=pred.device)[graph.batch]
         per_atom = -0.5 * (((pred - dos) / sigma[:, None]) ** 2).sum(-1)
         return scatter(per_atom, graph.batch, dim=0, dim_size=graph.num_graphs, reduce="sum")
 

@@ -71,6 +71,11 @@ def _structure_from_tensors(types: torch.Tensor, frac: torch.Tensor, lattice: to
     return Structure(Lattice(lattice.detach().cpu().double().numpy()), numbers, torch.remainder(frac, 1.0).detach().cpu().double().numpy())
 
 
+def _dos_list(dos) -> list:
+    """One DOS (DataArray, array or tensor) or a sequence of them -> a list."""
+    return [dos] if isinstance(dos, (xr.DataArray, np.ndarray)) or torch.is_tensor(dos) else list(dos)
+
+
 class Sampler:
     """The three trained networks (CFG denoiser, unconditional denoiser, DOS forward model) and the sampling loop."""
 
@@ -168,7 +173,7 @@ class Sampler:
             ``n_samples`` results per structure, structure-major.
         """
         structures = [structure] if isinstance(structure, Structure) else list(structure)
-        doses = [dos] if isinstance(dos, (xr.DataArray, np.ndarray)) or torch.is_tensor(dos) else list(dos)
+        doses = _dos_list(dos)
         if len(structures) != len(doses):
             raise ValueError(f"{len(structures)} structures but {len(doses)} DOS")
         for s in structures:
@@ -193,7 +198,7 @@ class Sampler:
     ) -> list[SampleResult]:
         """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T)."""
         counts = [n_atoms] if isinstance(n_atoms, (int, np.integer)) else list(n_atoms)
-        doses = [dos] if isinstance(dos, (xr.DataArray, np.ndarray)) or torch.is_tensor(dos) else list(dos)
+        doses = _dos_list(dos)
         if len(counts) != len(doses):
             raise ValueError(f"{len(counts)} atom counts but {len(doses)} DOS")
         return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,

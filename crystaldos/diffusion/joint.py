@@ -22,7 +22,7 @@ cross-entropy, L_X and L_L are MSEs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -31,10 +31,11 @@ from torch import nn
 from crystaldos.diffusion.schedules import cosine_betas, geometric_sigmas, wrapped_normal_score, wrapped_normal_score_norm
 from crystaldos.model.denoiser import DenoiserOutput
 from crystaldos.model.features import NUM_ELEMENTS
+from crystaldos.settings import Settings
 
 
 @dataclass
-class DiffusionConfig:
+class DiffusionConfig(Settings):
     """Diffusion settings (stored in every checkpoint)."""
 
     timesteps: int = 1000
@@ -44,15 +45,7 @@ class DiffusionConfig:
     lambda_coords: float = 1.0
     lambda_lattice: float = 1.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiffusionConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown diffusion settings {sorted(unknown)}")
-        return cls(**d)
+    settings_name = "diffusion"
 
 
 class NoisyCrystal(NamedTuple):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -14,10 +14,11 @@ from crystaldos.model.features import (
     lattice_invariants,
 )
 from crystaldos.model.layers import PeriodicLayer
+from crystaldos.settings import Settings
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     """Size and inputs of a network (stored in every checkpoint).
 
     Attributes:
@@ -40,16 +41,7 @@ class ModelConfig:
     gram_scale: float = 100.0
     dos_scale: float = 1.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model settings {sorted(unknown)}")
-        return cls(**d)
+    settings_name = "model"
 
 
 class PeriodicBackbone(nn.Module):

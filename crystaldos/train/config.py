@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from crystaldos.diffusion import DiffusionConfig
 from crystaldos.model import ModelConfig
+from crystaldos.settings import Settings
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Everything one training run needs (saved in its checkpoints).
 
     Attributes:
@@ -53,6 +54,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
+    settings_name = "training"
+
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
@@ -64,16 +67,6 @@ class TrainConfig:
             raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
         # The kind decides whether the network sees the DOS.
         self.model.conditional = self.kind == "cfg"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}")
-        return cls(**d)
 
     @classmethod
     def from_sources(cls, yaml_path: str | Path | None = None, overrides: list[str] | None = None, **kwargs) -> "TrainConfig":

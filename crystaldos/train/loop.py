@@ -301,13 +301,13 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 if run.is_main:
                     _write_history(history, out_dir / "history.csv")
             if step % config.checkpoint_every == 0 or step == config.steps:
-                states = _gather_states(generator.get_state(), run.world_size)  # collective: every rank
+                states = _gather(generator.get_state(), run.world_size)  # collective: every rank
                 if run.is_main:
                     checkpoint(state_path, release=False, generators=states)
         epoch += 1
     bar.close()
 
-    checksums = _gather_floats(_parameter_checksum(model), run.world_size)
+    checksums = _gather(_parameter_checksum(model), run.world_size)
     if run.is_main:
         checkpoint(release_path, release=True, checksums=checksums)
         _write_history(history, out_dir / "history.csv")
@@ -315,15 +315,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     return release_path
 
 
-def _gather_states(state: torch.Tensor, world_size: int) -> list[torch.Tensor]:
-    if world_size == 1:
-        return [state]
-    objects: list = [None] * world_size
-    dist.all_gather_object(objects, state)
-    return objects
-
-
-def _gather_floats(value: float, world_size: int) -> list[float]:
+def _gather(value, world_size: int) -> list:
+    """Every rank's ``value`` (a collective: all ranks must call it), in rank order."""
     if world_size == 1:
         return [value]
     objects: list = [None] * world_size
