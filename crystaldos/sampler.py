@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -151,6 +151,7 @@ class Sampler:
         progress: bool = True,
         unconditional: str = "separate",
         step_lr: float = 1e-5,
+        callback: Callable[[int, int], None] | None = None,
     ) -> list[SampleResult]:
         """Generate crystals back from their atom count and atom-level DOS.
 
@@ -168,6 +169,9 @@ class Sampler:
             unconditional: score used by CBG and ``"none"``: the separately trained
                 unconditional model (``"separate"``) or the CFG model's null branch (``"cfg-null"``).
             step_lr: Langevin corrector step on X (DiffCSP's ``step_lr``).
+            progress: show a tqdm bar (notebook-aware).
+            callback: called as ``callback(done, total)`` after every reverse step
+                (e.g. to drive a widget's progress bar).
 
         Returns:
             ``n_samples`` results per structure, structure-major.
@@ -180,7 +184,7 @@ class Sampler:
             if not s.is_ordered:
                 raise ValueError("reconstruct needs ordered structures (one element per site)")
         return self._sample([len(s) for s in structures], doses, structures, guidance, strength, t_start, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr)
+                            keep_trajectory, progress, unconditional, step_lr, callback)
 
     def generate(
         self,
@@ -195,6 +199,7 @@ class Sampler:
         progress: bool = True,
         unconditional: str = "separate",
         step_lr: float = 1e-5,
+        callback: Callable[[int, int], None] | None = None,
     ) -> list[SampleResult]:
         """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T)."""
         counts = [n_atoms] if isinstance(n_atoms, (int, np.integer)) else list(n_atoms)
@@ -202,7 +207,7 @@ class Sampler:
         if len(counts) != len(doses):
             raise ValueError(f"{len(counts)} atom counts but {len(doses)} DOS")
         return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr)
+                            keep_trajectory, progress, unconditional, step_lr, callback)
 
     @torch.no_grad()
     def predict_dos(self, structure: Structure) -> xr.DataArray:
@@ -219,7 +224,7 @@ class Sampler:
 
     # ------------------------------------------------------------------ the loop
     def _sample(self, counts, doses, references, guidance, strength, t_start, n_samples, seed, steps, keep_trajectory, progress,
-                unconditional, step_lr) -> list[SampleResult]:
+                unconditional, step_lr, callback=None) -> list[SampleResult]:
         from tqdm.auto import tqdm
 
         schedule = self._check_options(guidance, t_start, steps, n_samples, unconditional)
@@ -290,6 +295,8 @@ class Sampler:
             )
             if keep_trajectory and ((step_index + 1) % keep_every == 0 or last):
                 frames.append(state)
+            if callback is not None:
+                callback(step_index + 1, len(pairs))
 
         results = []
         sizes_list = sizes.tolist()

@@ -1,0 +1,324 @@
+"""``GuidanceDashboard``: reconstruct a held-out crystal with CBG and CFG side by side, in Jupyter or voila.
+
+>>> from crystaldos import Sampler, load_dataset
+>>> from crystaldos.widgets import GuidanceDashboard
+>>> GuidanceDashboard(Sampler.from_pretrained(), load_dataset())
+
+Controls: a searchable structure box (formula or id, or "random"), ``t_start``
+(1 ... T, presets 200/500/1000), the CFG ω and CBG s strengths, samples, seed,
+reverse steps, and whether to recompute the DOS with xTB. Run samples the same
+target with both guidance types (the same seed) and shows the target and the two
+reconstructions in three nglview views with linked cameras, a DOS overlay (total
+or per site), a metrics table and a trajectory player.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import traceback
+from typing import Callable
+
+import ipywidgets as widgets
+import numpy as np
+import xarray as xr
+
+from crystaldos.data.dataset import CrystalDOSDataset
+from crystaldos.data.records import CrystalDOS
+from crystaldos.metrics import ReconstructionScore, score
+from crystaldos.sampler import SampleResult, Sampler
+from crystaldos.widgets.dos_view import figure_png, overlay_dos, site_labels
+from crystaldos.widgets.structure_view import StructureView, TrajectoryPlayer
+
+RANDOM = "random"
+GUIDANCE_NAMES = {"cbg": "CBG", "cfg": "CFG"}
+
+
+def _item_label(item: CrystalDOS) -> str:
+    return f"{item.formula} · {item.id}"
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+class GuidanceDashboard:
+    """CBG vs CFG reconstruction of one test crystal, with 3D views, DOS overlays and live guidance settings.
+
+    Args:
+        sampler: the models (``Sampler.from_pretrained()``).
+        dataset: a ``CrystalDOSDataset``; its ``split`` split is offered (all of it if that split is empty).
+        split: which split to pick crystals from.
+        steps: default number of reverse steps (strided; the full schedule is ``t_start`` steps).
+        labeller: computes a Structure's atom-level DOS for the xTB comparison (default: ``XTBLabeller()``).
+
+    Attributes (the widgets, so that code and tests can drive the dashboard):
+        structure, t_start, presets, omega, cbg_scale, n_samples, seed, steps, xtb, run_button,
+        progress, status, sample, site, dos_plot, metrics, trajectory_guidance, views, widget.
+        results: {"cbg": [SampleResult], "cfg": [SampleResult]} from the last run.
+        scores: {"cbg": [ReconstructionScore], "cfg": [...]} against the target (forward-model DOS).
+    """
+
+    def __init__(self, sampler: Sampler, dataset: CrystalDOSDataset, split: str = "test", steps: int = 100,
+                 labeller: Callable | None = None) -> None:
+        self.sampler = sampler
+        items = dataset.split(split)
+        self.items = items if len(items) else dataset
+        if not len(self.items):
+            raise ValueError("the data set is empty")
+        self._index = {_item_label(item): i for i, item in enumerate(self.items)}
+        self._labeller = labeller
+        self.results: dict[str, list[SampleResult]] = {}
+        self.scores: dict[str, list[ReconstructionScore]] = {}
+        self.xtb_dos: dict[tuple[str, int], xr.DataArray | str] = {}
+        self.item: CrystalDOS = self.items[0]
+        T = sampler.diffusion.timesteps
+
+        style = {"description_width": "90px"}
+        wide = widgets.Layout(width="340px")
+        self.structure = widgets.Combobox(
+            options=[RANDOM, *self._index], value=_item_label(self.item), ensure_option=True,
+            placeholder="type a formula or id, or 'random'", description="crystal", style=style, layout=wide,
+        )
+        self.t_start = widgets.IntSlider(value=min(200, T), min=1, max=T, description="t_start", style=style, layout=wide,
+                                         continuous_update=False)
+        self.presets = widgets.ToggleButtons(options=[p for p in (200, 500, 1000) if p <= T], value=None, description="presets",
+                                             style={**style, "button_width": "60px"})
+        self.omega = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.1, description="CFG ω", style=style, layout=wide)
+        self.cbg_scale = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.1, description="CBG s", style=style, layout=wide)
+        self.n_samples = widgets.IntSlider(value=1, min=1, max=8, description="samples", style=style, layout=wide)
+        self.seed = widgets.IntText(value=0, description="seed", style=style, layout=widgets.Layout(width="200px"))
+        self.steps = widgets.IntSlider(value=steps, min=10, max=T, step=10, description="reverse steps", style=style, layout=wide,
+                                       tooltip="strided reverse steps; capped at t_start")
+        self.xtb = widgets.Checkbox(value=False, description="recompute the DOS with xTB", indent=False)
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
+        self.run_button.add_class("crystaldos-run")
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", layout=widgets.Layout(width="340px"))
+        self.status = widgets.HTML()
+        self.status.add_class("crystaldos-status")
+
+        self.views = {name: StructureView() for name in ("target", "cbg", "cfg")}
+        for name, view in self.views.items():
+            view.widget.add_class(f"crystaldos-view-{name}")
+            # nglview's own camera sync: rotating one view rotates the others.
+            view.widget._set_sync_camera([v.widget for other, v in self.views.items() if other != name])
+        self.view_titles = {name: widgets.HTML() for name in self.views}
+        self.sample = widgets.Dropdown(options=[("sample 0", 0)], value=0, description="show", style=style,
+                                       layout=widgets.Layout(width="200px"))
+        self.site = widgets.Dropdown(description="DOS of", style=style, layout=widgets.Layout(width="260px"))
+        self.dos_plot = widgets.Image(format="png", layout=widgets.Layout(width="560px"))
+        self.dos_plot.add_class("crystaldos-dos-plot")
+        self.metrics = widgets.HTML()
+        self.metrics.add_class("crystaldos-metrics")
+        self.trajectory_guidance = widgets.ToggleButtons(options=[("CBG", "cbg"), ("CFG", "cfg")], value="cfg",
+                                                         description="trajectory", style=style)
+        self.trajectory_box = widgets.VBox()
+        self.trajectory: TrajectoryPlayer | None = None
+
+        self.structure.observe(self._on_structure, names="value")
+        self.presets.observe(self._on_preset, names="value")
+        self.run_button.on_click(lambda _: self.run())
+        self.sample.observe(lambda _: (self._refresh_outputs(), self._show_trajectory()), names="value")
+        self.site.observe(lambda _: self._draw_dos(), names="value")
+        self.xtb.observe(lambda _: self._refresh_outputs(), names="value")
+        self.trajectory_guidance.observe(lambda _: self._show_trajectory(), names="value")
+
+        controls = widgets.VBox([
+            self.structure, widgets.HBox([self.t_start]), self.presets, self.omega, self.cbg_scale,
+            self.n_samples, self.steps, widgets.HBox([self.seed, self.xtb]),
+            widgets.HBox([self.run_button, self.progress]), self.status,
+        ])
+        panels = widgets.HBox([widgets.VBox([self.view_titles[n], self.views[n].widget]) for n in self.views])
+        self.widget = widgets.VBox([
+            widgets.HTML("<h3>crystaldos: reconstruct a crystal from its atom-level DOS (CBG vs CFG)</h3>"),
+            controls, panels, widgets.HBox([self.sample, self.site]), self.dos_plot, self.metrics,
+            widgets.HTML("<b>Denoising trajectory</b> (positions along the reverse process; elements of the final crystal)"),
+            self.trajectory_guidance, self.trajectory_box,
+        ])
+        self.widget.add_class("crystaldos-dashboard")
+        self.select(self.item)
+
+    # ------------------------------------------------------------------ display
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # ------------------------------------------------------------------ selection
+    def select(self, item: CrystalDOS | str | int) -> None:
+        """Show a target crystal (a record, its label/id, or an index into the split) and clear old results."""
+        if isinstance(item, (int, np.integer)):
+            item = self.items[int(item)]
+        elif isinstance(item, str):
+            if item in self._index:
+                item = self.items[self._index[item]]
+            else:
+                matches = [label for label in self._index if label.endswith(f"· {item}")]
+                if not matches:
+                    raise KeyError(f"no crystal {item!r} in this split")
+                item = self.items[self._index[matches[0]]]
+        self.item = item
+        self.results, self.scores, self.xtb_dos = {}, {}, {}
+        self.views["target"].set_structure(item.structure)
+        self.view_titles["target"].value = f"<b>target</b> {html.escape(item.formula)} ({len(item.structure)} atoms)"
+        for name in ("cbg", "cfg"):
+            self.view_titles[name].value = f"<b>{GUIDANCE_NAMES[name]}</b> (press Run)"
+        self.site.options = site_labels(item.dos)
+        self.site.value = None
+        label = _item_label(item)
+        if self.structure.value != label:
+            self.structure.value = label
+        self.metrics.value = ""
+        self.trajectory_box.children = []
+        self._draw_dos()
+
+    def _on_structure(self, change) -> None:
+        value = change["new"]
+        if value == RANDOM:
+            rng = np.random.default_rng(self.seed.value)
+            self.select(int(rng.integers(len(self.items))))
+        elif value in self._index:
+            self.select(value)
+
+    def _on_preset(self, change) -> None:
+        if change["new"] is not None:
+            self.t_start.value = int(change["new"])
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> None:
+        """Sample CBG and CFG reconstructions of the selected crystal with the current settings.
+
+        Errors are shown in the status line (and kept in ``self.error``), never raised into the notebook.
+        """
+        self.error: str | None = None
+        t_start = int(self.t_start.value)
+        steps = min(int(self.steps.value), t_start)
+        total = 2 * steps
+        self.progress.max, self.progress.value, self.progress.bar_style = total, 0, "info"
+        self.run_button.disabled = True
+        done = {"before": 0}
+
+        def advance(step: int, _: int) -> None:
+            self.progress.value = done["before"] + step
+
+        try:
+            results = {}
+            for name, strength in (("cbg", self.cbg_scale.value), ("cfg", self.omega.value)):
+                self.status.value = f"sampling {GUIDANCE_NAMES[name]} from t = {t_start} ({steps} steps)…"
+                results[name] = self.sampler.reconstruct(
+                    self.item.structure, self.item.dos, guidance=name, strength=float(strength), t_start=t_start,
+                    n_samples=int(self.n_samples.value), seed=int(self.seed.value), steps=steps,
+                    keep_trajectory=True, progress=False, callback=advance,
+                )
+                done["before"] += steps
+            self.status.value = "scoring…"
+            self.results = results
+            self.scores = {name: [score(r.structure, self.item.structure, r.dos_pred, self.item.dos) for r in rs]
+                           for name, rs in results.items()}
+            self.xtb_dos = {}
+            self.sample.options = [(f"sample {k}", k) for k in range(int(self.n_samples.value))]
+            self.sample.value = 0
+            self._refresh_outputs()
+            self._show_trajectory()
+            self.progress.bar_style = "success"
+            self.status.value = (f"done: {len(results['cbg'])} CBG and {len(results['cfg'])} CFG samples "
+                                 f"(t_start = {t_start}, {steps} steps, ω = {self.omega.value:g}, s = {self.cbg_scale.value:g}, "
+                                 f"seed {self.seed.value})")
+        except Exception as error:  # shown, not raised: a dashboard must not die silently
+            self.error = f"{type(error).__name__}: {error}"
+            self.progress.bar_style = "danger"
+            self.status.value = f"<span style='color:#b00020'><b>error</b>: {html.escape(self.error)}</span>"
+            self._traceback = traceback.format_exc()
+        finally:
+            self.run_button.disabled = False
+
+    # ------------------------------------------------------------------ outputs
+    def _selected(self, name: str) -> SampleResult | None:
+        results = self.results.get(name)
+        if not results:
+            return None
+        return results[min(int(self.sample.value or 0), len(results) - 1)]
+
+    def _xtb(self, name: str) -> xr.DataArray | str:
+        """xTB DOS of the shown sample of one guidance (cached), or a message saying why there is none."""
+        key = (name, int(self.sample.value or 0))
+        if key not in self.xtb_dos:
+            if self._labeller is None:
+                from crystaldos.labellers import XTBLabeller
+
+                self._labeller = XTBLabeller(grid=self.sampler.grid).label
+            self.status.value = f"xTB for the {GUIDANCE_NAMES[name]} crystal…"
+            try:
+                self.xtb_dos[key] = self._labeller(self._selected(name).structure)
+            except Exception as error:  # implausible cells, SCF failures: say so in the plot legend
+                self.xtb_dos[key] = f"{type(error).__name__}: {error}"
+        return self.xtb_dos[key]
+
+    def _refresh_outputs(self) -> None:
+        for name in ("cbg", "cfg"):
+            result = self._selected(name)
+            if result is None:
+                continue
+            self.views[name].set_structure(result.structure)
+            k = result.settings["sample"]
+            s = self.scores[name][k]
+            verdict = f"match, RMSE {s.rmse:.3f}" if s.matched else "no match"
+            self.view_titles[name].value = (f"<b>{GUIDANCE_NAMES[name]}</b> {html.escape(result.structure.composition.reduced_formula)}"
+                                            f" · {verdict}")
+        self._draw_dos()
+        self._write_metrics()
+
+    def _draw_dos(self) -> None:
+        import matplotlib.pyplot as plt
+
+        curves = {"target": self.item.dos}
+        notes = []
+        for name in ("cbg", "cfg"):
+            result = self._selected(name)
+            if result is None:
+                continue
+            curves[f"{GUIDANCE_NAMES[name]} (forward model)"] = result.dos_pred
+            if self.xtb.value:
+                xtb = self._xtb(name)
+                if isinstance(xtb, str):
+                    notes.append(f"{GUIDANCE_NAMES[name]} xTB failed: {xtb[:80]}")
+                else:
+                    curves[f"{GUIDANCE_NAMES[name]} (xTB)"] = xtb
+        fig, ax = plt.subplots(figsize=(6.5, 3.0))
+        title = f"{self.item.formula}: " + ("total DOS per atom" if self.site.value is None else self.site.label)
+        overlay_dos(curves, site=self.site.value, ax=ax, title=title)
+        for i, note in enumerate(notes):
+            ax.text(0.01, 0.97 - 0.08 * i, note, transform=ax.transAxes, fontsize=7, color="#b00020", va="top")
+        self.dos_plot.value = figure_png(fig)
+
+    def _write_metrics(self) -> None:
+        rows = []
+        for name in ("cbg", "cfg"):
+            for k, s in enumerate(self.scores.get(name, [])):
+                r = self.results[name][k]
+                xtb = self.xtb_dos.get((name, k))
+                xtb_mae = "–"
+                if isinstance(xtb, xr.DataArray):
+                    from crystaldos.metrics import dos_agreement
+
+                    xtb_mae = _fmt(dos_agreement(xtb, self.item.dos)["site_mae"])
+                rows.append(
+                    f"<tr><td>{GUIDANCE_NAMES[name]}</td><td>{k}</td><td>{html.escape(r.structure.composition.reduced_formula)}</td>"
+                    f"<td>{'✔' if s.matched else '✘'}</td><td>{_fmt(s.rmse)}</td><td>{100 * s.site_type_accuracy:.0f}</td>"
+                    f"<td>{'✔' if s.valid else '✘'}</td><td>{_fmt(s.dos_site_mae)}</td><td>{_fmt(s.dos_total_wasserstein)}</td>"
+                    f"<td>{xtb_mae}</td></tr>"
+                )
+        header = ("<tr><th>guidance</th><th>sample</th><th>formula</th><th>match</th><th>RMSE</th><th>site types %</th>"
+                  "<th>valid</th><th>DOS MAE (fwd)</th><th>DOS EMD eV (fwd)</th><th>DOS MAE (xTB)</th></tr>")
+        self.metrics.value = (
+            "<table style='border-collapse:collapse' cellpadding='4'>" + header + "".join(rows) + "</table>"
+            "<small>match/RMSE: StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3); DOS MAE in states/eV per site.</small>"
+        )
+
+    def _show_trajectory(self) -> None:
+        result = self._selected(self.trajectory_guidance.value)
+        if result is None or not result.trajectory:
+            self.trajectory_box.children = []
+            self.trajectory = None
+            return
+        self.trajectory = TrajectoryPlayer(result.trajectory, width="420px", height="320px")
+        self.trajectory.view.add_class("crystaldos-trajectory")
+        self.trajectory_box.children = [self.trajectory.widget]
