@@ -223,6 +223,9 @@ class Sampler:
         return site_dos(pred.cpu().numpy(), [s.specie.symbol for s in structure], self.grid, source="forward model")
 
     # ------------------------------------------------------------------ the loop
+    # no_grad: without it every step's outputs keep the autograd graph of all earlier steps (memory
+    # grew to 24 GB over 1000 steps of a 64-crystal batch); CBG enables grad locally for its gradient.
+    @torch.no_grad()
     def _sample(self, counts, doses, references, guidance, strength, t_start, n_samples, seed, steps, keep_trajectory, progress,
                 unconditional, step_lr, callback=None) -> list[SampleResult]:
         from tqdm.auto import tqdm
