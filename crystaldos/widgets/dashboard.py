@@ -27,7 +27,7 @@ from crystaldos.data.dataset import CrystalDOSDataset
 from crystaldos.data.records import CrystalDOS
 from crystaldos.metrics import ReconstructionScore, score
 from crystaldos.sampler import SampleResult, Sampler
-from crystaldos.widgets.dos_view import figure_png, overlay_dos, site_labels
+from crystaldos.widgets.dos_view import TOTAL, figure_png, overlay_dos, site_labels
 from crystaldos.widgets.structure_view import StructureView, TrajectoryPlayer
 
 RANDOM = "random"
@@ -162,7 +162,7 @@ class GuidanceDashboard:
         for name in ("cbg", "cfg"):
             self.view_titles[name].value = f"<b>{GUIDANCE_NAMES[name]}</b> (press Run)"
         self.site.options = site_labels(item.dos)
-        self.site.value = None
+        self.site.value = TOTAL
         label = _item_label(item)
         if self.structure.value != label:
             self.structure.value = label
@@ -283,8 +283,9 @@ class GuidanceDashboard:
                 else:
                     curves[f"{GUIDANCE_NAMES[name]} (xTB)"] = xtb
         fig, ax = plt.subplots(figsize=(6.5, 3.0))
-        title = f"{self.item.formula}: " + ("total DOS per atom" if self.site.value is None else self.site.label)
-        overlay_dos(curves, site=self.site.value, ax=ax, title=title)
+        site = None if self.site.value in (None, TOTAL) else int(self.site.value)
+        title = f"{self.item.formula}: " + ("total DOS per atom" if site is None else self.site.label)
+        overlay_dos(curves, site=site, ax=ax, title=title)
         for i, note in enumerate(notes):
             ax.text(0.01, 0.97 - 0.08 * i, note, transform=ax.transAxes, fontsize=7, color="#b00020", va="top")
         self.dos_plot.value = figure_png(fig)

@@ -84,7 +84,10 @@ def figure_png(fig: "matplotlib.figure.Figure", dpi: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def site_labels(dos: xr.DataArray) -> list[tuple[str, int | None]]:
-    """Dropdown options for a site selector: ("total", None), ("site 0: Na", 0), ..."""
+TOTAL = -1  # site-selector value for the total DOS (a Dropdown cannot select None)
+
+
+def site_labels(dos: xr.DataArray) -> list[tuple[str, int]]:
+    """Dropdown options for a site selector: ("total (per atom)", TOTAL), ("site 0: Na", 0), ..."""
     elements = dos["element"].values if "element" in dos.coords else np.full(dos.sizes["site"], "?")
-    return [("total (per atom)", None)] + [(f"site {i}: {el}", i) for i, el in enumerate(elements)]
+    return [("total (per atom)", TOTAL)] + [(f"site {i}: {el}", i) for i, el in enumerate(elements)]

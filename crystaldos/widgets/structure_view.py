@@ -74,7 +74,8 @@ def _style(view: "nglview.NGLWidget", component) -> None:
 
 def _empty_view(width: str, height: str) -> "nglview.NGLWidget":
     view = nglview.NGLWidget()
-    view.layout = widgets.Layout(width=width, height=height)
+    # Set the attributes (not a new Layout object): nglview resizes its stage by observing them.
+    view.layout.width, view.layout.height, view.layout.min_width = width, height, width
     view.add_class("crystaldos-structure-view")
     return view
 
