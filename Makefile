@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch would pull the CUDA build (gigabytes).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install clean dataset pretrained evaluation benchmarks
+.PHONY: demo test install browser clean dataset pretrained evaluation benchmarks screenshot
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,19 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/crystaldos card --out results/dataset
 	$(VENV)/bin/crystaldos evaluate --limit 16 --steps 100 --xtb-limit 2 --out results/demo
 
-test: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+# Debian's chromium for the dashboard's browser test (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install chromium: the browser test will be skipped"
+
+# With chromium present the browser test must run (a missing browser fails it instead of skipping).
+test: $(VENV)/.installed browser
+	OMP_NUM_THREADS=1 CRYSTALDOS_REQUIRE_BROWSER=$$(command -v chromium >/dev/null 2>&1 && echo 1) $(PY) -m pytest -q
+
+# The README's dashboard screenshot, taken by the browser test.
+screenshot: $(VENV)/.installed browser
+	CRYSTALDOS_ARTIFACTS=build/test-artifacts OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/test_dashboard_browser.py
+	cp build/test-artifacts/dashboard_after.png docs/dashboard.png
 
 # Regenerate the shipped artefacts (long; all resumable).
 dataset: $(VENV)/.installed          # about 1 h: crystaldos/data/default/

@@ -124,14 +124,15 @@ class GuidanceDashboard:
         self.trajectory_guidance.observe(lambda _: self._show_trajectory(), names="value")
 
         controls = widgets.VBox([
-            self.structure, widgets.HBox([self.t_start]), self.presets, self.omega, self.cbg_scale,
+            self.structure, self.t_start, self.presets, self.omega, self.cbg_scale,
             self.n_samples, self.steps, widgets.HBox([self.seed, self.xtb]),
             widgets.HBox([self.run_button, self.progress]), self.status,
-        ])
+        ], layout=widgets.Layout(width="480px"))
+        dos_panel = widgets.VBox([widgets.HBox([self.sample, self.site]), self.dos_plot])
         panels = widgets.HBox([widgets.VBox([self.view_titles[n], self.views[n].widget]) for n in self.views])
         self.widget = widgets.VBox([
             widgets.HTML("<h3>crystaldos: reconstruct a crystal from its atom-level DOS (CBG vs CFG)</h3>"),
-            controls, panels, widgets.HBox([self.sample, self.site]), self.dos_plot, self.metrics,
+            widgets.HBox([controls, dos_panel]), panels, self.metrics,
             widgets.HTML("<b>Denoising trajectory</b> (positions along the reverse process; elements of the final crystal)"),
             self.trajectory_guidance, self.trajectory_box,
         ])

@@ -1,0 +1,164 @@
+"""Widget logic, driven from Python: real Structures, the shipped models, the embedded data set."""
+
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+import crystaldos
+from crystaldos import Sampler
+from crystaldos.widgets import GuidanceDashboard, StructureView, TrajectoryPlayer, overlay_dos, show, show_trajectory
+from crystaldos.widgets.dos_view import TOTAL
+from crystaldos.widgets.structure_view import StructureTrajectory, structure_to_cif
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return crystaldos.load_dataset()
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    return Sampler.from_pretrained(device="cpu")
+
+
+@pytest.fixture
+def nacl():
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_show_puts_the_crystal_with_its_cell_into_one_nglview_component(nacl):
+    view = show(nacl)
+    assert len(view._ngl_component_ids) == 1
+    cif = structure_to_cif(nacl)
+    assert "_cell_length_a   5.64" in cif and cif.count(" Na") >= 4 and cif.count(" Cl") >= 4
+
+
+def test_structure_view_swaps_the_crystal_in_place(nacl):
+    view = StructureView(nacl)
+    widget = view.widget
+    view.set_structure(Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    assert view.widget is widget and len(widget._ngl_component_ids) == 1
+    assert view.structure.composition.reduced_formula == "Fe"
+
+
+def test_show_rejects_what_it_cannot_draw(nacl):
+    with pytest.raises(TypeError, match="pymatgen Structure"):
+        show(nacl.as_dict())
+    disordered = nacl.copy()
+    disordered.replace_species({"Na": {"Na": 0.5, "K": 0.5}})
+    with pytest.raises(ValueError, match="ordered"):
+        show(disordered)
+
+
+def test_trajectory_player_frames_follow_the_slider(nacl):
+    frames = [nacl.copy() for _ in range(5)]
+    for k, frame in enumerate(frames):
+        frame.translate_sites([0], [0.02 * k, 0, 0])
+    player = TrajectoryPlayer(frames)
+    assert player.n_frames == 5 and player.slider.max == 4 and player.view.max_frame == 4
+    player.slider.value = 3
+    assert player.view.frame == 3
+    coords = player.trajectory.get_coordinates(3)
+    assert coords.shape == (len(nacl), 3) and np.allclose(coords, frames[3].cart_coords, atol=1e-5)
+    assert show_trajectory(frames).children[0].max_frame == 4
+    with pytest.raises(ValueError, match="same number of sites"):
+        StructureTrajectory([nacl, Structure(Lattice.cubic(3), ["Fe"], [[0, 0, 0]])])
+
+
+def test_overlay_dos_draws_total_or_one_site_and_names_bad_input(dataset):
+    dos = dataset.split("test")[0].dos
+    ax = overlay_dos({"target": dos, "CFG": dos * 0.5, "CFG (xTB)": dos}, site=None)
+    assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == ["CFG", "CFG (xTB)"]
+    total_per_atom = dos.sum("site").values / dos.sizes["site"]
+    assert np.allclose(ax.get_lines()[0].get_ydata(), 0.5 * total_per_atom)
+    ax = overlay_dos({"CBG": dos}, site=1)
+    assert np.allclose(ax.get_lines()[0].get_ydata(), dos.isel(site=1).values)
+    with pytest.raises(IndexError, match="site 99"):
+        overlay_dos({"CBG": dos}, site=99)
+    with pytest.raises(ValueError, match="dims"):
+        overlay_dos({"CBG": dos.T})
+    plt.close("all")
+
+
+def test_dashboard_run_fills_views_dos_metrics_and_trajectory(sampler, dataset):
+    board = GuidanceDashboard(sampler, dataset, steps=10)
+    target = board.item
+    assert board.views["target"].structure == target.structure
+    dos_before = board.dos_plot.value
+    assert dos_before[:4] == b"\x89PNG"
+
+    board.presets.value = 500
+    assert board.t_start.value == 500
+    board.t_start.value = 100
+    board.omega.value, board.cbg_scale.value, board.n_samples.value, board.seed.value = 2.0, 0.5, 2, 3
+    board.run_button.click()
+
+    assert board.error is None, board.error
+    assert board.progress.value == board.progress.max == 20 and board.progress.bar_style == "success"
+    assert "done" in board.status.value and "ω = 2" in board.status.value
+    for name, strength in (("cbg", 0.5), ("cfg", 2.0)):
+        results = board.results[name]
+        assert len(results) == 2 and all(len(r.structure) == len(target.structure) for r in results)
+        assert results[0].settings["strength"] == strength and results[0].settings["t_start"] == 100
+        assert board.views[name].structure == results[0].structure
+    assert board.dos_plot.value != dos_before
+    assert board.metrics.value.count("<tr>") == 1 + 4  # header + 2 guidances x 2 samples
+
+    board.sample.value = 1
+    assert board.views["cfg"].structure == board.results["cfg"][1].structure
+    image = board.dos_plot.value
+    board.site.value = 0
+    assert board.dos_plot.value != image
+    board.site.value = TOTAL
+
+    assert board.trajectory is not None and board.trajectory.n_frames == 11  # start + 10 steps
+    board.trajectory_guidance.value = "cbg"
+    assert board.trajectory.trajectory.structures[-1] == board.results["cbg"][1].structure
+    board.trajectory.slider.value = 4
+    assert board.trajectory.view.frame == 4
+
+
+def test_dashboard_recomputes_the_dos_with_xtb_on_request(sampler, dataset):
+    board = GuidanceDashboard(sampler, dataset, steps=10)
+    board.select(min(range(len(board.items)), key=lambda i: len(board.items[i].structure)))  # smallest crystal: fast xTB
+    board.t_start.value = 20
+    board.run()
+    image = board.dos_plot.value
+    board.xtb.value = True
+    assert set(board.xtb_dos) == {("cbg", 0), ("cfg", 0)}
+    assert board.dos_plot.value != image
+    labelled = [v for v in board.xtb_dos.values() if not isinstance(v, str)]
+    assert labelled and labelled[0].dims == ("site", "energy")
+    assert "DOS MAE (xTB)" in board.metrics.value
+
+
+def test_dashboard_selection_by_id_and_random(sampler, dataset):
+    board = GuidanceDashboard(sampler, dataset, steps=10)
+    other = board.items[5]
+    board.select(other.id)
+    assert board.item.id == other.id and board.views["target"].structure == other.structure
+    assert board.structure.value.endswith(other.id)
+    board.seed.value = 7
+    board.structure.value = "random"
+    expected = board.items[int(np.random.default_rng(7).integers(len(board.items)))]
+    assert board.item.id == expected.id
+    with pytest.raises(KeyError, match="no crystal"):
+        board.select("not-an-id")
+
+
+def test_dashboard_shows_errors_instead_of_raising(sampler, dataset):
+    board = GuidanceDashboard(sampler, dataset, steps=10)
+    item = board.item
+    # A DOS with one site fewer than the structure: the sampler refuses it, the dashboard says why.
+    board.item = SimpleNamespace(structure=item.structure, dos=item.dos.isel(site=slice(1, None)), formula=item.formula)
+    board.run()
+    assert board.error is not None and "site" in board.error
+    assert "error" in board.status.value and board.progress.bar_style == "danger"
+    assert not board.run_button.disabled and board.results == {}
