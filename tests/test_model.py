@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -31,11 +33,16 @@ def cell():
     )
 
 
-def networks():
+def networks(cutoff=None):
+    """Small conditional denoiser and forward model: fully connected cells, or a radius graph over images (cutoff, Å)."""
     torch.manual_seed(0)
-    cond = CrystalDenoiser(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=True)).double().eval()
-    fwd = DOSForwardModel(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=False)).double().eval()
+    graph = dict(cutoff=cutoff, max_neighbours=500)  # no truncation: ties at the cap would break permutation symmetry
+    cond = CrystalDenoiser(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=True, **graph)).double().eval()
+    fwd = DOSForwardModel(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=False, **graph)).double().eval()
     return cond, fwd
+
+
+GRAPHS = pytest.mark.parametrize("cutoff", [None, 4.5], ids=["fully-connected", "radius-graph"])
 
 
 def run(cond, fwd, c, types=None, frac=None, lattice=None, dos=None):
@@ -55,8 +62,9 @@ def assert_same(a, b, atol=1e-6):
     torch.testing.assert_close(dos_a, dos_b, atol=atol, rtol=0)
 
 
-def test_rotation_and_reflection_of_the_cartesian_frame(cell):
-    cond, fwd = networks()
+@GRAPHS
+def test_rotation_and_reflection_of_the_cartesian_frame(cell, cutoff):
+    cond, fwd = networks(cutoff)
     reference = run(cond, fwd, cell)
     rotation = random_rotation(cell["generator"])
     rotated = run(cond, fwd, cell, lattice=cell["lattice"] @ rotation.T)
@@ -66,8 +74,9 @@ def test_rotation_and_reflection_of_the_cartesian_frame(cell):
     assert_same(reference, (out._replace(eps_lattice=reference[0].eps_lattice), dos))
 
 
-def test_translation_and_periodic_shift(cell):
-    cond, fwd = networks()
+@GRAPHS
+def test_translation_and_periodic_shift(cell, cutoff):
+    cond, fwd = networks(cutoff)
     reference = run(cond, fwd, cell)
     shift = torch.rand(1, 3, generator=cell["generator"], dtype=torch.float64)
     assert_same(reference, run(cond, fwd, cell, frac=cell["frac"] + shift))
@@ -76,8 +85,9 @@ def test_translation_and_periodic_shift(cell):
     assert_same(reference, run(cond, fwd, cell, frac=cell["frac"] + images))
 
 
-def test_permutation_of_atoms_permutes_the_outputs(cell):
-    cond, fwd = networks()
+@GRAPHS
+def test_permutation_of_atoms_permutes_the_outputs(cell, cutoff):
+    cond, fwd = networks(cutoff)
     out, dos = run(cond, fwd, cell)
     perm = torch.randperm(N_ATOMS, generator=cell["generator"])
     out_p, dos_p = run(cond, fwd, cell, types=cell["types"][perm], frac=cell["frac"][perm], dos=cell["dos"][perm])
@@ -109,3 +119,41 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="conditional"):
         DOSForwardModel(ModelConfig(conditional=True))
     assert types_to_atomic_numbers(one_hot_types(torch.tensor([1, 26, 100]))).tolist() == [1, 26, 100]
+
+
+def test_periodic_radius_graph_finds_the_same_neighbours_as_pymatgen():
+    from pymatgen.core import Lattice, Structure
+
+    from crystaldos.model.radius_graph import periodic_radius_graph
+
+    rutile = Structure(Lattice.tetragonal(4.59, 2.96), ["Ti", "Ti", "O", "O", "O", "O"],
+                       [[0, 0, 0], [0.5, 0.5, 0.5], [0.305, 0.305, 0], [0.695, 0.695, 0], [0.805, 0.195, 0.5], [0.195, 0.805, 0.5]])
+    skewed = Structure(Lattice.from_parameters(3.1, 4.2, 5.3, 70, 100, 115), ["Na", "Cl", "K"], [[0.1, 0.2, 0.3], [0.6, 0.5, 0.9], [0.3, 0.8, 0.1]])
+    structures = [rutile, skewed]
+    frac = torch.tensor(sum((s.frac_coords.tolist() for s in structures), []), dtype=torch.float64)
+    lattice = torch.tensor(np.stack([s.lattice.matrix for s in structures]), dtype=torch.float64)
+    batch = torch.tensor(sum(([g] * len(s) for g, s in enumerate(structures)), []))
+    cutoff = 5.0
+    edge_index, shifts = periodic_radius_graph(frac, lattice, batch, cutoff, max_neighbours=1000)
+    offset = 0
+    for g, s in enumerate(structures):
+        expected = sorted((i, n.index, round(n.nn_distance, 6)) for i, ns in enumerate(s.get_all_neighbors(cutoff)) for n in ns)
+        mine = edge_index[:, batch[edge_index[1]] == g] - offset
+        lengths = ((frac[mine[0] + offset] + shifts[batch[edge_index[1]] == g] - frac[mine[1] + offset]) @ lattice[g]).norm(dim=-1)
+        found = sorted((int(i), int(j), round(float(d), 6)) for j, i, d in zip(mine[0], mine[1], lengths))
+        assert found == expected
+        offset += len(s)
+    # The cap keeps the nearest neighbours of each atom.
+    capped, _ = periodic_radius_graph(frac, lattice, batch, cutoff, max_neighbours=4)
+    assert torch.bincount(capped[1]).max() == 4
+
+
+def test_radius_graph_networks_train_and_differentiate(cell):
+    cond, fwd = networks(cutoff=4.5)
+    frac = cell["frac"].clone().requires_grad_(True)
+    lattice = cell["lattice"].clone().requires_grad_(True)
+    out = fwd(cell["types"], frac, lattice, cell["t"], cell["edge_index"], cell["batch"])
+    out.sum().backward()
+    assert torch.isfinite(frac.grad).all() and frac.grad.abs().sum() > 0
+    assert torch.isfinite(lattice.grad).all() and lattice.grad.abs().sum() > 0
+    assert ModelConfig.from_dict({k: v for k, v in ModelConfig().to_dict().items() if k not in ("cutoff", "max_neighbours", "n_radial")}).cutoff is None

@@ -137,3 +137,17 @@ def test_two_process_ddp_keeps_replicas_identical(small_data, tmp_path):
     a, b = ckpt["train"]["replica_checksums"]
     assert a == b
     assert ckpt["train"]["step"] == 6
+
+
+def test_radius_graph_models_train_save_and_sample(small_data, tmp_path):
+    # The large-cell option: a radius graph over periodic images instead of all pairs in the cell.
+    extra = ["model.cutoff=5.0", "model.max_neighbours=24"]
+    paths = {kind: train(tiny_config(small_data, tmp_path / kind, kind, steps=5, extra=extra), progress=False) for kind in ("cfg", "uncond", "forward")}
+    for kind, path in paths.items():
+        assert load_checkpoint(path)["model_config"]["cutoff"] == 5.0
+        (tmp_path / f"{kind}.pt").write_bytes(Path(path).read_bytes())
+    sampler = crystaldos.Sampler.from_pretrained(tmp_path, device="cpu")
+    item = crystaldos.load_dataset().split("test")[0]
+    for guidance in ("cfg", "cbg"):
+        result = sampler.reconstruct(item.structure, item.dos, guidance=guidance, t_start=50, steps=3, progress=False)[0]
+        assert len(result.structure) == len(item.structure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from crystaldos.model.features import (
     lattice_invariants,
 )
 from crystaldos.model.layers import PeriodicLayer
+from crystaldos.model.radius_graph import periodic_radius_graph
 from crystaldos.settings import Settings
 
 
@@ -30,6 +32,11 @@ class ModelConfig(Settings):
         conditional: the denoiser sees the atom-level DOS (CFG model) or not (unconditional model).
         gram_scale: Å², divides L Lᵀ so that typical inputs are O(1).
         dos_scale: states/eV/atom, divides DOS values (set from the training data's std).
+        cutoff: None (default): messages between all pairs of atoms in the cell, as in DiffCSP
+            (the ``edge_index`` passed in). A value in Å: the network builds a radius graph over
+            periodic images from the current (noisy) X and L at every call, for large cells.
+        max_neighbours: nearest neighbours kept per atom in the radius graph.
+        n_radial: Gaussian radial basis functions of the edge length (radius graph only).
     """
 
     hidden: int = 128
@@ -40,6 +47,9 @@ class ModelConfig(Settings):
     conditional: bool = True
     gram_scale: float = 100.0
     dos_scale: float = 1.0
+    cutoff: float | None = None
+    max_neighbours: int = 32
+    n_radial: int = 16
 
     settings_name = "model"
 
@@ -52,7 +62,8 @@ class PeriodicBackbone(nn.Module):
         frac_coords: (N, 3) fractional coordinates (any real values; only differences mod 1 are used).
         lattice: (B, 3, 3) rows = lattice vectors, Å.
         t: (B,) diffusion step.
-        edge_index: (2, E) pairs within each crystal (source row 0, target row 1).
+        edge_index: (2, E) pairs within each crystal (source row 0, target row 1); ignored when
+            ``config.cutoff`` is set (the radius graph is rebuilt from X and L).
         batch: (N,) crystal of each atom.
         node_condition: optional (N, hidden), added element-wise to the node representation.
     """
@@ -65,7 +76,7 @@ class PeriodicBackbone(nn.Module):
         self.time_embedding = SinusoidalTimeEmbedding(config.time_dim)
         self.node_in = nn.Linear(h + config.time_dim, h)
         self.fourier = PeriodicFourierFeatures(config.n_frequencies)
-        edge_dim = 9 + self.fourier.out_dim
+        edge_dim = 9 + self.fourier.out_dim + (config.n_radial if config.cutoff is not None else 0)
         self.layers = nn.ModuleList(PeriodicLayer(h, edge_dim) for _ in range(config.n_layers))
         self.norm_out = nn.LayerNorm(h)
 
@@ -83,9 +94,28 @@ class PeriodicBackbone(nn.Module):
         h = self.node_in(torch.cat([self.type_embedding(types), time], dim=-1))
         if node_condition is not None:
             h = h + node_condition  # the paper's element-wise addition of the projected DOS
-        source, target = edge_index
         gram = lattice_invariants(lattice) / self.config.gram_scale
-        edge_attr = torch.cat([gram[batch[target]], self.fourier(frac_coords[source] - frac_coords[target])], dim=-1)
+        if self.config.cutoff is None:
+            source, target = edge_index
+            edge_attr = torch.cat([gram[batch[target]], self.fourier(frac_coords[source] - frac_coords[target])], dim=-1)
+        else:
+            edge_index, edge_attr = self._radius_edges(frac_coords, lattice, batch, gram)
         for layer in self.layers:
             h = layer(h, edge_index, edge_attr)
         return self.norm_out(h)
+
+    def _radius_edges(self, frac_coords, lattice, batch, gram) -> tuple[torch.Tensor, torch.Tensor]:
+        """Radius graph over images; edge features: Gram matrix, Fourier(x_j - x_i), radial basis of |x_j + k - x_i|_L."""
+        cutoff = float(self.config.cutoff)
+        wrapped = frac_coords - torch.floor(frac_coords)  # floor has zero gradient: d wrapped / d X = 1
+        edge_index, shifts = periodic_radius_graph(wrapped.detach(), lattice.detach(), batch, cutoff, self.config.max_neighbours)
+        source, target = edge_index
+        delta = wrapped[source] + shifts - wrapped[target]
+        metric = (lattice @ lattice.transpose(1, 2))[batch[target]]                # L Lᵀ: lengths without the frame
+        length = torch.einsum("ei,eij,ej->e", delta, metric, delta).clamp_min(1e-12).sqrt()  # Å
+        centres = torch.linspace(0.0, cutoff, self.config.n_radial, device=length.device, dtype=length.dtype)
+        width = cutoff / self.config.n_radial
+        radial = torch.exp(-(((length[:, None] - centres) / width) ** 2))
+        envelope = 0.5 * (torch.cos(math.pi * (length / cutoff).clamp(max=1.0)) + 1.0)  # edges fade in/out smoothly
+        edge_attr = torch.cat([gram[batch[target]], self.fourier(wrapped[source] - wrapped[target]), radial * envelope[:, None]], dim=-1)
+        return edge_index, edge_attr
