@@ -146,6 +146,19 @@ def test_dashboard_in_chromium_runs_cbg_and_cfg(voila_dashboard):
             before, after = _pixels(dos_before), _pixels(dos_after)
             assert before.shape != after.shape or np.abs(before - after).mean() > 1.0, "the DOS plot did not change"
             assert "CBG" in page.locator(".crystaldos-metrics").inner_text()
+
+            # Linked cameras: dragging the target view rotates the CFG view too.
+            cfg_before = page.locator(".crystaldos-view-cfg canvas").screenshot()
+            box = page.locator(".crystaldos-view-target canvas").bounding_box()
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + 80, y + 30, steps=10)
+            page.mouse.up()
+            page.wait_for_timeout(2000)
+            cfg_after = page.locator(".crystaldos-view-cfg canvas").screenshot()
+            assert np.abs(_pixels(cfg_before) - _pixels(cfg_after)).mean() > 0.5, "the CFG view did not follow the target view"
+
             page.wait_for_selector(".crystaldos-trajectory canvas", timeout=60_000)
         finally:
             browser.close()

@@ -49,7 +49,8 @@ class GuidanceDashboard:
         sampler: the models (``Sampler.from_pretrained()``).
         dataset: a ``CrystalDOSDataset``; its ``split`` split is offered (all of it if that split is empty).
         split: which split to pick crystals from.
-        steps: default number of reverse steps (strided; the full schedule is ``t_start`` steps).
+        steps: default number of reverse steps (None: the full schedule, ``t_start`` steps; fewer strides it,
+            faster but worse from pure noise).
         labeller: computes a Structure's atom-level DOS for the xTB comparison (default: ``XTBLabeller()``).
 
     Attributes (the widgets, so that code and tests can drive the dashboard):
@@ -59,7 +60,7 @@ class GuidanceDashboard:
         scores: {"cbg": [ReconstructionScore], "cfg": [...]} against the target (forward-model DOS).
     """
 
-    def __init__(self, sampler: Sampler, dataset: CrystalDOSDataset, split: str = "test", steps: int = 100,
+    def __init__(self, sampler: Sampler, dataset: CrystalDOSDataset, split: str = "test", steps: int | None = None,
                  labeller: Callable | None = None) -> None:
         self.sampler = sampler
         items = dataset.split(split)
@@ -88,7 +89,7 @@ class GuidanceDashboard:
         self.cbg_scale = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.1, description="CBG s", style=style, layout=wide)
         self.n_samples = widgets.IntSlider(value=1, min=1, max=8, description="samples", style=style, layout=wide)
         self.seed = widgets.IntText(value=0, description="seed", style=style, layout=widgets.Layout(width="200px"))
-        self.steps = widgets.IntSlider(value=steps, min=10, max=T, step=10, description="reverse steps", style=style, layout=wide,
+        self.steps = widgets.IntSlider(value=steps or T, min=10, max=T, step=10, description="reverse steps", style=style, layout=wide,
                                        tooltip="strided reverse steps; capped at t_start")
         self.xtb = widgets.Checkbox(value=False, description="recompute the DOS with xTB", indent=False)
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
