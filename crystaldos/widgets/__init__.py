@@ -13,5 +13,5 @@ from crystaldos.widgets.dashboard import GuidanceDashboard
 from crystaldos.widgets.dos_view import overlay_dos
 from crystaldos.widgets.structure_view import StructureTrajectory, StructureView, TrajectoryPlayer, show, show_trajectory
 
-__all__ = ["GuidanceDashboard", "show", "show_trajectory", "plot_dos", "overlay_dos", "StructureView", "StructureTrajectory",
-           "TrajectoryPlayer"]
+__all__ = ["GuidanceDashboard", "StructureTrajectory", "StructureView", "TrajectoryPlayer", "overlay_dos", "plot_dos", "show",
+           "show_trajectory"]

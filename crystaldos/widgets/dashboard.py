@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import math
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import ipywidgets as widgets
 import numpy as np
@@ -25,8 +25,8 @@ import xarray as xr
 
 from crystaldos.data.dataset import CrystalDOSDataset
 from crystaldos.data.records import CrystalDOS
-from crystaldos.metrics import ReconstructionScore, score
-from crystaldos.sampler import SampleResult, Sampler
+from crystaldos.metrics import ReconstructionScore, dos_agreement, score
+from crystaldos.sampler import Sampler, SampleResult
 from crystaldos.widgets.dos_view import TOTAL, figure_png, overlay_dos, site_labels
 from crystaldos.widgets.structure_view import StructureView, TrajectoryPlayer
 
@@ -72,6 +72,7 @@ class GuidanceDashboard:
         self.results: dict[str, list[SampleResult]] = {}
         self.scores: dict[str, list[ReconstructionScore]] = {}
         self.xtb_dos: dict[tuple[str, int], xr.DataArray | str] = {}
+        self.error: str | None = None
         self.item: CrystalDOS = self.items[0]
         T = sampler.diffusion.timesteps
 
@@ -190,7 +191,7 @@ class GuidanceDashboard:
 
         Errors are shown in the status line (and kept in ``self.error``), never raised into the notebook.
         """
-        self.error: str | None = None
+        self.error = None
         t_start = int(self.t_start.value)
         steps = min(int(self.steps.value), t_start)
         total = 2 * steps
@@ -224,7 +225,7 @@ class GuidanceDashboard:
             self.status.value = (f"done: {len(results['cbg'])} CBG and {len(results['cfg'])} CFG samples "
                                  f"(t_start = {t_start}, {steps} steps, ω = {self.omega.value:g}, s = {self.cbg_scale.value:g}, "
                                  f"seed {self.seed.value})")
-        except Exception as error:  # shown, not raised: a dashboard must not die silently
+        except Exception as error:  # noqa: BLE001 - shown, not raised: a dashboard must not die silently
             self.error = f"{type(error).__name__}: {error}"
             self.progress.bar_style = "danger"
             self.status.value = f"<span style='color:#b00020'><b>error</b>: {html.escape(self.error)}</span>"
@@ -250,7 +251,7 @@ class GuidanceDashboard:
             self.status.value = f"xTB for the {GUIDANCE_NAMES[name]} crystal…"
             try:
                 self.xtb_dos[key] = self._labeller(self._selected(name).structure)
-            except Exception as error:  # implausible cells, SCF failures: say so in the plot legend
+            except Exception as error:  # noqa: BLE001 - implausible cells, SCF failures: said in the plot
                 self.xtb_dos[key] = f"{type(error).__name__}: {error}"
         return self.xtb_dos[key]
 
@@ -300,8 +301,6 @@ class GuidanceDashboard:
                 xtb = self.xtb_dos.get((name, k))
                 xtb_mae = "–"
                 if isinstance(xtb, xr.DataArray):
-                    from crystaldos.metrics import dos_agreement
-
                     xtb_mae = _fmt(dos_agreement(xtb, self.item.dos)["site_mae"])
                 rows.append(
                     f"<tr><td>{GUIDANCE_NAMES[name]}</td><td>{k}</td><td>{html.escape(r.structure.composition.reduced_formula)}</td>"

@@ -8,7 +8,7 @@ and is re-exported by :mod:`crystaldos.widgets`; ``overlay_dos`` compares curves
 from __future__ import annotations
 
 import io
-from typing import Mapping
+from collections.abc import Mapping
 
 import matplotlib
 import numpy as np
@@ -30,9 +30,9 @@ def _colour(label: str) -> str | None:
 def overlay_dos(
     curves: Mapping[str, xr.DataArray],
     site: int | None = None,
-    ax: "matplotlib.axes.Axes | None" = None,
+    ax: matplotlib.axes.Axes | None = None,
     title: str | None = None,
-) -> "matplotlib.axes.Axes":
+) -> matplotlib.axes.Axes:
     """Overlay atom-level DOS curves of one crystal.
 
     Args:
@@ -74,7 +74,7 @@ def overlay_dos(
     return ax
 
 
-def figure_png(fig: "matplotlib.figure.Figure", dpi: int = 90) -> bytes:
+def figure_png(fig: matplotlib.figure.Figure, dpi: int = 90) -> bytes:
     """Render a figure to PNG bytes and close it (for an ``ipywidgets.Image``)."""
     import matplotlib.pyplot as plt
 

@@ -9,7 +9,7 @@ moves atoms inside one view instead of re-creating views.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from pymatgen.core import Structure
@@ -65,14 +65,14 @@ class StructureTrajectory(nglview.Structure, nglview.Trajectory):
         return len(self.structures)
 
 
-def _style(view: "nglview.NGLWidget", component) -> None:
+def _style(view: nglview.NGLWidget, component) -> None:
     """Ball-and-stick atoms coloured by element, plus the unit cell."""
     component.add_representation("ball+stick", colorScheme="element", radiusScale=1.6, aspectRatio=2.0)
     component.add_representation("unitcell", color="grey")
     view.center()
 
 
-def _empty_view(width: str, height: str) -> "nglview.NGLWidget":
+def _empty_view(width: str, height: str) -> nglview.NGLWidget:
     view = nglview.NGLWidget()
     # Set the attributes (not a new Layout object): nglview resizes its stage by observing them.
     view.layout.width, view.layout.height, view.layout.min_width = width, height, width
@@ -105,7 +105,7 @@ class StructureView:
         self.structure = structure
 
 
-def show(structure: Structure, width: str = "400px", height: str = "350px") -> "nglview.NGLWidget":
+def show(structure: Structure, width: str = "400px", height: str = "350px") -> nglview.NGLWidget:
     """A 3D view of one crystal with its unit cell, atoms coloured by element.
 
     >>> from crystaldos.widgets import show
