@@ -159,6 +159,17 @@ def test_dashboard_in_chromium_runs_cbg_and_cfg(voila_dashboard):
             cfg_after = page.locator(".crystaldos-view-cfg canvas").screenshot()
             assert np.abs(_pixels(cfg_before) - _pixels(cfg_after)).mean() > 0.5, "the CFG view did not follow the target view"
 
+            # Trajectory playback: moving the frame slider moves the atoms inside the same view.
             page.wait_for_selector(".crystaldos-trajectory canvas", timeout=60_000)
+            page.wait_for_timeout(2000)
+            trajectory = page.locator(".crystaldos-trajectory canvas")
+            first_frame = trajectory.screenshot()
+            frame_slider = page.locator(".widget-slider", has=page.locator("label", has_text="frame"))
+            frame_slider.locator(".noUi-handle").focus()
+            page.keyboard.press("End")
+            page.wait_for_timeout(2500)
+            last_frame = trajectory.screenshot()
+            (ARTIFACTS / "trajectory_last_frame.png").write_bytes(last_frame)
+            assert _not_blank(first_frame) and np.abs(_pixels(first_frame) - _pixels(last_frame)).mean() > 0.5
         finally:
             browser.close()
