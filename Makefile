@@ -52,6 +52,7 @@ evaluation: $(VENV)/.installed       # the full experiment on the whole test spl
 benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/sampling_speed.py
+	$(PY) benchmarks/guidance_strength.py
 
 clean:
 	rm -rf $(VENV) results
