@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from crystaldos.dos import total_dos
-from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher, summarise
+from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
 
 SCORE_FIELDS = ("valid", "matched", "rmse", "composition_match", "site_type_accuracy", "dos_site_mae", "dos_total_mae", "dos_total_wasserstein")
 

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from crystaldos.geometry import perpendicular_widths
+
 #: Images searched per lattice direction are capped: noisy lattices early in the reverse process can be
 #: needle-thin, and an uncapped search would enumerate millions of images (neighbours beyond the cap are dropped).
 MAX_IMAGES_PER_AXIS = 4
@@ -19,8 +21,7 @@ MAX_IMAGES_PER_AXIS = 4
 
 def image_range(lattice: torch.Tensor, cutoff: float) -> list[int]:
     """Images needed per axis so that every neighbour within ``cutoff`` (Å) is found; lattice (3, 3) rows, Å."""
-    volume = torch.linalg.det(lattice).abs()
-    widths = [volume / torch.linalg.cross(lattice[(i + 1) % 3], lattice[(i + 2) % 3]).norm() for i in range(3)]
+    widths = perpendicular_widths(lattice.detach().cpu().double().numpy())
     return [min(MAX_IMAGES_PER_AXIS, math.ceil(cutoff / max(float(w), 1e-6))) for w in widths]
 
 

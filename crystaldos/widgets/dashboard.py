@@ -120,9 +120,9 @@ class GuidanceDashboard:
         self.structure.observe(self._on_structure, names="value")
         self.presets.observe(self._on_preset, names="value")
         self.run_button.on_click(lambda _: self.run())
-        self.sample.observe(lambda _: (self._refresh_outputs(), self._show_trajectory()), names="value")
+        self.sample.observe(self._on_sample, names="value")
         self.site.observe(lambda _: self._draw_dos(), names="value")
-        self.xtb.observe(lambda _: self._refresh_outputs(), names="value")
+        self.xtb.observe(lambda _: (self._draw_dos(), self._write_metrics()), names="value")
         self.trajectory_guidance.observe(lambda _: self._show_trajectory(), names="value")
 
         controls = widgets.VBox([
@@ -197,10 +197,10 @@ class GuidanceDashboard:
         total = 2 * steps
         self.progress.max, self.progress.value, self.progress.bar_style = total, 0, "info"
         self.run_button.disabled = True
-        done = {"before": 0}
+        before = 0  # steps of the guidance runs already finished
 
         def advance(step: int, _: int) -> None:
-            self.progress.value = done["before"] + step
+            self.progress.value = before + step
 
         try:
             results = {}
@@ -211,16 +211,20 @@ class GuidanceDashboard:
                     n_samples=int(self.n_samples.value), seed=int(self.seed.value), steps=steps,
                     keep_trajectory=True, progress=False, callback=advance,
                 )
-                done["before"] += steps
+                before += steps
             self.status.value = "scoring…"
             self.results = results
             self.scores = {name: [score(r.structure, self.item.structure, r.dos_pred, self.item.dos) for r in rs]
                            for name, rs in results.items()}
             self.xtb_dos = {}
-            self.sample.options = [(f"sample {k}", k) for k in range(int(self.n_samples.value))]
-            self.sample.value = 0
-            self._refresh_outputs()
-            self._show_trajectory()
+            # Reset the sample selector quietly, then draw once (its observer would redraw too).
+            self.sample.unobserve(self._on_sample, names="value")
+            try:
+                self.sample.options = [(f"sample {k}", k) for k in range(int(self.n_samples.value))]
+                self.sample.value = 0
+            finally:
+                self.sample.observe(self._on_sample, names="value")
+            self._on_sample()
             self.progress.bar_style = "success"
             self.status.value = (f"done: {len(results['cbg'])} CBG and {len(results['cfg'])} CFG samples "
                                  f"(t_start = {t_start}, {steps} steps, ω = {self.omega.value:g}, s = {self.cbg_scale.value:g}, "
@@ -255,7 +259,14 @@ class GuidanceDashboard:
                 self.xtb_dos[key] = f"{type(error).__name__}: {error}"
         return self.xtb_dos[key]
 
-    def _refresh_outputs(self) -> None:
+    def _on_sample(self, _change=None) -> None:
+        """Show the selected sample everywhere: views, DOS, metrics, trajectory."""
+        self._show_views()
+        self._draw_dos()
+        self._write_metrics()
+        self._show_trajectory()
+
+    def _show_views(self) -> None:
         for name in ("cbg", "cfg"):
             result = self._selected(name)
             if result is None:
@@ -266,8 +277,6 @@ class GuidanceDashboard:
             verdict = f"match, RMSE {s.rmse:.3f}" if s.matched else "no match"
             self.view_titles[name].value = (f"<b>{GUIDANCE_NAMES[name]}</b> {html.escape(result.structure.composition.reduced_formula)}"
                                             f" · {verdict}")
-        self._draw_dos()
-        self._write_metrics()
 
     def _draw_dos(self) -> None:
         import matplotlib.pyplot as plt
