@@ -1,6 +1,7 @@
 """Training runs, resume, checkpoints (format and errors), the forward model's gradients and DDP."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -129,9 +130,17 @@ def test_two_process_ddp_keeps_replicas_identical(small_data, tmp_path):
             "--out-dir", str(tmp_path), "--steps", "6", "--batch-size", "4", "--num-threads", "1", "--no-progress"]
     for item in TINY:
         args += ["--set", item]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Own session + faulthandler: a hang (e.g. in the workers' teardown) is aborted as a whole
+    # process group, and the failure shows every process's Python stack instead of a bare timeout.
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGABRT)
+        output, _ = process.communicate()
+        pytest.fail(f"torchrun did not finish in 240 s; stacks at abort:\n{output[-6000:]}")
+    assert process.returncode == 0, output[-3000:]
     ckpt = load_checkpoint(tmp_path / "model.pt")
     assert ckpt["train"]["world_size"] == 2
     a, b = ckpt["train"]["replica_checksums"]

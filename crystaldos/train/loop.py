@@ -15,6 +15,7 @@ weights, which the run checks at the end (``train["replica_checksums"]``).
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -311,6 +312,11 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     if run.is_main:
         checkpoint(release_path, release=True, checksums=checksums)
         _write_history(history, out_dir / "history.csv")
+    # DDP's reducer holds the process group: free it while the group is alive. Destroyed
+    # afterwards, when train() returns, its destructor can block forever on the torn-down
+    # gloo context (measured: 1 torchrun run in 4 never exited on 2 loaded CPU cores).
+    del ddp
+    gc.collect()
     run.close()
     return release_path
 
