@@ -39,6 +39,7 @@ def run_experiment(
     batch_size: int = 64,
     xtb_limit: int = 0,
     progress: bool = True,
+    labeller=None,
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -47,6 +48,8 @@ def run_experiment(
     the generated structures (``generated``, pymatgen JSON), their forward-model
     total DOS per atom, the targets' total DOS per atom, sampling time, and, for
     the first ``xtb_limit`` valid crystals per setting, the xTB-recomputed DOS errors.
+    ``labeller`` recomputes those DOS; pass ``XTBLabeller.for_dataset(dataset.attrs)`` so that
+    they are computed as the targets were (default: xTB defaults on the targets' grid).
     """
     from tqdm.auto import tqdm
 
@@ -80,7 +83,7 @@ def run_experiment(
                 formulas[gi, ti, k] = result.structure.composition.reduced_formula
                 dos_pred[gi, ti, k] = total_dos(result.dos_pred).values / len(result.structure)
             if xtb_limit:
-                _xtb_scores(items, results, arrays, (gi, ti), xtb_limit)
+                _xtb_scores(items, results, arrays, (gi, ti), xtb_limit, labeller)
     ds = xr.Dataset(
         {f: (("guidance", "t_start", "structure"), v) for f, v in arrays.items()}
         | {
@@ -106,16 +109,15 @@ def run_experiment(
     return ds
 
 
-def _xtb_scores(items, results, arrays, index, limit: int) -> None:
+def _xtb_scores(items, results, arrays, index, limit: int, labeller=None) -> None:
     """Recompute the DOS of the first ``limit`` valid generated crystals with GFN1-xTB and score it."""
-    from crystaldos.dos import DosGrid
     from crystaldos.labellers import LabellingError, XTBLabeller
     from crystaldos.metrics import is_plausible_cell, is_valid
 
     chosen = [k for k, r in enumerate(results) if is_valid(r.structure) and is_plausible_cell(r.structure)][:limit]
     if not chosen:
         return
-    labeller = XTBLabeller(grid=DosGrid.from_attrs(items[0].dos.attrs))
+    labeller = labeller or XTBLabeller.for_dataset(items[0].dos.attrs)
     outcomes = labeller.label_many([results[k].structure for k in chosen], n_jobs=1, progress=False, errors="return")
     for k, dos in zip(chosen, outcomes):
         if isinstance(dos, LabellingError):
@@ -257,13 +259,15 @@ def run(args: argparse.Namespace) -> None:
     import sys
 
     from crystaldos.data import load_dataset
+    from crystaldos.labellers import XTBLabeller
     from crystaldos.sampler import Sampler
 
     sampler = Sampler.from_pretrained(args.models, device=args.device)
-    items = list(load_dataset(args.data).split(args.split))[: args.limit]
+    dataset = load_dataset(args.data)
+    items = list(dataset.split(args.split))[: args.limit]
     ds = run_experiment(
         sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength},
-        args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress,
+        args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
     )
     command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
     report = write_report(ds, args.out, command)

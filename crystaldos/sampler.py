@@ -210,17 +210,39 @@ class Sampler:
                             keep_trajectory, progress, unconditional, step_lr, callback)
 
     @torch.no_grad()
-    def predict_dos(self, structure: Structure) -> xr.DataArray:
-        """The forward model's atom-level DOS of a clean crystal (t = 0)."""
-        state = CrystalState(
-            one_hot_types(torch.tensor(structure.atomic_numbers, device=self.device)),
-            torch.tensor(structure.frac_coords, dtype=torch.float32, device=self.device),
-            torch.tensor(structure.lattice.matrix, dtype=torch.float32, device=self.device)[None],
-        )
-        n = len(structure)
-        graph = Graph(fully_connected_edges(n).to(self.device), torch.zeros(n, dtype=torch.long, device=self.device), 1)
-        pred = self.forward_model(*state, torch.zeros(1, dtype=torch.long, device=self.device), graph.edge_index, graph.batch)
-        return site_dos(pred.cpu().numpy(), [s.specie.symbol for s in structure], self.grid, source="forward model")
+    def predict_dos(self, structure: Structure | Sequence[Structure]) -> xr.DataArray | list[xr.DataArray]:
+        """The forward model's atom-level DOS of clean crystals (t = 0), in one batched pass.
+
+        Args:
+            structure: one ordered Structure, or a sequence of them.
+
+        Returns:
+            A DataArray (dims site, energy; states/eV/atom on the model's grid) per structure:
+            a single one for a single Structure, else a list in input order.
+        """
+        single = isinstance(structure, Structure)
+        structures = [structure] if single else list(structure)
+        if not structures:
+            return []
+        graph = self._graph([len(s) for s in structures])
+        types = one_hot_types(torch.tensor(sum((list(s.atomic_numbers) for s in structures), []), device=self.device))
+        frac = torch.tensor(np.concatenate([s.frac_coords for s in structures]), dtype=torch.float32, device=self.device)
+        lattice = torch.tensor(np.stack([s.lattice.matrix for s in structures]), dtype=torch.float32, device=self.device)
+        t = torch.zeros(graph.num_graphs, dtype=torch.long, device=self.device)
+        pred = self.forward_model(types, frac, lattice, t, graph.edge_index, graph.batch).cpu().numpy()
+        out, start = [], 0
+        for s in structures:
+            out.append(site_dos(pred[start:start + len(s)], [site.specie.symbol for site in s], self.grid, source="forward model"))
+            start += len(s)
+        return out[0] if single else out
+
+    def _graph(self, sizes: Sequence[int]) -> Graph:
+        """One batched graph of ``len(sizes)`` crystals, all pairs within each cell connected."""
+        sizes_t = torch.as_tensor(list(sizes), device=self.device)
+        batch = torch.repeat_interleave(torch.arange(len(sizes_t), device=self.device), sizes_t)
+        offsets = torch.cumsum(sizes_t, 0) - sizes_t
+        edge_index = torch.cat([fully_connected_edges(int(n)).to(self.device) + o for n, o in zip(sizes_t, offsets)], dim=1)
+        return Graph(edge_index, batch, len(sizes_t))
 
     # ------------------------------------------------------------------ the loop
     # no_grad: without it every step's outputs keep the autograd graph of all earlier steps (memory
@@ -241,10 +263,9 @@ class Sampler:
         # One batched graph: every (structure, sample) pair is a crystal.
         order = [(i, k) for i in range(len(counts)) for k in range(n_samples)]
         sizes = torch.tensor([counts[i] for i, _ in order], device=self.device)
-        batch = torch.repeat_interleave(torch.arange(len(order), device=self.device), sizes)
         offsets = torch.cumsum(sizes, 0) - sizes
-        edge_index = torch.cat([fully_connected_edges(int(n)).to(self.device) + o for n, o in zip(sizes, offsets)], dim=1)
-        graph = Graph(edge_index, batch, len(order))
+        graph = self._graph(sizes.tolist())
+        batch = graph.batch
         dos = torch.cat([targets[i][0] for i, _ in order])
 
         generator = torch.Generator(self.device).manual_seed(seed)
@@ -301,19 +322,22 @@ class Sampler:
             if callback is not None:
                 callback(step_index + 1, len(pairs))
 
-        results = []
         sizes_list = sizes.tolist()
+
+        def crystal(s: CrystalState, g: int) -> Structure:
+            start = int(offsets[g])
+            return _structure_from_tensors(s.types[start:start + sizes_list[g]], s.frac_coords[start:start + sizes_list[g]], s.lattice[g])
+
+        structures = [crystal(state, g) for g in range(len(order))]
+        predictions = self.predict_dos(structures)
+        results = []
         for g, (i, k) in enumerate(order):
-            start, stop = int(offsets[g]), int(offsets[g]) + sizes_list[g]
-            def crystal(s: CrystalState) -> Structure:
-                return _structure_from_tensors(s.types[start:stop], s.frac_coords[start:stop], s.lattice[g])
-            structure = crystal(state)
             results.append(
                 SampleResult(
-                    structure=structure,
+                    structure=structures[g],
                     dos_target=targets[i][1],
-                    dos_pred=self.predict_dos(structure),
-                    trajectory=[crystal(f) for f in frames] if keep_trajectory else None,
+                    dos_pred=predictions[g],
+                    trajectory=[crystal(f, g) for f in frames] if keep_trajectory else None,
                     reference=references[i] if references is not None else None,
                     settings={"guidance": guidance, "strength": float(strength), "t_start": int(t_start), "steps": len(pairs),
                               "seed": seed, "sample": k, "unconditional": unconditional, "step_lr": step_lr},

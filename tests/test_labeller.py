@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from pymatgen.core import DummySpecies, Lattice, Structure
 
+import crystaldos
 from crystaldos.dos import DosGrid, total_dos
 from crystaldos.labellers import (
     DisorderedStructureError,
@@ -154,3 +155,13 @@ def test_labeller_settings_round_trip_through_data_attributes():
     assert XTBLabeller.from_attrs(labeller.describe()) == labeller
     with pytest.raises(KeyError, match="labeller"):
         XTBLabeller.from_attrs(DosGrid().to_attrs())
+
+
+def test_labeller_for_a_dataset_reuses_its_settings_or_its_grid():
+    labeller = XTBLabeller(grid=DosGrid(n_points=128), min_length=9.0)
+    assert XTBLabeller.for_dataset(labeller.describe()) == labeller
+    # A data file labelled elsewhere records only its grid: default settings on that grid.
+    assert XTBLabeller.for_dataset(DosGrid(n_points=64, sigma=0.1).to_attrs()) == XTBLabeller(grid=DosGrid(n_points=64, sigma=0.1))
+    shipped = crystaldos.load_dataset().attrs
+    settings = XTBLabeller.for_dataset(shipped).describe()
+    assert settings == {k: shipped[k] for k in settings}

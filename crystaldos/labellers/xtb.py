@@ -328,6 +328,18 @@ class XTBLabeller:
         settings = {k: types.get(k, float)(v) for k, v in settings.items()}
         return cls(grid=DosGrid.from_attrs(attrs), **settings)
 
+    @classmethod
+    def for_dataset(cls, attrs: dict) -> "XTBLabeller":
+        """The labeller to recompute DOS comparable with a data set's labels.
+
+        ``from_attrs`` when the attributes record the labeller settings (every data set built by
+        crystaldos does); otherwise the default settings on the data set's energy grid (e.g. a
+        Materials Project file labelled elsewhere).
+        """
+        if "labeller_method" in attrs:
+            return cls.from_attrs(attrs)
+        return cls(grid=DosGrid.from_attrs(attrs))
+
     def describe(self) -> dict:
         """Labeller settings as flat netCDF-friendly attributes."""
         settings = {k: v for k, v in asdict(self).items() if k != "grid"}

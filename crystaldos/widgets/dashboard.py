@@ -51,7 +51,8 @@ class GuidanceDashboard:
         split: which split to pick crystals from.
         steps: default number of reverse steps (None: the full schedule, ``t_start`` steps; fewer strides it,
             faster but worse from pure noise).
-        labeller: computes a Structure's atom-level DOS for the xTB comparison (default: ``XTBLabeller()``).
+        labeller: computes a Structure's atom-level DOS for the xTB comparison (default: the labeller the
+            data set was built with, ``XTBLabeller.for_dataset(dataset.attrs)``).
 
     Attributes (the widgets, so that code and tests can drive the dashboard):
         structure, t_start, presets, omega, cbg_scale, n_samples, seed, steps, xtb, run_button,
@@ -69,6 +70,7 @@ class GuidanceDashboard:
             raise ValueError("the data set is empty")
         self._index = {_item_label(item): i for i, item in enumerate(self.items)}
         self._labeller = labeller
+        self._dataset_attrs = dict(dataset.attrs)
         self.results: dict[str, list[SampleResult]] = {}
         self.scores: dict[str, list[ReconstructionScore]] = {}
         self.xtb_dos: dict[tuple[str, int], xr.DataArray | str] = {}
@@ -251,7 +253,7 @@ class GuidanceDashboard:
             if self._labeller is None:
                 from crystaldos.labellers import XTBLabeller
 
-                self._labeller = XTBLabeller(grid=self.sampler.grid).label
+                self._labeller = XTBLabeller.for_dataset(self._dataset_attrs).label
             self.status.value = f"xTB for the {GUIDANCE_NAMES[name]} crystal…"
             try:
                 self.xtb_dos[key] = self._labeller(self._selected(name).structure)
