@@ -4,7 +4,10 @@
 
 Each strength is one ``run_experiment`` over the first ``limit`` test crystals from
 ``t_start`` (seed 0), so the rows differ only in the guidance weight. Strength 0 is the
-conditional model alone for CFG and the unconditional model alone for CBG.
+conditional model alone for CFG and the unconditional model alone for CBG. CBG runs twice:
+on the separately trained unconditional model (the published method) and on the CFG model's
+null branch (``unconditional="cfg-null"``), which tells a weak unconditional network apart
+from a weak guidance gradient.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ import crystaldos
 from crystaldos import Sampler
 from crystaldos.evaluate import run_experiment, summary_table
 
-STRENGTHS = {"cfg": [0.0, 0.5, 1.0, 2.0, 4.0], "cbg": [0.0, 0.5, 1.0, 2.0, 5.0]}
+#: (label, guidance, unconditional score) -> strengths
+SERIES = {
+    ("cfg", "cfg", "separate"): [0.0, 0.5, 1.0, 2.0, 4.0],
+    ("cbg", "cbg", "separate"): [0.0, 0.5, 1.0, 2.0, 5.0],
+    ("cbg (cfg-null)", "cbg", "cfg-null"): [0.0, 0.5, 1.0, 2.0, 5.0],
+}
+LABELS = {"cfg": "CFG (strength = ω)", "cbg": "CBG (strength = s)", "cbg (cfg-null)": "CBG on the CFG null branch (s)"}
 
 
 def main() -> None:
@@ -37,12 +46,12 @@ def main() -> None:
     sampler = Sampler.from_pretrained()
     items = crystaldos.load_dataset().split("test")[: args.limit]
     rows = []
-    for guidance, strengths in STRENGTHS.items():
+    for (label, guidance, unconditional), strengths in SERIES.items():
         for strength in strengths:
             ds = run_experiment(sampler, items, guidances=[guidance], t_starts=[args.t_start], strengths={guidance: strength},
-                                steps=args.steps, seed=0, progress=False)
+                                steps=args.steps, seed=0, progress=False, unconditional=unconditional)
             row = summary_table(ds).iloc[0].to_dict()
-            rows.append({"guidance": guidance, "strength": strength, **row})
+            rows.append({**row, "guidance": label, "strength": strength})
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}), flush=True)
 
     import pandas as pd
@@ -53,8 +62,8 @@ def main() -> None:
     print(table[columns].to_markdown(index=False, floatfmt=".3f"))
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    for guidance, part in table.groupby("guidance"):
-        label = {"cfg": "CFG (strength = ω)", "cbg": "CBG (strength = s)"}[guidance]
+    for guidance, part in table.groupby("guidance", sort=False):
+        label = LABELS[guidance]
         for ax, column in zip(axes, ["match rate (%)", "site types (%)", "DOS MAE (fwd)"]):
             ax.plot(part["strength"], part[column], "o-", label=label)
             ax.set(xlabel="guidance strength", ylabel=column)

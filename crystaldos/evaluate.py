@@ -40,6 +40,7 @@ def run_experiment(
     xtb_limit: int = 0,
     progress: bool = True,
     labeller=None,
+    unconditional: str = "separate",
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -50,6 +51,7 @@ def run_experiment(
     the first ``xtb_limit`` valid crystals per setting, the xTB-recomputed DOS errors.
     ``labeller`` recomputes those DOS; pass ``XTBLabeller.for_dataset(dataset.attrs)`` so that
     they are computed as the targets were (default: xTB defaults on the targets' grid).
+    ``unconditional`` is the score CBG and ``"none"`` build on (see :meth:`Sampler.reconstruct`).
     """
     from tqdm.auto import tqdm
 
@@ -73,6 +75,7 @@ def run_experiment(
                 results += sampler.reconstruct(
                     [i.structure for i in chunk], [i.dos for i in chunk], guidance=guidance, strength=strengths[guidance],
                     t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b, progress=progress,
+                    unconditional=unconditional,
                 )
             seconds[gi, ti] = time.perf_counter() - started
             for k, (item, result) in enumerate(zip(items, results)):
@@ -100,6 +103,7 @@ def run_experiment(
             "strengths": json.dumps({g: strengths[g] for g in guidances}),
             "steps": steps or 0,
             "seed": seed,
+            "unconditional": unconditional,
             "matcher": json.dumps(MATCHER_SETTINGS),
             "dos_units": "states/eV/atom; wasserstein in eV",
             "xtb_limit": xtb_limit,
@@ -222,7 +226,8 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
         + (f"Command: `{command}`\n\n" if command else "")
         + f"{ds.sizes['structure']} test crystals; strengths {ds.attrs['strengths']}; "
         + (f"{ds.attrs['steps']} reverse steps" if ds.attrs["steps"] else "one reverse step per diffusion step")
-        + f"; seed {ds.attrs['seed']}; StructureMatcher {ds.attrs['matcher']}.\n\n"
+        + f"; seed {ds.attrs['seed']}; unconditional score for CBG/none: {ds.attrs.get('unconditional', 'separate')}"
+        + f"; StructureMatcher {ds.attrs['matcher']}.\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")
         + "\n\n![summary](summary.png)\n\n![examples](examples.png)\n"
     )
@@ -246,6 +251,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg-strength", type=float, default=1.0, help="omega")
     parser.add_argument("--cbg-strength", type=float, default=1.0, help="s")
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: t_start)")
+    parser.add_argument("--unconditional", default="separate", choices=["separate", "cfg-null"],
+                        help="score under CBG and 'none': the separate unconditional model or the CFG model's null branch")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--xtb-limit", type=int, default=0, help="recompute the DOS of up to N valid crystals per setting with xTB")
     parser.add_argument("--seed", type=int, default=0)
@@ -268,6 +275,7 @@ def run(args: argparse.Namespace) -> None:
     ds = run_experiment(
         sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength},
         args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
+        args.unconditional,
     )
     command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
     report = write_report(ds, args.out, command)

@@ -25,3 +25,17 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     assert "| guidance" in report and "match rate" in report and "crystaldos evaluate" in report
     for png in ("summary.png", "examples.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_experiment_records_which_unconditional_score_cbg_used():
+    import crystaldos
+    from crystaldos import Sampler
+    from crystaldos.evaluate import run_experiment
+
+    sampler = Sampler.from_pretrained(device="cpu")
+    items = crystaldos.load_dataset().split("test")[:2]
+    runs = {u: run_experiment(sampler, items, guidances=["none"], t_starts=[50], steps=5, progress=False, unconditional=u)
+            for u in ("separate", "cfg-null")}
+    assert {u: ds.attrs["unconditional"] for u, ds in runs.items()} == {"separate": "separate", "cfg-null": "cfg-null"}
+    # Two different networks under the same noise: different generated crystals.
+    assert not (runs["separate"].generated.values == runs["cfg-null"].generated.values).all()

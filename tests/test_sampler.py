@@ -80,6 +80,21 @@ def test_cbg_with_zero_strength_is_the_unconditional_model(sampler, items):
     assert not same_structure(guided, none)
 
 
+def test_cfg_null_branch_as_the_unconditional_score(sampler, items):
+    kwargs = dict(t_start=100, steps=10, seed=2, progress=False)
+    item = items[2]
+    null = sampler.reconstruct(item.structure, item.dos, guidance="none", unconditional="cfg-null", **kwargs)[0].structure
+    separate = sampler.reconstruct(item.structure, item.dos, guidance="none", **kwargs)[0].structure
+    # (1 + w) cond - w null with w = -1 is the null branch alone: the same crystal from the same noise.
+    cfg_minus_one = sampler.reconstruct(item.structure, item.dos, guidance="cfg", strength=-1.0, **kwargs)[0].structure
+    cbg_zero = sampler.reconstruct(item.structure, item.dos, guidance="cbg", strength=0.0, unconditional="cfg-null", **kwargs)[0].structure
+    assert same_structure(null, cbg_zero)
+    assert null.atomic_numbers == cfg_minus_one.atomic_numbers
+    np.testing.assert_allclose(null.frac_coords, cfg_minus_one.frac_coords, atol=1e-4)
+    np.testing.assert_allclose(null.lattice.matrix, cfg_minus_one.lattice.matrix, atol=1e-4)
+    assert not same_structure(null, separate)
+
+
 def test_cfg_with_zero_weight_is_the_conditional_model(sampler, items):
     batch = collate(items)
     diffusion = sampler.diffusion
