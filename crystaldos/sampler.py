@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import xarray as xr
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import DummySpecies, Lattice, Structure
 
 from crystaldos.checkpoint import build_network, checkpoint_grid, load_checkpoint
 from crystaldos.data.graph import fully_connected_edges
@@ -120,9 +120,13 @@ class Sampler:
         validate_site_dos(dos, n_sites, self.grid)
         return torch.as_tensor(np.asarray(dos.values), dtype=torch.float32, device=self.device), dos
 
-    def _check_options(self, guidance: str, t_start: int, steps: int | None, n_samples: int, unconditional: str) -> list[int]:
+    def _check_options(self, guidance: str, strength: float, t_start: int, steps: int | None, n_samples: int,
+                       unconditional: str) -> list[int]:
         if guidance not in GUIDANCES:
             raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCES}")
+        if not np.isfinite(float(strength)):
+            # NaN or inf would turn every coordinate into NaN without an error.
+            raise ValueError(f"guidance strength must be a finite number, got {strength!r}")
         if unconditional not in ("separate", "cfg-null"):
             raise ValueError(f"unconditional must be 'separate' or 'cfg-null', got {unconditional!r}")
         T = self.diffusion.timesteps
@@ -183,6 +187,9 @@ class Sampler:
         for s in structures:
             if not s.is_ordered:
                 raise ValueError("reconstruct needs ordered structures (one element per site)")
+            not_elements = [f"{i}: {site.specie}" for i, site in enumerate(s) if isinstance(site.specie, DummySpecies)]
+            if not_elements:
+                raise ValueError(f"reconstruct needs real elements on every site; dummy species on sites {not_elements}")
         return self._sample([len(s) for s in structures], doses, structures, guidance, strength, t_start, n_samples, seed, steps,
                             keep_trajectory, progress, unconditional, step_lr, callback)
 
@@ -252,7 +259,7 @@ class Sampler:
                 unconditional, step_lr, callback=None) -> list[SampleResult]:
         from tqdm.auto import tqdm
 
-        schedule = self._check_options(guidance, t_start, steps, n_samples, unconditional)
+        schedule = self._check_options(guidance, strength, t_start, steps, n_samples, unconditional)
         if any(c < 1 for c in counts):
             raise ValueError(f"every crystal needs at least one atom, got counts {counts}")
         targets = [self._dos_tensor(d, c) for d, c in zip(doses, counts)]

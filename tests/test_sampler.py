@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from pymatgen.core import DummySpecies
 
 import crystaldos
 from crystaldos import Sampler
@@ -159,6 +160,13 @@ def test_bad_inputs_are_named(sampler, items):
         sampler.reconstruct(item.structure, item.dos, t_start=100, steps=200, progress=False)
     with pytest.raises(ValueError, match="2 structures but 1 DOS"):
         sampler.reconstruct([item.structure, item.structure], [item.dos], progress=False)
+    for bad_strength in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="strength must be a finite number"):
+            sampler.reconstruct(item.structure, item.dos, strength=bad_strength, t_start=10, progress=False)
+    dummy = item.structure.copy()
+    dummy.replace(0, DummySpecies("X"))
+    with pytest.raises(ValueError, match="dummy species on sites"):
+        sampler.reconstruct(dummy, item.dos, t_start=10, progress=False)
 
 
 def test_cfg_from_t200_beats_the_unguided_model_on_the_test_split(sampler):
