@@ -246,6 +246,11 @@ def from_complete_dos(
     ``cdos.efermi``, Gaussian-smeared with ``grid.sigma`` on its own energy mesh
     (skip with ``smear=False`` if it is already broadened) and interpolated onto
     ``grid``. Site order is ``structure`` (default ``cdos.structure``).
+
+    Small negative densities, which VASP's tetrahedron method produces, are clipped
+    to 0 after smearing; a site whose raw density dips below -10 % of its own
+    maximum is rejected as corrupt, as is a site of ``structure`` that has no
+    projected DOS in ``cdos`` (the two structures differ).
     """
     grid = grid or DosGrid()
     structure = structure or cdos.structure
@@ -255,8 +260,17 @@ def from_complete_dos(
     if energies.size < 2 or np.any(np.diff(energies) <= 0):
         raise DOSValidationError("CompleteDos energies must be strictly increasing")
     rows = []
-    for site in structure:
+    for index, site in enumerate(structure):
+        if site not in cdos.pdos:
+            raise DOSValidationError(
+                f"the CompleteDos has no projected DOS for site {index} ({site.species_string} at {np.round(site.frac_coords, 4).tolist()}); "
+                "its structure must be the same crystal, site for site"
+            )
         dos = cdos.get_site_dos(site)
+        raw = np.asarray(sum(dos.densities.values()), dtype=float)
+        if raw.size and np.nanmin(raw) < -0.1 * max(float(np.nanmax(raw)), 0.0):
+            raise DOSValidationError(f"site {index} ({site.species_string}) has a density of {np.nanmin(raw):.3g} states/eV: "
+                                     "strongly negative, not a density of states")
         if smear:
             spacing = float(np.min(np.diff(energies)))
             if grid.sigma < spacing:

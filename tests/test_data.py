@@ -102,6 +102,36 @@ def test_json_lines_in_pymatgen_format(tmp_path):
     np.testing.assert_allclose(again[0].dos.values, records[0].dos.values, rtol=1e-6)
 
 
+def test_bad_materials_project_records_name_file_record_and_site(tmp_path):
+    from monty.json import MontyEncoder
+
+    (record,), grid = _records(1)
+    complete = json.loads(json.dumps(to_complete_dos(record.dos, record.structure, efermi=2.0).as_dict(), cls=MontyEncoder))
+
+    def write(name, structure, dos):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(json.dumps({"material_id": "mp-1", "structure": structure.as_dict(), "dos": dos}) + "\n")
+        return path
+
+    densities = complete["pdos"][0]["s"]["densities"]["1"]
+    peak = max(densities)
+    small_dip = json.loads(json.dumps(complete))
+    small_dip["pdos"][0]["s"]["densities"]["1"][5] = -0.01 * peak  # VASP-like numerical dip: clipped
+    assert float(read_json_records(write("dip", record.structure, small_dip), grid)[0].dos.min()) == 0.0
+    corrupt = json.loads(json.dumps(complete))
+    corrupt["pdos"][0]["s"]["densities"]["1"][5] = -peak
+    with pytest.raises(DataFileError, match=r"negative.jsonl record 0 \(mp-1\): site 0 .*strongly negative"):
+        load_dataset(write("negative", record.structure, corrupt))
+    nan = json.loads(json.dumps(complete))
+    nan["pdos"][0]["s"]["densities"]["1"][5] = float("nan")
+    with pytest.raises(DataFileError, match=r"nan.jsonl record 0 \(mp-1\): DOS has NaN"):
+        load_dataset(write("nan", record.structure, nan))
+    other = record.structure.copy()
+    other.replace(0, "Og")
+    with pytest.raises(DataFileError, match="no projected DOS for site 0 \\(Og"):
+        load_dataset(write("other", other, complete))
+
+
 def test_corrupt_and_foreign_files_are_named(tmp_path):
     records, grid = _records(2)
     good = write_netcdf(records, tmp_path / "good.nc", grid)

@@ -36,7 +36,7 @@ import xarray as xr
 from pymatgen.core import Lattice, Structure
 
 from crystaldos.data.records import CrystalDOS
-from crystaldos.dos import DosGrid, from_complete_dos, site_dos, validate_site_dos
+from crystaldos.dos import DOSValidationError, DosGrid, from_complete_dos, site_dos, validate_site_dos
 
 FORMAT_VERSION = 1
 
@@ -226,14 +226,17 @@ def read_json_records(path: str | Path, grid: DosGrid | None = None, source: str
         except Exception as err:
             raise DataFileError(f"{where}: 'structure' is not a pymatgen Structure dict ({err})") from err
         raw = obj["dos"]
-        if raw.get("@class") == "CompleteDos":
-            dos = from_complete_dos(CompleteDos.from_dict(raw), grid, structure)
-        elif "dims" in raw and "data" in raw:
-            dos = xr.DataArray.from_dict(raw)
-        else:
-            raise DataFileError(f"{where}: 'dos' is neither a CompleteDos dict nor an xarray DataArray dict")
         record_id = str(obj.get("id") or obj.get("material_id") or f"{path.stem}-{n}")
-        records.append(CrystalDOS(record_id, structure, dos, source=obj.get("source", source), split=obj.get("split", "")))
+        try:
+            if raw.get("@class") == "CompleteDos":
+                dos = from_complete_dos(CompleteDos.from_dict(raw), grid, structure)
+            elif "dims" in raw and "data" in raw:
+                dos = xr.DataArray.from_dict(raw)
+            else:
+                raise DataFileError(f"{where}: 'dos' is neither a CompleteDos dict nor an xarray DataArray dict")
+            records.append(CrystalDOS(record_id, structure, dos, source=obj.get("source", source), split=obj.get("split", "")))
+        except DOSValidationError as err:  # name the file and record, not only the site
+            raise DataFileError(f"{where} ({record_id}): {err}") from err
     if not records:
         raise DataFileError(f"{path} holds no records")
     return records
