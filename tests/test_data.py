@@ -153,6 +153,25 @@ def test_corrupt_and_foreign_files_are_named(tmp_path):
     assert good.read_bytes() == (tmp_path / "good.nc").read_bytes()
 
 
+@pytest.mark.parametrize(
+    "variable, index, value, problem",
+    [
+        ("dos", (2, 5), np.nan, "NaN or infinite DOS"),
+        ("dos", (-1, 0), -1.0, "negative DOS"),
+        ("atomic_number", 0, 0, "atomic number 0"),
+        ("lattice", 1, 0.0, "degenerate lattice"),
+        ("frac_coords", (0, 1), np.inf, "non-finite fractional"),
+    ],
+)
+def test_corrupt_values_in_a_data_file_name_the_structure(tmp_path, variable, index, value, problem):
+    records, grid = _records()
+    good = xr.load_dataset(write_netcdf(records, tmp_path / "good.nc", grid), engine="h5netcdf")
+    good[variable].values[index] = value
+    good.to_netcdf(tmp_path / "bad.nc", engine="h5netcdf")
+    with pytest.raises(DataFileError, match=rf"bad.nc: structure '[^']+' \(index \d\) .*{problem}"):
+        load_dataset(tmp_path / "bad.nc")
+
+
 def test_failed_write_never_leaves_a_half_file(tmp_path):
     records, grid = _records(2)
     target = tmp_path / "keep.nc"

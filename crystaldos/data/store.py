@@ -107,7 +107,46 @@ def open_netcdf(path: str | Path) -> xr.Dataset:
         raise DataFileError(f"{path} lacks variables {missing}")
     if int(ds["n_sites"].sum()) != ds.sizes["site"]:
         raise DataFileError(f"{path}: n_sites sums to {int(ds['n_sites'].sum())} but there are {ds.sizes['site']} site rows")
+    _check_contents(ds, path)
     return ds
+
+
+def _check_contents(ds: xr.Dataset, path: Path) -> None:
+    """Vectorised sanity checks of a loaded file; the first bad structure is named by id.
+
+    A corrupt value would otherwise surface much later (a NaN DOS in training, a
+    zero-volume cell in the matcher) without saying which file or crystal it came from.
+    """
+    ids = ds["structure_id"].values.astype(str)
+    n_sites = ds["n_sites"].values
+    owner = np.repeat(np.arange(len(ids)), n_sites)  # structure index of every site row
+
+    def fail(structure_index: int, problem: str) -> None:
+        raise DataFileError(f"{path}: structure '{ids[structure_index]}' (index {structure_index}) {problem}")
+
+    if (n_sites < 1).any():
+        fail(int(np.argmax(n_sites < 1)), "has no sites")
+    numbers = ds["atomic_number"].values
+    bad = (numbers < 1) | (numbers > 118)
+    if bad.any():
+        fail(int(owner[np.argmax(bad)]), f"has atomic number {int(numbers[np.argmax(bad)])}, not an element")
+    lattice = ds["lattice"].values
+    finite = np.isfinite(lattice).all(axis=(1, 2))
+    if not finite.all():
+        fail(int(np.argmin(finite)), "has a non-finite lattice")
+    volumes = np.abs(np.linalg.det(lattice))
+    if (volumes < 1e-3).any():
+        fail(int(np.argmax(volumes < 1e-3)), f"has a degenerate lattice (volume {volumes[np.argmax(volumes < 1e-3)]:.3g} Å^3)")
+    frac = np.isfinite(ds["frac_coords"].values).all(axis=1)
+    if not frac.all():
+        fail(int(owner[np.argmin(frac)]), "has non-finite fractional coordinates")
+    dos = ds["dos"].values
+    finite_dos = np.isfinite(dos).all(axis=1)
+    if not finite_dos.all():
+        fail(int(owner[np.argmin(finite_dos)]), "has NaN or infinite DOS values")
+    negative = (dos < 0).any(axis=1)
+    if negative.any():
+        fail(int(owner[np.argmax(negative)]), "has negative DOS values")
 
 
 class PackedRecords(Sequence):
