@@ -61,15 +61,15 @@ def main() -> None:
     print(f"\n{len(items)} test crystals, t_start {args.t_start}, {args.steps} reverse steps, seed 0\n")
     print(table[columns].to_markdown(index=False, floatfmt=".3f"))
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for guidance, part in table.groupby("guidance", sort=False):
         label = LABELS[guidance]
         for ax, column in zip(axes, ["match rate (%)", "site types (%)", "DOS MAE (fwd)"]):
             ax.plot(part["strength"], part[column], "o-", label=label)
             ax.set(xlabel="guidance strength", ylabel=column)
-    axes[0].legend()
     fig.suptitle(f"{len(items)} test crystals from t_start = {args.t_start}, {args.steps} reverse steps", fontsize="medium")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(SERIES), frameon=False)
     fig.savefig(args.out, dpi=110)
     print(f"\nfigure: {args.out}")
 
