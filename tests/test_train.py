@@ -160,3 +160,14 @@ def test_radius_graph_models_train_save_and_sample(small_data, tmp_path):
     for guidance in ("cfg", "cbg"):
         result = sampler.reconstruct(item.structure, item.dos, guidance=guidance, t_start=50, steps=3, progress=False)[0]
         assert len(result.structure) == len(item.structure)
+
+
+def test_device_auto_and_a_missing_gpu_is_named():
+    from crystaldos.train.loop import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            crystaldos.Sampler.from_pretrained(device="cuda")

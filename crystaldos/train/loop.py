@@ -41,7 +41,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"``/None -> CUDA when available, else CPU; anything else as given."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for but this torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return device
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
