@@ -162,3 +162,12 @@ def test_dashboard_shows_errors_instead_of_raising(sampler, dataset):
     assert board.error is not None and "site" in board.error
     assert "error" in board.status.value and board.progress.bar_style == "danger"
     assert not board.run_button.disabled and board.results == {}
+
+
+def test_dashboard_refuses_a_data_set_on_another_dos_grid(sampler, dataset):
+    from crystaldos.data.dataset import CrystalDOSDataset
+    from crystaldos.dos import DosGrid
+
+    other = CrystalDOSDataset(dataset.split("test")[:2].records, DosGrid(n_points=128), dataset.attrs)
+    with pytest.raises(ValueError, match="not the models' grid"):
+        GuidanceDashboard(sampler, other)

@@ -68,6 +68,10 @@ class GuidanceDashboard:
         self.items = items if len(items) else dataset
         if not len(self.items):
             raise ValueError("the data set is empty")
+        if dataset.grid != sampler.grid:
+            # Caught here rather than at the first Run: every crystal of this data set would fail.
+            raise ValueError(f"the data set's DOS grid {dataset.grid} is not the models' grid {sampler.grid}; "
+                             "resample it (crystaldos.dos.resample) or load models trained on it")
         self._index = {_item_label(item): i for i, item in enumerate(self.items)}
         self._labeller = labeller
         self._dataset_attrs = dict(dataset.attrs)
