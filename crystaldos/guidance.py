@@ -9,6 +9,8 @@ denoiser's clean-type logits become noise through :meth:`JointDiffusion.types_ep
 
 * CFG: ``(1 + w) * scores(S_t, y) - w * scores(S_t, null)``; the conditional and
   the null passes run as one batched forward pass.
+* Either strength may be one number or one per variable (:data:`VARIABLES`),
+  e.g. ``{"types": 1.0}`` guides the atom types only (variables left out get 0).
 * CBG: ``out_uncond(S_t) + s * grad log p(y | S_t)`` with the Gaussian
   likelihood ``log p(y | S_t) = -|g_phi(S_t, t) - y|^2 / (2 sigma(t)^2)``
   (sum over atoms and energies), ``sigma(t)`` the forward model's calibrated
@@ -17,13 +19,36 @@ denoiser's clean-type logits become noise through :meth:`JointDiffusion.types_ep
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import torch
 
 from crystaldos.diffusion import JointDiffusion
 from crystaldos.model import CrystalDenoiser, DenoiserOutput, DOSForwardModel
+
+
+#: The three parts of a crystal that guidance can act on, in :class:`Scores` order.
+VARIABLES = ("types", "coords", "lattice")
+
+
+def per_variable(strength: float | Mapping[str, float]) -> tuple[float, float, float]:
+    """One guidance strength per variable (types, coords, lattice) from a number or a mapping.
+
+    Raises:
+        ValueError: unknown variable names, or a value that is not a finite number.
+    """
+    if isinstance(strength, Mapping):
+        unknown = sorted(set(strength) - set(VARIABLES))
+        if unknown:
+            raise ValueError(f"unknown guidance variables {unknown}; choose from {VARIABLES}")
+        values = tuple(float(strength.get(name, 0.0)) for name in VARIABLES)
+    else:
+        values = (float(strength),) * 3
+    if not np.isfinite(values).all():
+        # NaN or inf would turn every coordinate into NaN without an error.
+        raise ValueError(f"guidance strength must be a finite number, got {strength!r}")
+    return values
 
 
 class CrystalState(NamedTuple):
@@ -63,8 +88,8 @@ def denoise(model: CrystalDenoiser, diffusion: JointDiffusion, state: CrystalSta
 
 
 def cfg_output(model: CrystalDenoiser, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph,
-               dos: torch.Tensor, omega: float) -> Scores:
-    """Classifier-free guidance, conditional and null branches in one doubled batch."""
+               dos: torch.Tensor, omega: float | Mapping[str, float]) -> Scores:
+    """Classifier-free guidance, conditional and null branches in one doubled batch (``omega``: see :func:`per_variable`)."""
     n, b = state.types.shape[0], graph.num_graphs
     doubled = model(
         torch.cat([state.types, state.types]),
@@ -78,7 +103,7 @@ def cfg_output(model: CrystalDenoiser, diffusion: JointDiffusion, state: Crystal
     )
     cond = to_scores(DenoiserOutput(*(x[: len(x) // 2] for x in doubled)), diffusion, state, t, graph)
     null = to_scores(DenoiserOutput(*(x[len(x) // 2 :] for x in doubled)), diffusion, state, t, graph)
-    return Scores(*((1 + omega) * c - omega * u for c, u in zip(cond, null)))
+    return Scores(*((1 + w) * c - w * u for w, c, u in zip(per_variable(omega), cond, null)))
 
 
 class Likelihood:
@@ -112,17 +137,21 @@ class Likelihood:
 
 def cbg_output(
     base: Scores, likelihood: Likelihood, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph,
-    dos: torch.Tensor, strength: float,
+    dos: torch.Tensor, strength: float | Mapping[str, float],
 ) -> Scores:
-    """Classifier-based guidance: add ``strength * grad log p(y | S_t)`` to the unconditional scores in ``base``."""
-    if strength == 0:
+    """Classifier-based guidance: add ``strength * grad log p(y | S_t)`` to the unconditional scores in ``base``.
+
+    ``strength`` is one number or one per variable (:func:`per_variable`).
+    """
+    s_types, s_coords, s_lattice = per_variable(strength)
+    if s_types == s_coords == s_lattice == 0:
         return base
     grad = likelihood.gradients(state, t, graph, dos)
     node_t = t[graph.batch]
     noise_scale_nodes = (1 - diffusion.alpha_bars[node_t]).sqrt()[:, None]
     noise_scale_graphs = (1 - diffusion.alpha_bars[t]).sqrt()[:, None, None]
     return Scores(
-        base.eps_types - strength * noise_scale_nodes * grad.types,
-        base.score_coords + strength * grad.frac_coords / diffusion.score_norms[node_t][:, None].sqrt(),
-        base.eps_lattice - strength * noise_scale_graphs * grad.lattice,
+        base.eps_types - s_types * noise_scale_nodes * grad.types,
+        base.score_coords + s_coords * grad.frac_coords / diffusion.score_norms[node_t][:, None].sqrt(),
+        base.eps_lattice - s_lattice * noise_scale_graphs * grad.lattice,
     )

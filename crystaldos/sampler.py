@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from crystaldos.checkpoint import build_network, checkpoint_grid, load_checkpoin
 from crystaldos.data.graph import fully_connected_edges
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
 from crystaldos.dos import DosGrid, site_dos, validate_site_dos
-from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise
+from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, per_variable
 from crystaldos.model import one_hot_types, types_to_atomic_numbers
 from crystaldos.train.loop import resolve_device
 
@@ -120,13 +120,11 @@ class Sampler:
         validate_site_dos(dos, n_sites, self.grid)
         return torch.as_tensor(np.asarray(dos.values), dtype=torch.float32, device=self.device), dos
 
-    def _check_options(self, guidance: str, strength: float, t_start: int, steps: int | None, n_samples: int,
+    def _check_options(self, guidance: str, strength: float | Mapping[str, float], t_start: int, steps: int | None, n_samples: int,
                        unconditional: str) -> list[int]:
         if guidance not in GUIDANCES:
             raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCES}")
-        if not np.isfinite(float(strength)):
-            # NaN or inf would turn every coordinate into NaN without an error.
-            raise ValueError(f"guidance strength must be a finite number, got {strength!r}")
+        per_variable(strength)  # a finite number, or finite numbers per known variable
         if unconditional not in ("separate", "cfg-null"):
             raise ValueError(f"unconditional must be 'separate' or 'cfg-null', got {unconditional!r}")
         T = self.diffusion.timesteps
@@ -146,7 +144,7 @@ class Sampler:
         structure: Structure | Sequence[Structure],
         dos: xr.DataArray | Sequence[xr.DataArray],
         guidance: str = "cfg",
-        strength: float = 1.0,
+        strength: float | Mapping[str, float] = 1.0,
         t_start: int = 1000,
         n_samples: int = 1,
         seed: int = 0,
@@ -165,6 +163,8 @@ class Sampler:
             dos: the target atom-level DOS (dims site, energy; the model's grid), one per structure.
             guidance: ``"cfg"`` (classifier-free, strength = w), ``"cbg"`` (classifier-based,
                 strength = s) or ``"none"`` (the unconditional model).
+            strength: one number for all three variables, or one per variable, e.g.
+                ``{"types": 1.0, "coords": 1.0}`` (the lattice, left out, is not guided).
             t_start: 1 ... T; T starts from the priors, smaller values from the noised reference.
             n_samples: samples per structure (all in one batched graph).
             seed: seeds the priors, the forward noising and every reverse step.
@@ -198,7 +198,7 @@ class Sampler:
         n_atoms: int | Sequence[int],
         dos: xr.DataArray | Sequence[xr.DataArray],
         guidance: str = "cfg",
-        strength: float = 1.0,
+        strength: float | Mapping[str, float] = 1.0,
         n_samples: int = 1,
         seed: int = 0,
         steps: int | None = None,
@@ -346,7 +346,7 @@ class Sampler:
                     dos_pred=predictions[g],
                     trajectory=[crystal(f, g) for f in frames] if keep_trajectory else None,
                     reference=references[i] if references is not None else None,
-                    settings={"guidance": guidance, "strength": float(strength), "t_start": int(t_start), "steps": len(pairs),
+                    settings={"guidance": guidance, "strength": dict(strength) if isinstance(strength, Mapping) else float(strength), "t_start": int(t_start), "steps": len(pairs),
                               "seed": seed, "sample": k, "unconditional": unconditional, "step_lr": step_lr},
                 )
             )

@@ -9,7 +9,7 @@ import crystaldos
 from crystaldos import Sampler
 from crystaldos.data import collate
 from crystaldos.dos import DOSValidationError, DosGrid, resample
-from crystaldos.guidance import CrystalState, Graph, cfg_output, denoise
+from crystaldos.guidance import CrystalState, Graph, cbg_output, cfg_output, denoise
 from crystaldos.metrics import match
 from crystaldos.model import one_hot_types
 
@@ -127,6 +127,39 @@ def test_cbg_gradient_ascends_the_dos_likelihood(sampler, items):
         eps = 1e-3 / max(float(torch.cat([g.flatten() for g in grad]).abs().max()), 1e-12)
         after = sampler.likelihood.log_prob(CrystalState(*(x + eps * g for x, g in zip(state, grad))), t, graph, batch.dos).sum()
     assert after > before
+
+
+def test_guidance_strength_per_variable(sampler, items):
+    batch = collate(items)
+    diffusion = sampler.diffusion
+    t = torch.full((batch.num_graphs,), 300)
+    noisy = diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch, torch.Generator().manual_seed(0))
+    state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
+    graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
+    with torch.no_grad():
+        base = denoise(sampler.uncond_model, diffusion, state, t, graph)
+        everywhere = cbg_output(base, sampler.likelihood, diffusion, state, t, graph, batch.dos, 1.0)
+        types_only = cbg_output(base, sampler.likelihood, diffusion, state, t, graph, batch.dos, {"types": 1.0})
+        cfg_all = cfg_output(sampler.cfg_model, diffusion, state, t, graph, batch.dos, 1.0)
+        cfg_coords = cfg_output(sampler.cfg_model, diffusion, state, t, graph, batch.dos, {"coords": 1.0})
+        conditional = cfg_output(sampler.cfg_model, diffusion, state, t, graph, batch.dos, 0.0)
+    # CBG on the types alone: the type noise is guided as with s = 1 everywhere, X and L keep the unconditional scores.
+    torch.testing.assert_close(types_only.eps_types, everywhere.eps_types)
+    torch.testing.assert_close(types_only.score_coords, base.score_coords)
+    torch.testing.assert_close(types_only.eps_lattice, base.eps_lattice)
+    assert not torch.allclose(everywhere.score_coords, base.score_coords)
+    # CFG on X alone: w = 1 for the coordinates, the conditional model (w = 0) for types and lattice.
+    torch.testing.assert_close(cfg_coords.score_coords, cfg_all.score_coords, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cfg_coords.eps_types, conditional.eps_types, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cfg_coords.eps_lattice, conditional.eps_lattice, atol=1e-5, rtol=1e-5)
+    # Through the sampler: a mapping with every variable at 1 is strength 1, and is recorded as given.
+    kwargs = dict(guidance="cbg", t_start=50, steps=5, seed=4, progress=False)
+    scalar = sampler.reconstruct(items[0].structure, items[0].dos, strength=1.0, **kwargs)[0]
+    mapping = sampler.reconstruct(items[0].structure, items[0].dos, strength={"types": 1, "coords": 1, "lattice": 1}, **kwargs)[0]
+    assert same_structure(scalar.structure, mapping.structure)
+    assert mapping.settings["strength"] == {"types": 1, "coords": 1, "lattice": 1}
+    with pytest.raises(ValueError, match="unknown guidance variables \\['positions'\\]"):
+        sampler.reconstruct(items[0].structure, items[0].dos, strength={"positions": 1.0}, **kwargs)
 
 
 def test_generate_designs_crystals_of_the_requested_size(sampler, items):
