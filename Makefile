@@ -53,6 +53,7 @@ benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/sampling_speed.py
 	$(PY) benchmarks/guidance_strength.py
+	$(PY) benchmarks/guidance_ablation.py
 
 clean:
 	rm -rf $(VENV) results
