@@ -125,6 +125,24 @@ def test_dashboard_run_fills_views_dos_metrics_and_trajectory(sampler, dataset):
     assert board.trajectory.view.frame == 4
 
 
+def test_dashboard_guides_only_the_chosen_variables(sampler, dataset):
+    board = GuidanceDashboard(sampler, dataset, steps=10)
+    board.t_start.value, board.cbg_scale.value, board.omega.value = 50, 0.5, 1.0
+    board.guided["coords"].value = board.guided["lattice"].value = False
+    board.run()
+    assert board.error is None, board.error
+    assert board.results["cbg"][0].settings["strength"] == {"types": 0.5}
+    assert board.results["cfg"][0].settings["strength"] == {"types": 1.0}
+    assert "on types" in board.status.value
+    # The dashboard's run is the sampler's run with the same per-variable strength and seed.
+    direct = sampler.reconstruct(board.item.structure, board.item.dos, guidance="cbg", strength={"types": 0.5}, t_start=50,
+                                 steps=10, seed=board.seed.value, progress=False)[0]
+    assert direct.structure == board.results["cbg"][0].structure
+    board.guided["types"].value = False
+    board.run()
+    assert board.results["cbg"][0].settings["strength"] == {} and "on no variable" in board.status.value
+
+
 def test_dashboard_recomputes_the_dos_with_xtb_on_request(sampler, dataset):
     board = GuidanceDashboard(sampler, dataset, steps=10)
     board.select(min(range(len(board.items)), key=lambda i: len(board.items[i].structure)))  # smallest crystal: fast xTB

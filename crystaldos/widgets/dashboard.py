@@ -5,7 +5,8 @@
 >>> GuidanceDashboard(Sampler.from_pretrained(), load_dataset())
 
 Controls: a searchable structure box (formula or id, or "random"), ``t_start``
-(1 ... T, presets 200/500/1000), the CFG ω and CBG s strengths, samples, seed,
+(1 ... T, presets 200/500/1000), the CFG ω and CBG s strengths, which variables they guide
+(atom types, coordinates, lattice), samples, seed,
 reverse steps, and whether to recompute the DOS with xTB. Run samples the same
 target with both guidance types (the same seed) and shows the target and the two
 reconstructions in three nglview views with linked cameras, a DOS overlay (total
@@ -25,6 +26,7 @@ import xarray as xr
 
 from crystaldos.data.dataset import CrystalDOSDataset
 from crystaldos.data.records import CrystalDOS
+from crystaldos.guidance import VARIABLES
 from crystaldos.metrics import ReconstructionScore, dos_agreement, score
 from crystaldos.sampler import Sampler, SampleResult
 from crystaldos.widgets.dos_view import TOTAL, figure_png, overlay_dos, site_labels
@@ -32,6 +34,7 @@ from crystaldos.widgets.structure_view import StructureView, TrajectoryPlayer
 
 RANDOM = "random"
 GUIDANCE_NAMES = {"cbg": "CBG", "cfg": "CFG"}
+GUIDED_LABELS = {"types": "atom types", "coords": "fractional coordinates", "lattice": "lattice"}
 
 
 def _item_label(item: CrystalDOS) -> str:
@@ -55,7 +58,8 @@ class GuidanceDashboard:
             data set was built with, ``XTBLabeller.for_dataset(dataset.attrs)``).
 
     Attributes (the widgets, so that code and tests can drive the dashboard):
-        structure, t_start, presets, omega, cbg_scale, n_samples, seed, steps, xtb, run_button,
+        structure, t_start, presets, omega, cbg_scale, guided ({"types"|"coords"|"lattice": ToggleButton}),
+        n_samples, seed, steps, xtb, run_button,
         progress, status, sample, site, dos_plot, metrics, trajectory_guidance, views, widget.
         results: {"cbg": [SampleResult], "cfg": [SampleResult]} from the last run.
         scores: {"cbg": [ReconstructionScore], "cfg": [...]} against the target (forward-model DOS).
@@ -94,6 +98,10 @@ class GuidanceDashboard:
                                              style={**style, "button_width": "60px"})
         self.omega = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.1, description="CFG ω", style=style, layout=wide)
         self.cbg_scale = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.1, description="CBG s", style=style, layout=wide)
+        # Which variables the guidance acts on (benchmarks/guidance_ablation.py: CBG helps only through the types).
+        self.guided = {name: widgets.ToggleButton(value=True, description=name, tooltip=f"guide the {GUIDED_LABELS[name]}",
+                                                  layout=widgets.Layout(width="76px"))
+                       for name in VARIABLES}
         self.n_samples = widgets.IntSlider(value=1, min=1, max=8, description="samples", style=style, layout=wide)
         self.seed = widgets.IntText(value=0, description="seed", style=style, layout=widgets.Layout(width="200px"))
         self.steps = widgets.IntSlider(value=steps or T, min=10, max=T, step=10, description="reverse steps", style=style, layout=wide,
@@ -133,6 +141,7 @@ class GuidanceDashboard:
 
         controls = widgets.VBox([
             self.structure, self.t_start, self.presets, self.omega, self.cbg_scale,
+            widgets.HBox([widgets.Label("guide", layout=widgets.Layout(width="90px")), *self.guided.values()]),
             self.n_samples, self.steps, widgets.HBox([self.seed, self.xtb]),
             widgets.HBox([self.run_button, self.progress]), self.status,
         ], layout=widgets.Layout(width="480px"))
@@ -208,12 +217,17 @@ class GuidanceDashboard:
         def advance(step: int, _: int) -> None:
             self.progress.value = before + step
 
+        guided = [name for name, button in self.guided.items() if button.value]
+
+        def strength_of(value: float) -> float | dict[str, float]:
+            return float(value) if len(guided) == len(VARIABLES) else {name: float(value) for name in guided}
+
         try:
             results = {}
             for name, strength in (("cbg", self.cbg_scale.value), ("cfg", self.omega.value)):
                 self.status.value = f"sampling {GUIDANCE_NAMES[name]} from t = {t_start} ({steps} steps)…"
                 results[name] = self.sampler.reconstruct(
-                    self.item.structure, self.item.dos, guidance=name, strength=float(strength), t_start=t_start,
+                    self.item.structure, self.item.dos, guidance=name, strength=strength_of(strength), t_start=t_start,
                     n_samples=int(self.n_samples.value), seed=int(self.seed.value), steps=steps,
                     keep_trajectory=True, progress=False, callback=advance,
                 )
@@ -233,8 +247,8 @@ class GuidanceDashboard:
             self._on_sample()
             self.progress.bar_style = "success"
             self.status.value = (f"done: {len(results['cbg'])} CBG and {len(results['cfg'])} CFG samples "
-                                 f"(t_start = {t_start}, {steps} steps, ω = {self.omega.value:g}, s = {self.cbg_scale.value:g}, "
-                                 f"seed {self.seed.value})")
+                                 f"(t_start = {t_start}, {steps} steps, ω = {self.omega.value:g}, s = {self.cbg_scale.value:g} "
+                                 f"on {' + '.join(guided) or 'no variable'}, seed {self.seed.value})")
         except Exception as error:  # noqa: BLE001 - shown, not raised: a dashboard must not die silently
             self.error = f"{type(error).__name__}: {error}"
             self.progress.bar_style = "danger"
