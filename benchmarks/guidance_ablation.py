@@ -11,19 +11,12 @@ conditional one) are the baselines each subset is compared with.
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
-
-import crystaldos
-from crystaldos import Sampler
-from crystaldos.evaluate import run_experiment, summary_table
+from reconstruction_rows import load, parse_args, scored_row
 
 #: guided variables of each row ("-" = none: the baseline).
 SUBSETS = [(), ("types",), ("coords",), ("lattice",), ("types", "coords"), ("types", "coords", "lattice")]
@@ -32,25 +25,11 @@ COLUMNS = ["guidance", "guided", "strength", "match rate (%)", "RMSE", "valid (%
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--t-start", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="docs/guidance_ablation.png")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    sampler = Sampler.from_pretrained()
-    items = crystaldos.load_dataset().split("test")[: args.limit]
-    rows = []
-    for guidance, strength in STRENGTHS.items():
-        for subset in SUBSETS:
-            per_variable = {name: strength for name in subset}
-            ds = run_experiment(sampler, items, guidances=[guidance], t_starts=[args.t_start], strengths={guidance: per_variable},
-                                steps=args.steps, seed=0, progress=False)
-            row = summary_table(ds).iloc[0].to_dict()
-            rows.append({**row, "guidance": guidance, "guided": "+".join(subset) or "-", "strength": strength if subset else 0.0})
-            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}), flush=True)
+    args = parse_args(__doc__, "docs/guidance_ablation.png")
+    sampler, items = load(args)
+    rows = [scored_row(sampler, items, args, guidance, {name: strength for name in subset},
+                       {"guided": "+".join(subset) or "-", "strength": strength if subset else 0.0})
+            for guidance, strength in STRENGTHS.items() for subset in SUBSETS]
 
     table = pd.DataFrame(rows)
     print(f"\n{len(items)} test crystals, t_start {args.t_start}, {args.steps} reverse steps, seed 0\n")

@@ -12,18 +12,12 @@ from a weak guidance gradient.
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import torch
-
-import crystaldos
-from crystaldos import Sampler
-from crystaldos.evaluate import run_experiment, summary_table
+import pandas as pd
+from reconstruction_rows import load, parse_args, scored_row
 
 #: (label, guidance, unconditional score) -> strengths
 SERIES = {
@@ -35,28 +29,12 @@ LABELS = {"cfg": "CFG (strength = ω)", "cbg": "CBG (strength = s)", "cbg (cfg-n
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--t-start", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="docs/guidance_strength.png")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    sampler = Sampler.from_pretrained()
-    items = crystaldos.load_dataset().split("test")[: args.limit]
-    rows = []
-    for (label, guidance, unconditional), strengths in SERIES.items():
-        for strength in strengths:
-            ds = run_experiment(sampler, items, guidances=[guidance], t_starts=[args.t_start], strengths={guidance: strength},
-                                steps=args.steps, seed=0, progress=False, unconditional=unconditional)
-            row = summary_table(ds).iloc[0].to_dict()
-            rows.append({**row, "guidance": label, "strength": strength})
-            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}), flush=True)
+    args = parse_args(__doc__, "docs/guidance_strength.png")
+    sampler, items = load(args)
+    rows = [scored_row(sampler, items, args, guidance, strength, {"series": label, "strength": strength}, unconditional)
+            for (label, guidance, unconditional), strengths in SERIES.items() for strength in strengths]
 
-    import pandas as pd
-
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).assign(guidance=lambda t: t["series"])
     columns = ["guidance", "strength", "match rate (%)", "RMSE", "valid (%)", "site types (%)", "DOS MAE (fwd)"]
     print(f"\n{len(items)} test crystals, t_start {args.t_start}, {args.steps} reverse steps, seed 0\n")
     print(table[columns].to_markdown(index=False, floatfmt=".3f"))

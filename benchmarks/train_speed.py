@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--data", default=None)
     args = parser.parse_args()
-    print(f"| model | parameters | threads | batch | steps/s | crystals/s |\n| --- | --- | --- | --- | --- | --- |")
+    print("| model | parameters | threads | batch | steps/s | crystals/s |\n| --- | --- | --- | --- | --- | --- |")
     for kind in ("cfg", "uncond", "forward"):
         for threads in args.threads:
             rate, n_params = measure(kind, args.batch_size, threads, args.steps, args.data, args.hidden, args.layers)

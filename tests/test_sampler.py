@@ -28,6 +28,15 @@ def same_structure(a, b):
     return a.atomic_numbers == b.atomic_numbers and np.allclose(a.lattice.matrix, b.lattice.matrix) and np.allclose(a.frac_coords, b.frac_coords)
 
 
+def noised_batch(sampler, items, t_value: int):
+    """The items as one batch, noised to step ``t_value`` (seed 0): (batch, t, state, graph)."""
+    batch = collate(items)
+    t = torch.full((batch.num_graphs,), t_value)
+    noisy = sampler.diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch,
+                                    torch.Generator().manual_seed(0))
+    return batch, t, CrystalState(noisy.types, noisy.frac_coords, noisy.lattice), Graph(batch.edge_index, batch.batch, batch.num_graphs)
+
+
 def test_reconstruct_from_t0_to_10_returns_the_input(sampler, items):
     for t_start in (0, 5, 10):
         results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], t_start=t_start, progress=False)
@@ -97,12 +106,8 @@ def test_cfg_null_branch_as_the_unconditional_score(sampler, items):
 
 
 def test_cfg_with_zero_weight_is_the_conditional_model(sampler, items):
-    batch = collate(items)
+    batch, t, state, graph = noised_batch(sampler, items, 300)
     diffusion = sampler.diffusion
-    t = torch.full((batch.num_graphs,), 300)
-    noisy = diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch, torch.Generator().manual_seed(0))
-    state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
-    graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
     with torch.no_grad():
         conditional = denoise(sampler.cfg_model, diffusion, state, t, graph, batch.dos, torch.ones(batch.num_graphs, dtype=torch.bool))
         null = denoise(sampler.cfg_model, diffusion, state, t, graph, batch.dos, torch.zeros(batch.num_graphs, dtype=torch.bool))
@@ -114,11 +119,7 @@ def test_cfg_with_zero_weight_is_the_conditional_model(sampler, items):
 
 
 def test_cbg_gradient_ascends_the_dos_likelihood(sampler, items):
-    batch = collate(items)
-    t = torch.full((batch.num_graphs,), 100)
-    noisy = sampler.diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch, torch.Generator().manual_seed(0))
-    state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
-    graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
+    batch, t, state, graph = noised_batch(sampler, items, 100)
     grad = sampler.likelihood.gradients(state, t, graph, batch.dos)
     for g in grad:
         assert bool(torch.isfinite(g).all())
@@ -130,12 +131,8 @@ def test_cbg_gradient_ascends_the_dos_likelihood(sampler, items):
 
 
 def test_guidance_strength_per_variable(sampler, items):
-    batch = collate(items)
+    batch, t, state, graph = noised_batch(sampler, items, 300)
     diffusion = sampler.diffusion
-    t = torch.full((batch.num_graphs,), 300)
-    noisy = diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch, torch.Generator().manual_seed(0))
-    state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
-    graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
     with torch.no_grad():
         base = denoise(sampler.uncond_model, diffusion, state, t, graph)
         everywhere = cbg_output(base, sampler.likelihood, diffusion, state, t, graph, batch.dos, 1.0)
