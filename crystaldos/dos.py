@@ -267,17 +267,15 @@ def from_complete_dos(
                 "its structure must be the same crystal, site for site"
             )
         dos = cdos.get_site_dos(site)
-        raw = np.asarray(sum(dos.densities.values()), dtype=float)
-        if raw.size and np.nanmin(raw) < -0.1 * max(float(np.nanmax(raw)), 0.0):
-            raise DOSValidationError(f"site {index} ({site.species_string}) has a density of {np.nanmin(raw):.3g} states/eV: "
+        dens = np.asarray(dos.get_densities(), dtype=float)  # spins summed
+        if dens.size and np.nanmin(dens) < -0.1 * max(float(np.nanmax(dens)), 0.0):
+            raise DOSValidationError(f"site {index} ({site.species_string}) has a density of {np.nanmin(dens):.3g} states/eV: "
                                      "strongly negative, not a density of states")
         if smear:
             spacing = float(np.min(np.diff(energies)))
             if grid.sigma < spacing:
                 raise DOSValidationError(f"sigma={grid.sigma} eV is finer than the DOS mesh ({spacing:.3g} eV)")
             dens = sum(dos.get_smeared_densities(grid.sigma).values())
-        else:
-            dens = dos.get_densities()
         rows.append(np.interp(grid.energies, energies, np.asarray(dens, dtype=float), left=0.0, right=0.0))
     return site_dos(
         np.clip(np.stack(rows), 0.0, None),

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 import xarray as xr
 from pymatgen.core import DummySpecies, Lattice, Structure
+from torch_geometric.data import Batch
 
 from crystaldos.checkpoint import build_network, checkpoint_grid, load_checkpoint
-from crystaldos.data.graph import fully_connected_edges
+from crystaldos.data.graph import fully_connected_edges, structure_to_data
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
 from crystaldos.dos import DosGrid, site_dos, validate_site_dos
 from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, per_variable
@@ -231,17 +232,19 @@ class Sampler:
         structures = [structure] if single else list(structure)
         if not structures:
             return []
-        graph = self._graph([len(s) for s in structures])
-        types = one_hot_types(torch.tensor(sum((list(s.atomic_numbers) for s in structures), []), device=self.device))
-        frac = torch.tensor(np.concatenate([s.frac_coords for s in structures]), dtype=torch.float32, device=self.device)
-        lattice = torch.tensor(np.stack([s.lattice.matrix for s in structures]), dtype=torch.float32, device=self.device)
-        t = torch.zeros(graph.num_graphs, dtype=torch.long, device=self.device)
-        pred = self.forward_model(types, frac, lattice, t, graph.edge_index, graph.batch).cpu().numpy()
+        clean = self._batch_of(structures)
+        t = torch.zeros(clean.num_graphs, dtype=torch.long, device=self.device)
+        pred = self.forward_model(one_hot_types(clean.atom_types), clean.frac_coords, clean.lattice, t, clean.edge_index,
+                                  clean.batch).cpu().numpy()
         out, start = [], 0
         for s in structures:
             out.append(site_dos(pred[start:start + len(s)], [site.specie.symbol for site in s], self.grid, source="forward model"))
             start += len(s)
         return out[0] if single else out
+
+    def _batch_of(self, structures: Sequence[Structure]) -> Batch:
+        """The structures as one torch-geometric Batch (atom_types, frac_coords, lattice, edges) on the device."""
+        return Batch.from_data_list([structure_to_data(s) for s in structures]).to(self.device)
 
     def _graph(self, sizes: Sequence[int]) -> Graph:
         """One batched graph of ``len(sizes)`` crystals, all pairs within each cell connected."""
@@ -269,9 +272,10 @@ class Sampler:
 
         # One batched graph: every (structure, sample) pair is a crystal.
         order = [(i, k) for i in range(len(counts)) for k in range(n_samples)]
-        sizes = torch.tensor([counts[i] for i, _ in order], device=self.device)
+        sizes_list = [counts[i] for i, _ in order]
+        sizes = torch.tensor(sizes_list, device=self.device)
         offsets = torch.cumsum(sizes, 0) - sizes
-        graph = self._graph(sizes.tolist())
+        graph = self._graph(sizes_list)
         batch = graph.batch
         dos = torch.cat([targets[i][0] for i, _ in order])
 
@@ -280,12 +284,9 @@ class Sampler:
         if t_start == T or references is None:
             state = CrystalState(*self.diffusion.prior(sizes, generator))
         else:
-            refs = [references[i] for i, _ in order]
-            clean_types = one_hot_types(torch.tensor(sum((list(r.atomic_numbers) for r in refs), []), device=self.device))
-            clean_frac = torch.tensor(np.concatenate([r.frac_coords for r in refs]), dtype=torch.float32, device=self.device)
-            clean_lattice = torch.tensor(np.stack([r.lattice.matrix for r in refs]), dtype=torch.float32, device=self.device)
+            clean = self._batch_of([references[i] for i, _ in order])
             t0 = torch.full((len(order),), t_start, dtype=torch.long, device=self.device)
-            noisy = self.diffusion.noise(clean_types, torch.remainder(clean_frac, 1.0), clean_lattice, t0, batch, generator)
+            noisy = self.diffusion.noise(one_hot_types(clean.atom_types), clean.frac_coords, clean.lattice, t0, batch, generator)
             state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
 
         def scores(current: CrystalState, t_value: int):
@@ -329,8 +330,6 @@ class Sampler:
             if callback is not None:
                 callback(step_index + 1, len(pairs))
 
-        sizes_list = sizes.tolist()
-
         def crystal(s: CrystalState, g: int) -> Structure:
             start = int(offsets[g])
             return _structure_from_tensors(s.types[start:start + sizes_list[g]], s.frac_coords[start:start + sizes_list[g]], s.lattice[g])
@@ -346,8 +345,9 @@ class Sampler:
                     dos_pred=predictions[g],
                     trajectory=[crystal(f, g) for f in frames] if keep_trajectory else None,
                     reference=references[i] if references is not None else None,
-                    settings={"guidance": guidance, "strength": dict(strength) if isinstance(strength, Mapping) else float(strength), "t_start": int(t_start), "steps": len(pairs),
-                              "seed": seed, "sample": k, "unconditional": unconditional, "step_lr": step_lr},
+                    settings={"guidance": guidance, "strength": dict(strength) if isinstance(strength, Mapping) else float(strength),
+                              "t_start": int(t_start), "steps": len(pairs), "seed": seed, "sample": k,
+                              "unconditional": unconditional, "step_lr": step_lr},
                 )
             )
         return results

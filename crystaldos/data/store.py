@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 from collections.abc import Sequence
-from typing import Iterable, Iterator
+from pathlib import Path
+from typing import Iterable, Iterator, NoReturn
 
 import numpy as np
 import xarray as xr
 from pymatgen.core import Lattice, Structure
 
 from crystaldos.data.records import CrystalDOS
-from crystaldos.dos import DOSValidationError, DosGrid, from_complete_dos, site_dos, validate_site_dos
+from crystaldos.dos import DosGrid, DOSValidationError, from_complete_dos, site_dos, validate_site_dos
 
 FORMAT_VERSION = 1
 
@@ -121,7 +121,7 @@ def _check_contents(ds: xr.Dataset, path: Path) -> None:
     n_sites = ds["n_sites"].values
     owner = np.repeat(np.arange(len(ids)), n_sites)  # structure index of every site row
 
-    def fail(structure_index: int, problem: str) -> None:
+    def fail(structure_index: int, problem: str) -> NoReturn:
         raise DataFileError(f"{path}: structure '{ids[structure_index]}' (index {structure_index}) {problem}")
 
     if (n_sites < 1).any():
