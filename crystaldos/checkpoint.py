@@ -28,6 +28,9 @@ from pathlib import Path
 
 import torch
 
+#: Folder of the shipped (released) checkpoints.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
 from crystaldos.dos import DosGrid
 
 FORMAT = "crystaldos-checkpoint"

@@ -25,15 +25,14 @@ import xarray as xr
 from pymatgen.core import DummySpecies, Lattice, Structure
 from torch_geometric.data import Batch
 
-from crystaldos.checkpoint import build_network, checkpoint_grid, load_checkpoint
+from crystaldos.checkpoint import PRETRAINED_DIR, build_network, checkpoint_grid, load_checkpoint
 from crystaldos.data.graph import fully_connected_edges, structure_to_data
+from crystaldos.device import resolve_device
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
 from crystaldos.dos import DosGrid, site_dos, validate_site_dos
 from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, per_variable
 from crystaldos.model import one_hot_types, types_to_atomic_numbers
-from crystaldos.train.loop import resolve_device
 
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 GUIDANCES = ("cfg", "cbg", "none")
 
 

@@ -47,3 +47,19 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make demo" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_lower_layers_never_import_upper_ones():
+    """dos, geometry, device, checkpoint, labellers and model import nothing from sampler, train or widgets."""
+    import ast
+
+    package = ROOT / "crystaldos"
+    lower = [package / f"{name}.py" for name in ("dos", "geometry", "device", "checkpoint")]
+    lower += sorted((package / "labellers").glob("*.py")) + sorted((package / "model").glob("*.py"))
+    upper = ("crystaldos.sampler", "crystaldos.train", "crystaldos.widgets", "crystaldos.evaluate")
+    offenders = []
+    for path in lower:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith(upper)]
+    assert not offenders, offenders

@@ -163,7 +163,7 @@ def test_radius_graph_models_train_save_and_sample(small_data, tmp_path):
 
 
 def test_device_auto_and_a_missing_gpu_is_named():
-    from crystaldos.train.loop import resolve_device
+    from crystaldos.device import resolve_device
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device(None) == resolve_device("auto")

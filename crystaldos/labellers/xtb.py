@@ -97,6 +97,16 @@ class XTBLabeller:
         gap_threshold: smallest level spacing at E_F (eV) reported as a band gap.
         max_gap: largest believable band gap, eV (LiF, among the widest, has ~14 eV);
             a larger one means an ill-conditioned basis.
+        sampling: ``"kmesh"`` (converged: Bloch sums of two-centre matrices on a k-mesh, see
+            ``crystaldos.labellers.bloch``) or ``"gamma"`` (the levels of the Gamma-point
+            supercell itself: the embedded data set up to format 1).
+        k_density: k-mesh density, points per Å^-1 of reciprocal length (as fine as a
+            Gamma-point supercell this many Å wide).
+        overlap_tolerance: two-centre blocks are kept out to where the element pair's overlap
+            falls below this.
+        overlap_threshold: overlap eigenvalues below this are dropped at each k (canonical
+            orthogonalisation of the near-null space of diffuse functions).
+        retry_scf: retry a failed SCF with the :meth:`scf_attempts` settings.
     """
 
     grid: DosGrid = field(default_factory=DosGrid)
@@ -109,6 +119,17 @@ class XTBLabeller:
     accuracy: float = 1.0
     gap_threshold: float = 0.1
     max_gap: float = 25.0
+    sampling: str = "gamma"
+    k_density: float = 40.0
+    overlap_tolerance: float = 1e-4
+    overlap_threshold: float = 1e-3
+    retry_scf: bool = True
+
+    def __post_init__(self) -> None:
+        if self.sampling not in ("kmesh", "gamma"):
+            raise ValueError(f"sampling must be 'kmesh' or 'gamma', got {self.sampling!r}")
+        if not self.k_density > 0:
+            raise ValueError(f"k_density must be > 0 (points per 1/Å), got {self.k_density}")
 
     # ------------------------------------------------------------------ checks
     def check(self, structure) -> None:
@@ -136,7 +157,7 @@ class XTBLabeller:
                 f"(minimum {self.min_distance} Å)"
             )
 
-    def supercell_matrix(self, structure) -> np.ndarray:
+    def supercell_matrix(self, structure, min_length: float | None = None) -> np.ndarray:
         """Integer matrix M (3, 3) of the Gamma-point supercell (rows: new lattice vectors in old ones).
 
         The most compact near-cubic supercell with all widths >= ``min_length`` Å
@@ -146,14 +167,15 @@ class XTBLabeller:
         """
         from pymatgen.transformations.advanced_transformations import CubicSupercellTransformation
 
+        min_length = self.min_length if min_length is None else min_length
         widths = perpendicular_widths(structure.lattice.matrix)
-        if widths.min() >= self.min_length:
+        if widths.min() >= min_length:
             return np.eye(3, dtype=int)
         cell_orbitals = sum(orbitals_per_atom(int(z), self.method) for z in structure.atomic_numbers)
         max_cells = max(1, self.max_orbitals // cell_orbitals)
         try:
             transformation = CubicSupercellTransformation(
-                min_length=self.min_length, max_atoms=max_cells * len(structure)
+                min_length=min_length, max_atoms=max_cells * len(structure)
             )
             transformation.apply_transformation(structure)
             matrix = np.rint(transformation.transformation_matrix).astype(int)
@@ -161,7 +183,7 @@ class XTBLabeller:
                 return matrix
         except Exception:  # no cubic-ish supercell within the bounds: fall back to diagonal repeats
             pass
-        repeats = np.maximum(1, np.ceil(self.min_length / widths - 1e-6)).astype(int)
+        repeats = np.maximum(1, np.ceil(min_length / widths - 1e-6)).astype(int)
         while repeats.prod() > max_cells and repeats.max() > 1:
             candidates = [(widths[i] * (repeats[i] - 1), i) for i in range(3) if repeats[i] > 1]
             repeats[max(candidates)[1]] -= 1
@@ -171,28 +193,88 @@ class XTBLabeller:
     def label(self, structure) -> xr.DataArray:
         """Atom-level DOS of ``structure`` (site order kept), dims ("site", "energy").
 
-        ``attrs`` carry the Fermi level (eV, absolute xTB scale), band gap (eV),
-        supercell repeats, SCF energy per atom (eV) and wall time (s).
+        ``attrs`` carry the Fermi level (eV, absolute xTB scale), band gap (eV), the sampling
+        (k-mesh or supercell), the SCF settings that converged, SCF energy per atom (eV) and
+        wall time (s).
 
         Raises:
             LabellingError: (subclasses) unsupported element, disorder, atoms too close,
-                SCF not converged.
+                SCF not converged under any retry setting, ill-conditioned basis.
         """
+        self.check(structure)
+        start = time.perf_counter()
+        scf = self._converged_scf(structure)
+        if self.sampling == "gamma":
+            values, efermi, gap, extra = self._gamma_dos(structure, scf)
+        else:
+            values, efermi, gap, extra = self._kmesh_dos(structure, scf)
+        self.check_spectrum(structure, gap)
+        return site_dos(
+            np.clip(values, 0.0, None),
+            [site.specie.symbol for site in structure],
+            self.grid,
+            labeller=self.method,
+            sampling=self.sampling,
+            efermi_eV=float(efermi),
+            band_gap_eV=float(gap),
+            supercell_matrix=scf.matrix.reshape(-1).tolist(),
+            supercell_atoms=len(scf.numbers),
+            scf_temperature_K=float(scf.temperature),
+            scf_damping=float(scf.damping),
+            energy_per_atom_eV=float(scf.result.get("energy")) * EV_PER_HARTREE / len(scf.numbers),
+            wall_time_s=time.perf_counter() - start,
+            **extra,
+        )
+
+    def scf_attempts(self) -> list[tuple[float, float, float]]:
+        """(electronic temperature K, mixer damping, supercell width Å) tried in turn until the SCF converges.
+
+        The first is the configured one; the retries smear the occupations more (metals with
+        nearly degenerate levels at E_F oscillate between fillings), damp the charge mixing,
+        and change the supercell (a different set of k-points in the Gamma-point SCF avoids an
+        accidental shell closure or a nearly singular Gamma-point overlap).
+        """
+        if not self.retry_scf:
+            return [(self.electronic_temperature, 0.4, self.min_length)]
+        t, length = self.electronic_temperature, self.min_length
+        return [
+            (t, 0.4, length),
+            (max(t, 1500.0), 0.2, length),
+            (max(t, 5000.0), 0.1, length),
+            (max(t, 1500.0), 0.2, length + 2.0),
+            (max(t, 5000.0), 0.05, max(length - 2.0, 6.0)),
+        ]
+
+    def _converged_scf(self, structure) -> "_GammaSCF":
+        """Gamma-point SCF of the supercell, retried with the :meth:`scf_attempts` settings."""
+        formula = structure.composition.reduced_formula
+        failures = []
+        for temperature, damping, length in self.scf_attempts():
+            try:
+                return self._gamma_scf(structure, temperature, damping, length)
+            except Exception as err:  # tblite raises TBLiteRuntimeError with the reason
+                failures.append((temperature, damping, length, str(err)))
+        messages = [m for *_, m in failures]
+        tried = "; ".join(f"T={t:.0f} K, damping {d}, {w:.0f} Å: {m[:60]}" for t, d, w, m in failures)
+        if all("eigenvalue problem" in m for m in messages):  # LAPACK sygvd: overlap not positive definite
+            raise IllConditionedBasisError(f"{formula}: overlap matrix not positive definite ({tried})")
+        if any("converge" in m.lower() for m in messages):
+            raise SCFConvergenceError(f"{formula}: SCF did not converge in {self.max_iterations} iterations ({tried})")
+        raise LabellingError(f"{formula}: tblite failed ({tried})")
+
+    def _gamma_scf(self, structure, temperature: float, damping: float, length: float) -> "_GammaSCF":
         from pymatgen.util.coord import lattice_points_in_supercell
         from tblite.interface import Calculator
 
-        self.check(structure)
-        start = time.perf_counter()
-        matrix = self.supercell_matrix(structure)
+        matrix = self.supercell_matrix(structure, length)
         # Lattice points of the primitive cell inside the supercell, in supercell fractions.
         images = lattice_points_in_supercell(matrix)
-        n_images, n_sites = len(images), len(structure)
+        n_images = len(images)
         super_lattice = matrix @ structure.lattice.matrix
         # Site-major order: the images of site i are rows i*n_images ... (i+1)*n_images-1.
         frac = (structure.frac_coords @ np.linalg.inv(matrix))[:, None, :] + images[None, :, :]
         frac = np.mod(frac.reshape(-1, 3), 1.0)
         numbers = np.repeat(np.array(structure.atomic_numbers), n_images)
-
         calc = Calculator(
             self.method,
             numbers,
@@ -204,45 +286,64 @@ class XTBLabeller:
         calc.set("save-integrals", 1)
         calc.set("max-iter", self.max_iterations)
         calc.set("accuracy", self.accuracy)
-        calc.set("temperature", self.electronic_temperature * KELVIN_TO_HARTREE)
-        try:
-            result = calc.singlepoint()
-        except Exception as err:  # tblite raises TBLiteRuntimeError with the reason
-            message = str(err)
-            formula = structure.composition.reduced_formula
-            if "converge" in message.lower():
-                raise SCFConvergenceError(f"{formula}: SCF did not converge in {self.max_iterations} iterations") from err
-            if "eigenvalue problem" in message:  # LAPACK sygvd: overlap matrix not positive definite
-                raise IllConditionedBasisError(f"{formula}: overlap matrix not positive definite ({message})") from err
-            raise LabellingError(f"{formula}: tblite failed: {message}") from err
-
-        levels = result.get("orbital-energies") * EV_PER_HARTREE  # (n_orb,)
-        occupations = result.get("orbital-occupations")  # (n_orb,), 0 ... 2
-        coefficients = result.get("orbital-coefficients")  # (n_orb, n_orb), columns are states
-        overlap = result.get("overlap-matrix")
-        mulliken = coefficients * (overlap @ coefficients)  # (orbital, state)
+        calc.set("temperature", temperature * KELVIN_TO_HARTREE)
+        if damping != 0.4:  # tblite's default mixer damping
+            calc.set("mixer-damping", damping)
+        result = calc.singlepoint()
         owner = np.repeat(np.arange(len(numbers)), [orbitals_per_atom(int(z), self.method) for z in numbers])
-        if owner.size != levels.size:
-            raise LabellingError(f"orbital map has {owner.size} functions, tblite has {levels.size}")
-        atom_weights = np.zeros((len(numbers), levels.size))
-        np.add.at(atom_weights, owner, mulliken)
-        site_weights = atom_weights.reshape(n_sites, n_images, -1).mean(axis=1)  # average over images
+        if owner.size != result.get("orbital-energies").size:
+            raise LabellingError(f"orbital map has {owner.size} functions, tblite has {result.get('orbital-energies').size}")
+        return _GammaSCF(result, matrix, numbers, n_images, owner, temperature, damping)
 
+    def _gamma_dos(self, structure, scf: "_GammaSCF") -> tuple[np.ndarray, float, float, dict]:
+        """Legacy sampling: Mulliken DOS of the Gamma-point supercell levels, averaged over images."""
+        levels = scf.result.get("orbital-energies") * EV_PER_HARTREE  # (n_orb,)
+        occupations = scf.result.get("orbital-occupations")  # (n_orb,), 0 ... 2
+        coefficients = scf.result.get("orbital-coefficients")  # (n_orb, n_orb), columns are states
+        overlap = scf.result.get("overlap-matrix")
+        mulliken = coefficients * (overlap @ coefficients)  # (orbital, state)
+        atom_weights = np.zeros((len(scf.numbers), levels.size))
+        np.add.at(atom_weights, scf.owner, mulliken)
+        site_weights = atom_weights.reshape(len(structure), scf.n_images, -1).mean(axis=1)  # average over images
         efermi, gap = self._fermi_level(levels, occupations)
-        self.check_spectrum(structure, gap)
-        values = np.clip(broaden(levels - efermi, 2.0 * site_weights, self.grid), 0.0, None)
-        return site_dos(
-            values,
-            [site.specie.symbol for site in structure],
-            self.grid,
-            labeller=self.method,
-            efermi_eV=float(efermi),
-            band_gap_eV=float(gap),
-            supercell_matrix=matrix.reshape(-1).tolist(),
-            supercell_atoms=len(numbers),
-            energy_per_atom_eV=float(result.get("energy")) * EV_PER_HARTREE / len(numbers),
-            wall_time_s=time.perf_counter() - start,
+        return broaden(levels - efermi, 2.0 * site_weights, self.grid), efermi, gap, {}
+
+    def _kmesh_dos(self, structure, scf: "_GammaSCF") -> tuple[np.ndarray, float, float, dict]:
+        """Converged sampling: Bloch sums of two-centre matrices on a k-mesh (``crystaldos.labellers.bloch``)."""
+        from crystaldos.labellers import bloch
+
+        potential, self_energy, spread, residual = scf.home_cell_potentials(structure, self.method, self.overlap_tolerance)
+        orbitals = np.array([orbitals_per_atom(int(z), self.method) for z in structure.atomic_numbers])
+        matrices = bloch.two_centre_matrices(
+            structure, self.method, self_energy, potential, orbitals, tolerance=self.overlap_tolerance
         )
+        mesh, kpoints = bloch.monkhorst_pack(structure, self.k_density)
+        n_orb = len(matrices.owner)
+        chunk = max(1, int(4e6 // n_orb**2))  # bounds the (n_k, n, n) complex work arrays to ~64 MB each
+        energies, weights, dropped = [], [], 0
+        for first in range(0, len(kpoints), chunk):
+            hk, sk = matrices.at(kpoints[first : first + chunk])
+            e, w, d = bloch.solve(hk, sk, self.overlap_threshold)
+            energies.append(e)
+            weights.append(w.astype(np.float32))
+            dropped += d
+        energies_k = np.concatenate(energies)
+        n_electrons = float(scf.result.get("orbital-occupations").sum()) / scf.n_images
+        efermi, gap, vbm, cbm = bloch.fermi_level(energies_k, n_electrons, self.gap_threshold)
+        values = np.zeros((len(structure), self.grid.n_points))
+        start = 0
+        for e, w in zip(energies, weights):  # energies per chunk, weights normalised by the full mesh below
+            values += bloch.smeared_site_dos(e - efermi, w, matrices.owner, len(structure), self.grid.energies, self.grid.sigma) * len(e)
+            start += len(e)
+        values /= len(energies_k)
+        extra = {
+            "k_mesh": mesh.tolist(),
+            "n_translations": int(len(matrices.translations)),
+            "dropped_overlap_vectors": int(dropped),
+            "multipole_residual_eV": float(residual * EV_PER_HARTREE),
+            "image_potential_spread_eV": float(spread * EV_PER_HARTREE),
+        }
+        return values, efermi, gap, extra
 
     def check_spectrum(self, structure, band_gap: float) -> None:
         """Raise :class:`IllConditionedBasisError` if the band gap (eV) is beyond ``max_gap``."""
@@ -324,8 +425,11 @@ class XTBLabeller:
         settings = {name: attrs[f"labeller_{name}"] for name in names if f"labeller_{name}" in attrs}
         if "labeller_method" not in attrs:
             raise KeyError("attributes carry no labeller settings (no 'labeller_method')")
-        types = {"method": str, "max_orbitals": int, "max_iterations": int}
+        types = {"method": str, "sampling": str, "max_orbitals": int, "max_iterations": int, "retry_scf": bool}
         settings = {k: types.get(k, float)(v) for k, v in settings.items()}
+        # Data sets written before the k-mesh labeller carry no 'labeller_sampling' and no retries.
+        settings.setdefault("sampling", "gamma")
+        settings.setdefault("retry_scf", False)
         return cls(grid=DosGrid.from_attrs(attrs), **settings)
 
     @classmethod
@@ -342,8 +446,53 @@ class XTBLabeller:
 
     def describe(self) -> dict:
         """Labeller settings as flat netCDF-friendly attributes."""
-        settings = {k: v for k, v in asdict(self).items() if k != "grid"}
+        settings = {k: (int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items() if k != "grid"}
         return {f"labeller_{k}": v for k, v in settings.items()} | self.grid.to_attrs()
+
+
+@dataclass
+class _GammaSCF:
+    """A converged Gamma-point supercell calculation and how its atoms map to the cell's sites."""
+
+    result: object  # tblite Result
+    matrix: np.ndarray  # (3, 3) supercell matrix
+    numbers: np.ndarray  # atomic numbers of the supercell, site-major
+    n_images: int
+    owner: np.ndarray  # supercell atom of every orbital
+    temperature: float
+    damping: float
+
+    def home_cell_potentials(
+        self, structure, method: str, tolerance: float
+    ) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Per-orbital SCF potential V and bulk self-energy h of the cell's orbitals (Hartree).
+
+        Returns V and h averaged over the images, the largest difference between images
+        (a symmetry-broken SCF when large) and the largest element of F - H0 - S o (V + V^T)/2
+        (GFN2's multipole terms, which the k-mesh DOS leaves out).
+        """
+        from crystaldos.labellers.bloch import image_sums
+
+        overlap = self.result.get("overlap-matrix")
+        core = self.result.get("hamiltonian-matrix")
+        sc = overlap @ self.result.get("orbital-coefficients")
+        fock = (sc * self.result.get("orbital-energies")) @ sc.T  # F = S C diag(eps) C^T S
+        diagonal = np.diag(overlap)
+        potential = np.diag(fock - core) / diagonal
+        residual = fock - core - 0.5 * overlap * (potential[:, None] + potential[None, :])
+        superlattice = self.matrix @ structure.lattice.matrix
+        # Orbitals are atom-major and atoms site-major: (site, image, orbital-of-atom).
+        v_out, h_out, first, spread = [], [], 0, 0.0
+        for z in structure.atomic_numbers:
+            count = orbitals_per_atom(int(z), method)
+            block = slice(first, first + count * self.n_images)
+            v_images = potential[block].reshape(self.n_images, count)
+            h_images = np.diag(core)[block].reshape(self.n_images, count) / (1.0 + image_sums(method, int(z), superlattice, tolerance))
+            spread = max(spread, float(np.ptp(v_images, axis=0).max()))
+            v_out.append(v_images.mean(axis=0))
+            h_out.append(h_images.mean(axis=0))
+            first += count * self.n_images
+        return np.concatenate(v_out), np.concatenate(h_out), spread, float(np.abs(residual).max())
 
 
 def _single_thread() -> None:

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data.distributed import DistributedSampler
 
+from crystaldos.device import resolve_device
 from crystaldos.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from crystaldos.diffusion import JointDiffusion
 from crystaldos.model import CrystalDenoiser, DOSForwardModel, NUM_ELEMENTS, one_hot_types
@@ -35,16 +36,6 @@ from crystaldos.train.config import TrainConfig
 
 #: Steps at which the forward model's DOS error is measured and its noise scale calibrated.
 CALIBRATION_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None -> CUDA when available, else CPU; anything else as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for but this torch sees no CUDA GPU; use 'cpu' or 'auto'")
-    return device
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--out", default="docs")
     args = parser.parse_args(argv)
-    from crystaldos.sampler import PRETRAINED_DIR
+    from crystaldos.checkpoint import PRETRAINED_DIR
 
     folder = Path(args.models) if args.models else PRETRAINED_DIR
     checkpoints = {kind: load_checkpoint(folder / f"{kind}.pt", kind=kind) for kind in KINDS}

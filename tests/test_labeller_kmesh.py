@@ -1,0 +1,113 @@
+"""The converged (k-mesh) labeller: its two-centre matrices reproduce tblite's own periodic overlap,
+the DOS does not depend on the cell that describes the crystal, metals and insulators come out right,
+and old data sets keep the labeller they were built with."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from crystaldos.labellers import XTBLabeller
+from crystaldos.labellers import bloch
+from crystaldos.labellers.xtb import BOHR_PER_ANGSTROM, orbitals_per_atom
+
+FAST = XTBLabeller(method="GFN2-xTB", sampling="kmesh", k_density=20.0)
+CONVERGED = XTBLabeller(method="GFN2-xTB", sampling="kmesh", k_density=40.0)
+
+
+def silicon_conventional() -> Structure:
+    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]])
+
+
+def per_element(dos) -> dict[str, np.ndarray]:
+    elements = np.array(dos["element"].values)
+    return {el: dos.values[elements == el].mean(axis=0) for el in np.unique(elements)}
+
+
+def test_dimer_overlap_blocks_reproduce_tblites_periodic_overlap():
+    """S(k) from dimer blocks at the k-points of a 3x3x3 supercell has the eigenvalues of tblite's
+    Gamma-point overlap of that supercell (which tblite builds by its own lattice sums)."""
+    from tblite.interface import Calculator, Result
+
+    primitive = silicon_conventional().get_primitive_structure()
+    orbitals = np.array([orbitals_per_atom(14, "GFN2-xTB")] * 2)
+    n_orb = int(orbitals.sum())
+    matrices = bloch.two_centre_matrices(primitive, "GFN2-xTB", -np.ones(n_orb), np.zeros(n_orb), orbitals, 1e-6)
+    axis = np.arange(3) / 3
+    kpoints = np.array(np.meshgrid(axis, axis, axis, indexing="ij")).reshape(3, -1).T
+    _, sk = matrices.at(kpoints)
+    ours = np.sort(np.linalg.eigvalsh(sk).ravel())
+
+    supercell = primitive * (3, 3, 3)
+    calc = Calculator(
+        "GFN2-xTB",
+        np.array(supercell.atomic_numbers),
+        supercell.cart_coords * BOHR_PER_ANGSTROM,
+        lattice=supercell.lattice.matrix * BOHR_PER_ANGSTROM,
+        periodic=np.array([True, True, True]),
+    )
+    calc.set("verbosity", 0)
+    calc.set("save-integrals", 1)
+    calc.set("max-iter", 0)
+    result = Result()
+    with pytest.raises(Exception, match="converged"):  # integrals only
+        calc.singlepoint(result)
+    theirs = np.sort(np.linalg.eigvalsh(result.get("overlap-matrix")))
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def silicon_dos():
+    conventional = silicon_conventional()
+    return CONVERGED.label(conventional.get_primitive_structure()), CONVERGED.label(conventional)
+
+
+def test_silicon_dos_does_not_depend_on_the_cell(silicon_dos):
+    primitive, conventional = silicon_dos
+    assert primitive.attrs["sampling"] == "kmesh" and len(primitive.attrs["k_mesh"]) == 3
+    mae = np.abs(per_element(primitive)["Si"] - per_element(conventional)["Si"]).mean()
+    assert mae < 0.05, f"primitive vs conventional cell differ by MAE {mae:.3f} states/eV/atom"
+    # The Gamma-point labeller differs far more between the same two cells.
+    gamma = XTBLabeller(method="GFN2-xTB", sampling="gamma")
+    old = np.abs(gamma.label(silicon_conventional().get_primitive_structure()).values.mean(0) - gamma.label(silicon_conventional()).values.mean(0)).mean()
+    assert old > 2 * mae
+
+
+def test_silicon_is_an_insulator_with_an_empty_gap(silicon_dos):
+    primitive, _ = silicon_dos
+    assert primitive.attrs["band_gap_eV"] > 0.5
+    # 4 valence electrons per Si atom; the bottom of the s band (near -12 eV) lies outside the window.
+    e = primitive["energy"].values
+    occupied = np.trapezoid(primitive.values.mean(axis=0)[e < 0], e[e < 0])
+    assert 2.5 < occupied < 4.2
+
+
+def test_aluminium_is_a_metal_and_its_dos_converges_with_the_mesh():
+    aluminium = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.05), ["Al"], [[0, 0, 0]]).get_primitive_structure()
+    coarse = FAST.label(aluminium)
+    assert coarse.attrs["band_gap_eV"] == 0.0
+    assert float(np.interp(0.0, coarse["energy"].values, coarse.values[0])) > 0.1
+    fine = dataclasses.replace(FAST, k_density=40.0).label(aluminium)
+    # Measured: 0.11 between densities 20 and 40, 0.03 between 40 and 80 (benchmarks/labeller_panel.py).
+    assert np.abs(coarse.values - fine.values).mean() < 0.15
+
+
+def test_helpers_mesh_and_pair_order():
+    primitive = silicon_conventional().get_primitive_structure()
+    mesh, kpoints = bloch.monkhorst_pack(primitive, 20.0)
+    assert kpoints.shape == (int(np.prod(mesh)), 3) and np.all(kpoints[0] == 0)
+    assert np.all(mesh == np.ceil(20.0 * np.array(primitive.lattice.reciprocal_lattice_crystallographic.abc)))
+    signs = bloch._lexicographically_positive(np.array([[0, 0, 1], [0, 0, -1], [1, -5, 0], [-1, 5, 0], [0, 0, 0]]))
+    assert signs.tolist() == [True, False, True, False, False]
+
+
+def test_old_data_sets_keep_the_gamma_point_labeller():
+    old_attrs = {"labeller_method": "GFN1-xTB", "labeller_min_length": 8.0} | XTBLabeller().grid.to_attrs()
+    labeller = XTBLabeller.for_dataset(old_attrs)
+    assert labeller.sampling == "gamma" and labeller.retry_scf is False
+    new = XTBLabeller(method="GFN2-xTB", sampling="kmesh", k_density=30.0)
+    assert XTBLabeller.from_attrs(new.describe()) == new
+    with pytest.raises(ValueError, match="sampling"):
+        XTBLabeller(sampling="tetrahedra")
