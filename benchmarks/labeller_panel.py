@@ -72,10 +72,13 @@ def main() -> None:
     parser.add_argument("--method", default="GFN2-xTB")
     parser.add_argument("--sampling", default="kmesh", choices=["kmesh", "gamma"])
     parser.add_argument("--k-density", type=float, default=40.0)
+    parser.add_argument("--temperature", type=float, default=None, help="SCF electronic temperature, K")
     parser.add_argument("--no-convergence", action="store_true", help="only the metal/insulator panel")
     parser.add_argument("--only", nargs="*", help="crystal names")
     args = parser.parse_args()
     labeller = XTBLabeller(method=args.method, sampling=args.sampling, k_density=args.k_density)
+    if args.temperature is not None:
+        labeller = dataclasses.replace(labeller, electronic_temperature=args.temperature)
     rows = []
     for name, (structure, expected) in physics_panel().items():
         if args.only and name not in args.only:

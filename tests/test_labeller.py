@@ -13,9 +13,13 @@ from crystaldos.labellers import (
     TooCloseAtomsError,
     UnsupportedElementError,
     XTBLabeller,
-    label,
 )
 from crystaldos.labellers.xtb import orbitals_per_atom
+
+
+def label(structure, **settings):
+    """These tests pin the Gamma-point labeller of data format 1 (the k-mesh one: test_labeller_kmesh.py)."""
+    return XTBLabeller.gamma_point(**settings).label(structure)
 
 
 def silicon() -> Structure:
@@ -85,7 +89,7 @@ def test_occupied_states_hold_the_valence_electrons():
     # Both spins counted: the occupied DOS of all sites integrates to the valence electrons
     # (GFN1-xTB: Na 1, Cl 7), and Cl carries most of them (Mulliken charge about -0.7 e).
     wide = DosGrid(e_min=-60.0, e_max=20.0, n_points=4001, sigma=0.2)
-    dos = XTBLabeller(grid=wide).label(rocksalt())
+    dos = XTBLabeller.gamma_point(grid=wide).label(rocksalt())
     occupied = dos.sel(energy=slice(None, 0.0)).integrate("energy")
     assert float(occupied.sum()) == pytest.approx(8.0, abs=0.05)
     by_element = dict(zip(dos["element"].values, occupied.values))
@@ -99,7 +103,7 @@ def _widths(lattice: Lattice) -> np.ndarray:
 
 @pytest.mark.parametrize("max_orbitals", [360, 2000])
 def test_supercell_respects_the_orbital_cap_and_reaches_min_length_when_allowed(max_orbitals):
-    labeller = XTBLabeller(max_orbitals=max_orbitals)
+    labeller = XTBLabeller.gamma_point(max_orbitals=max_orbitals)
     structure = diamond_si()
     matrix = labeller.supercell_matrix(structure)
     n_cells = abs(round(np.linalg.det(matrix)))
@@ -137,17 +141,17 @@ def test_atoms_too_close_are_rejected_with_their_distance():
 
 def test_scf_that_cannot_converge_raises_a_named_error():
     with pytest.raises(SCFConvergenceError, match="converge"):
-        XTBLabeller(max_iterations=1).label(copper())
+        XTBLabeller.gamma_point(max_iterations=1).label(copper())
 
 
 def test_batch_labelling_keeps_order_and_returns_errors_in_place():
     bad = Structure(Lattice.cubic(3.5), ["U"], [[0, 0, 0]])
-    results = XTBLabeller().label_many([rocksalt(), bad, copper()], n_jobs=2, progress=False, errors="return")
+    results = XTBLabeller.gamma_point().label_many([rocksalt(), bad, copper()], n_jobs=2, progress=False, errors="return")
     assert sorted(results[0]["element"].values) == ["Cl", "Na"]
     assert isinstance(results[1], UnsupportedElementError)
     assert list(results[2]["element"].values) == ["Cu"]
     with pytest.raises(LabellingError):
-        XTBLabeller().label_many([bad], progress=False)
+        XTBLabeller.gamma_point().label_many([bad], progress=False)
 
 
 def test_labeller_settings_round_trip_through_data_attributes():

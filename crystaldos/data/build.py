@@ -37,18 +37,42 @@ DEFAULT_PATH = Path(__file__).resolve().parent / "default" / "crystaldos_default
 SPLIT_FRACTIONS = {"train": 0.6, "test": 0.2, "val": 0.2}
 
 
-def make_candidates(work_dir: Path, seed: int, max_sites: int = 12, per_prototype: int = 40) -> Path:
-    """Stage 1: write ``candidates.json.gz`` (no-op if present)."""
-    from crystaldos.data.candidates import deduplicate, prototype_structures, select, substituted_structures
+def make_candidates(
+    work_dir: Path,
+    seed: int,
+    max_sites: int = 20,
+    per_prototype: int = 16,
+    target: int | None = 9600,
+    cache_dir: Path | None = Path("build/cache"),
+) -> Path:
+    """Stage 1: write ``candidates.json.gz`` (no-op if present).
+
+    Real prototypes from pymatgen and (with ``cache_dir``) the AFLOW Encyclopedia, their
+    substitutions, deduplicated; all prototypes plus a prototype-balanced seeded sample of
+    substitutions, ``target`` in all (None: every one). Drop counts go to ``candidates.stats.json``.
+    """
+    from crystaldos.data.candidates import deduplicate, real_prototypes, select, substituted_structures
 
     path = work_dir / "candidates.json.gz"
     if path.exists():
         return path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prototypes = prototype_structures(max_sites)
-        unique = deduplicate(prototypes + substituted_structures(prototypes, per_prototype))
-    ordered = select(unique, len(unique), seed)
+        prototypes, dropped = real_prototypes(max_sites, cache_dir)
+        prototypes = deduplicate(prototypes)
+        substituted = substituted_structures(prototypes, per_prototype)
+        unique = deduplicate(prototypes + substituted)
+    ordered = select(unique, target or len(unique), seed)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stats = {
+        "prototypes_dropped": dropped,
+        "prototypes": len(prototypes),
+        "substitutions_generated": len(substituted),
+        "unique": len(unique),
+        "selected": len(ordered),
+        "by_origin": {o: sum(c.origin == o for c in ordered) for o in sorted({c.origin for c in ordered})},
+    }
+    (work_dir / "candidates.stats.json").write_text(json.dumps(stats, indent=1))
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as handle:
@@ -93,7 +117,7 @@ def label_chunks(work_dir: Path, grid: DosGrid, jobs: int = 2, chunk_size: int =
                 name: float(result.attrs[name])
                 for name in ("band_gap_eV", "efermi_eV", "energy_per_atom_eV", "wall_time_s", "supercell_atoms")
             }
-            properties.update(parent=candidate.parent, note=candidate.note)
+            properties.update(parent=candidate.parent, note=candidate.note, prototype=candidate.prototype, origin=candidate.origin)
             records.append(CrystalDOS(candidate.id, candidate.structure, result, source=candidate.source, properties=properties))
         if records:
             write_netcdf(records, path, grid, labeller.describe())

@@ -41,13 +41,19 @@ class Candidate:
     source: str  # "prototype" or "substituted"
     parent: str  # id of the prototype it derives from (itself for prototypes)
     note: str  # prototype tag / substitution applied / volume method
+    prototype: str = ""  # AFLOW label of the structure family ("" if unknown)
+    origin: str = ""  # where the parent crystal comes from: "pymatgen" or "aflow-encyclopedia"
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "structure": self.structure.as_dict(), "source": self.source, "parent": self.parent, "note": self.note}
+        return {
+            "id": self.id, "structure": self.structure.as_dict(), "source": self.source, "parent": self.parent,
+            "note": self.note, "prototype": self.prototype, "origin": self.origin,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Candidate":
-        return cls(d["id"], Structure.from_dict(d["structure"]), d["source"], d["parent"], d["note"])
+        return cls(d["id"], Structure.from_dict(d["structure"]), d["source"], d["parent"], d["note"],
+                   d.get("prototype", ""), d.get("origin", ""))
 
 
 def _pymatgen_root() -> Path:
@@ -144,8 +150,84 @@ def _with_volume(structure: Structure, reference: Structure, predictor) -> tuple
         return scaled, "atomic-radius volume"
 
 
+def real_prototypes(max_sites: int = 20, cache_dir: Path | None = None) -> tuple[list[Candidate], dict[str, int]]:
+    """Real crystals from pymatgen and the AFLOW Encyclopedia (``crystaldos.data.sources``), as primitive
+    cells with at most ``max_sites`` sites, ordered, labeller elements only, geometrically plausible
+    (:func:`crystaldos.chemistry.geometry_problem`), one per AFLOW label and chemistry.
+
+    Returns:
+        the prototypes and the count of crystals dropped by each reason.
+    """
+    from crystaldos.chemistry import geometry_problem
+    from crystaldos.data.sources import encyclopedia_prototypes, pymatgen_prototypes
+
+    found = pymatgen_prototypes()
+    if cache_dir is not None:
+        found += encyclopedia_prototypes(cache_dir)
+    dropped: dict[str, int] = {}
+    out: list[Candidate] = []
+    seen: set[tuple[str, str]] = set()
+    for proto in found:
+        structure = proto.structure
+        reason = None
+        if not structure.is_ordered:
+            reason = "disordered"
+        elif not all(1 <= el.Z <= MAX_Z and el.symbol not in EXCLUDED for el in structure.composition.elements):
+            reason = "element outside the labeller"
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                structure = structure.get_primitive_structure()
+            if len(structure) > max_sites:
+                reason = f"more than {max_sites} sites"
+            elif geometry_problem(structure):
+                reason = "implausible geometry"
+            elif (proto.aflow_label, structure.composition.reduced_formula) in seen and proto.aflow_label:
+                reason = "same AFLOW label and formula as an earlier source"
+        if reason:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        seen.add((proto.aflow_label, structure.composition.reduced_formula))
+        note = f"{proto.name} ({proto.reference})".strip()
+        out.append(Candidate(proto.id, structure, "prototype", proto.id, note, proto.aflow_label, proto.source))
+    return out, dropped
+
+
+def substitution_allowed(parent: Structure, child: Structure) -> bool:
+    """The chemistry rule of the data set: a child of a SMACT-valid parent is SMACT-valid
+    (same oxidation-state logic), a child of an all-metal parent is all-metal."""
+    from crystaldos.chemistry import is_all_metal, smact_valid
+
+    if is_all_metal(parent.composition) and not is_all_metal(child.composition):
+        return False
+    if smact_valid(parent) and not smact_valid(child):
+        return False
+    return True
+
+
+def _metal_neighbours(element: Element) -> list[Element]:
+    """Metals next to a metal in the periodic table: same group one row up/down, same row one group
+    left/right (d block: Fe -> Co, Mn; Ru, Os), for intermetallic substitutions."""
+    from crystaldos.chemistry import is_all_metal
+    from pymatgen.core import Composition
+
+    out = list(_group_neighbours(element))
+    if element.is_transition_metal:
+        for z in (element.Z - 1, element.Z + 1):
+            other = Element.from_Z(z)
+            if other.is_transition_metal and other.symbol not in EXCLUDED:
+                out.append(other)
+    return [o for o in out if is_all_metal(Composition(o.symbol))]
+
+
 def substituted_structures(prototypes: list[Candidate], per_prototype: int = 40, min_distance: float = 0.9) -> list[Candidate]:
-    """Chemically sensible substitutions of every prototype (see module docstring)."""
+    """Chemically sensible substitutions of every prototype (see module docstring).
+
+    Ionic parents take pymatgen's data-mined ionic substitutions, metallic parents metal-for-metal
+    neighbours, the rest same-group neighbours; every child must pass :func:`substitution_allowed`
+    and :func:`crystaldos.chemistry.geometry_problem` after its volume is predicted.
+    """
+    from crystaldos.chemistry import geometry_problem, is_all_metal
     from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionPredictor
     from pymatgen.analysis.structure_prediction.volume_predictor import DLSVolumePredictor
 
@@ -153,19 +235,42 @@ def substituted_structures(prototypes: list[Candidate], per_prototype: int = 40,
     volume_predictor = DLSVolumePredictor()
     out: list[Candidate] = []
     for proto in prototypes:
-        substitutions = _ionic_substitutions(proto.structure, predictor, per_prototype) or _group_substitutions(proto.structure)
-        for k, (mapping, probability) in enumerate(substitutions[:per_prototype]):
+        if is_all_metal(proto.structure.composition):
+            substitutions = _metal_substitutions(proto.structure)
+        else:
+            substitutions = _ionic_substitutions(proto.structure, predictor, 3 * per_prototype) or _group_substitutions(proto.structure)
+        kept = 0
+        for k, (mapping, probability) in enumerate(substitutions):
+            if kept >= per_prototype:
+                break
             new = proto.structure.copy()
             new.replace_species(mapping)
-            if not _usable(new, len(new)):
+            if not _usable(new, len(new)) or not substitution_allowed(proto.structure, new):
                 continue
             new, volume_note = _with_volume(new, proto.structure, volume_predictor)
             if len(new) > 1 and np.min(new.distance_matrix + np.eye(len(new)) * 99) < min_distance:
                 continue
+            if geometry_problem(new):
+                continue
             swaps = ",".join(f"{a}->{b}" for a, b in mapping.items() if a != b)
             note = f"{swaps} (p={probability:.2g}); {volume_note}"
-            out.append(Candidate(f"{proto.id}-s{k:02d}", new, "substituted", proto.id, note))
+            out.append(Candidate(f"{proto.id}-s{k:02d}", new, "substituted", proto.id, note, proto.prototype, proto.origin))
+            kept += 1
     return out
+
+
+def _metal_substitutions(structure: Structure) -> list[tuple[dict, float]]:
+    """Single and double metal-for-metal swaps (all-metal parents stay all-metal)."""
+    elements = structure.composition.elements
+    singles = [({el.symbol: new.symbol}, 1.0) for el in elements for new in _metal_neighbours(el) if new not in elements]
+    doubles = []
+    if len(elements) >= 2:
+        a, b = elements[:2]
+        for new_a in _metal_neighbours(a):
+            for new_b in _metal_neighbours(b):
+                if len({new_a, new_b}) == 2 and new_a not in elements and new_b not in elements:
+                    doubles.append(({a.symbol: new_a.symbol, b.symbol: new_b.symbol}, 0.5))
+    return singles + doubles
 
 
 def deduplicate(candidates: list[Candidate]) -> list[Candidate]:
