@@ -172,3 +172,18 @@ def test_labeller_for_a_dataset_reuses_its_settings_or_its_grid():
     # Format-1 data predates the k-mesh labeller: it records no sampling, so it gets the Gamma-point one.
     assert labeller.sampling == "gamma" and "labeller_sampling" not in shipped
     assert {k: v for k, v in settings.items() if k in shipped} == {k: shipped[k] for k in settings if k in shipped}
+
+
+def test_label_many_runs_on_a_local_dask_cluster_like_on_one_core():
+    """The cluster recipe of the README: a dask.distributed Client is the executor; results come back
+    in input order, errors in place, equal to labelling on one core."""
+    distributed = pytest.importorskip("distributed")
+    labeller = XTBLabeller.gamma_point()
+    bad = Structure(Lattice.cubic(3.5), ["U"], [[0, 0, 0]])
+    structures = [rocksalt(), bad, copper()]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            on_cluster = labeller.label_many(structures, progress=False, errors="return", executor=client)
+    assert isinstance(on_cluster[1], UnsupportedElementError)
+    for structure, result in zip([structures[0], structures[2]], [on_cluster[0], on_cluster[2]]):
+        np.testing.assert_allclose(result.values, labeller.label(structure).values, atol=1e-4)

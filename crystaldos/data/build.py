@@ -88,8 +88,25 @@ def load_candidates(work_dir: Path):
         return [Candidate.from_dict(d) for d in json.load(handle)]
 
 
-def label_chunks(work_dir: Path, grid: DosGrid, jobs: int = 2, chunk_size: int = 50, limit: int | None = None) -> None:
-    """Stage 2: label candidates chunk by chunk; finished chunks are skipped."""
+def label_chunks(
+    work_dir: Path,
+    grid: DosGrid,
+    jobs: int = 2,
+    chunk_size: int = 50,
+    limit: int | None = None,
+    labeller=None,
+    executor=None,
+) -> None:
+    """Stage 2: label candidates chunk by chunk; finished chunks are skipped.
+
+    A chunk is finished when its ``chunk_NNNN.errors.json`` exists; it is written after the
+    chunk's netCDF file, so a run killed at any moment loses at most the chunk in progress.
+
+    Args:
+        labeller: default: ``XTBLabeller(grid=grid)`` (the converged labeller).
+        executor: a ``concurrent.futures``-style executor (e.g. a ``dask.distributed.Client``)
+            to spread each chunk over many machines; default a local pool of ``jobs`` processes.
+    """
     from tqdm.auto import tqdm
 
     from crystaldos.data.records import CrystalDOS
@@ -97,7 +114,7 @@ def label_chunks(work_dir: Path, grid: DosGrid, jobs: int = 2, chunk_size: int =
     from crystaldos.labellers.xtb import LabellingError, XTBLabeller
 
     candidates = load_candidates(work_dir)[:limit]
-    labeller = XTBLabeller(grid=grid)
+    labeller = labeller or XTBLabeller(grid=grid)
     out_dir = work_dir / "labels"
     out_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (len(candidates) + chunk_size - 1) // chunk_size
@@ -107,7 +124,9 @@ def label_chunks(work_dir: Path, grid: DosGrid, jobs: int = 2, chunk_size: int =
         if done_marker.exists():
             continue
         chunk = candidates[k * chunk_size : (k + 1) * chunk_size]
-        results = labeller.label_many([c.structure for c in chunk], n_jobs=jobs, errors="return", progress=False)
+        results = labeller.label_many(
+            [c.structure for c in chunk], n_jobs=jobs, errors="return", progress=False, executor=executor
+        )
         records, errors = [], {}
         for candidate, result in zip(chunk, results):
             if isinstance(result, LabellingError):
@@ -120,7 +139,7 @@ def label_chunks(work_dir: Path, grid: DosGrid, jobs: int = 2, chunk_size: int =
             properties.update(parent=candidate.parent, note=candidate.note, prototype=candidate.prototype, origin=candidate.origin)
             records.append(CrystalDOS(candidate.id, candidate.structure, result, source=candidate.source, properties=properties))
         if records:
-            write_netcdf(records, path, grid, labeller.describe())
+            write_netcdf(records, path, grid, labeller.describe())  # atomic (tmp file + rename)
         done_marker.write_text(json.dumps({"errors": errors}, indent=1))
 
 

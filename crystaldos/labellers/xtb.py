@@ -406,23 +406,32 @@ class XTBLabeller:
         n_jobs: int = 1,
         progress: bool = True,
         errors: Literal["raise", "return"] = "raise",
+        executor=None,
     ) -> list[xr.DataArray | LabellingError]:
-        """Label many structures, in input order, with a tqdm bar and a process pool.
+        """Label many structures, in input order, with a tqdm bar and a process pool or any executor.
 
         Args:
             structures: pymatgen Structures.
-            n_jobs: worker processes (each runs tblite with one OpenMP thread).
+            n_jobs: worker processes of the local pool (each runs tblite with one OpenMP thread);
+                ignored when ``executor`` is given.
             progress: show a (notebook-aware) progress bar.
             errors: ``"raise"`` stops at the first :class:`LabellingError`;
                 ``"return"`` puts the error object in that structure's place.
+            executor: anything with ``submit(fn, *args)`` returning futures with ``.result()``:
+                a ``concurrent.futures`` executor or a ``dask.distributed.Client`` (many machines;
+                start its workers with ``OMP_NUM_THREADS=1``). The caller owns and closes it.
         """
         from tqdm.auto import tqdm
 
         results: list = [None] * len(structures)
         bar = tqdm(total=len(structures), desc=f"{self.method} DOS", disable=not progress)
-        if n_jobs <= 1:
-            outcomes: Iterable = ((i, _label_or_error(self, s)) for i, s in enumerate(structures))
-            pool = None
+        pool = None
+        if executor is not None:
+            futures = [executor.submit(_label_or_error, self, s) for s in structures]
+            outcomes: Iterable = ((i, f.result()) for i, f in enumerate(futures))
+        elif n_jobs <= 1:
+            futures = []
+            outcomes = ((i, _label_or_error(self, s)) for i, s in enumerate(structures))
         else:
             import multiprocessing as mp
 
@@ -439,6 +448,9 @@ class XTBLabeller:
             bar.close()
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+            elif executor is not None:
+                for future in futures:  # do not leave work running on someone else's executor
+                    future.cancel()
         return results
 
     @classmethod

