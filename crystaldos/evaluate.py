@@ -25,7 +25,10 @@ import xarray as xr
 from crystaldos.dos import total_dos
 from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
 
-SCORE_FIELDS = ("valid", "matched", "rmse", "composition_match", "site_type_accuracy", "dos_site_mae", "dos_total_mae", "dos_total_wasserstein")
+SCORE_FIELDS = (
+    "valid", "matched", "rmse", "valid_cdvae", "reference_valid_cdvae", "matched_cdvae", "volume_error_pct", "length_error_pct",
+    "angle_error_deg", "composition_match", "site_type_accuracy", "dos_site_mae", "dos_total_mae", "dos_total_wasserstein",
+)
 
 
 def run_experiment(
@@ -144,7 +147,9 @@ def summary_table(ds: xr.Dataset) -> pd.DataFrame:
                     "t_start": int(t),
                     "n": int(sel.sizes["structure"]),
                     "match rate (%)": 100 * float(np.mean(matched)),
+                    **_cdvae_columns(sel),
                     "RMSE": float(np.nanmean(sel.rmse.values)) if matched.any() else math.nan,
+                    **_lattice_columns(sel),
                     "valid (%)": 100 * float(np.mean(sel.valid.values)),
                     "composition (%)": 100 * float(np.mean(sel.composition_match.values)),
                     "site types (%)": 100 * float(np.nanmean(sel.site_type_accuracy.values)),
@@ -155,6 +160,28 @@ def summary_table(ds: xr.Dataset) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _cdvae_columns(sel: xr.Dataset) -> dict:
+    """The match rate under CDVAE/DiffCSP's protocol (both crystals valid, SMACT included); empty for
+    results written before these scores existed."""
+    if "matched_cdvae" not in sel:
+        return {}
+    return {"match CDVAE (%)": 100 * float(np.mean(sel.matched_cdvae.values == 1))}
+
+
+def _lattice_columns(sel: xr.Dataset) -> dict:
+    """Mean |volume-per-atom error| (%), lattice length (%) and angle (deg) errors."""
+    if "volume_error_pct" not in sel:
+        return {}
+    finite = lambda v: v[np.isfinite(v)]  # noqa: E731
+    volume = finite(np.abs(sel.volume_error_pct.values))
+    return {
+        "|dV| (%)": float(volume.mean()) if volume.size else math.nan,
+        "V within 5 % (%)": 100 * float(np.mean(np.abs(sel.volume_error_pct.values) <= 5.0)),
+        "length err (%)": float(np.nanmean(sel.length_error_pct.values)),
+        "angle err (deg)": float(np.nanmean(sel.angle_error_deg.values)),
+    }
 
 
 def plot_summary(ds: xr.Dataset):

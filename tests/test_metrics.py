@@ -78,3 +78,40 @@ def test_score_and_summary(item):
     assert summary["n"] == 2 and summary["match_rate"] == 50.0 and summary["rmse"] == pytest.approx(0.0, abs=1e-8)
     with pytest.raises(ValueError):
         summarise([])
+
+
+def test_cdvae_protocol_needs_both_crystals_valid_with_smact():
+    from crystaldos.metrics import cdvae_valid
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    be2se = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.14), ["Se", "Be"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    assert cdvae_valid(nacl) and not cdvae_valid(be2se) and is_valid(be2se)
+    s = score(be2se, be2se, _flat_dos(be2se), _flat_dos(be2se))
+    assert s.matched and not s.matched_cdvae and not s.reference_valid_cdvae
+    s = score(nacl, nacl, _flat_dos(nacl), _flat_dos(nacl))
+    assert s.matched and s.matched_cdvae
+
+
+def test_lattice_errors_on_known_strains():
+    from crystaldos.metrics import lattice_errors
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    bigger = nacl.copy()
+    bigger.scale_lattice(nacl.volume * 1.10)  # +10 % volume: lengths +3.2 %, angles unchanged
+    errors = lattice_errors(bigger, nacl)
+    assert errors["volume_error_pct"] == pytest.approx(10.0, abs=1e-6)
+    assert errors["length_error_pct"] == pytest.approx(100 * (1.1 ** (1 / 3) - 1), abs=1e-3)
+    assert errors["angle_error_deg"] == pytest.approx(0.0, abs=1e-6)
+    # A sheared cell that cannot match: compared after Niggli reduction, angle error is the shear.
+    sheared = Structure(Lattice.from_parameters(5.64, 5.64, 5.64, 90, 90, 110), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cubic = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    errors = lattice_errors(sheared, cubic, matched=False)
+    assert errors["angle_error_deg"] == pytest.approx(20.0 / 3, abs=0.01)
+    assert errors["volume_error_pct"] == pytest.approx(100 * (np.sin(np.radians(110)) - 1), abs=1e-6)
+
+
+def _flat_dos(structure):
+    from crystaldos.dos import DosGrid, site_dos
+
+    grid = DosGrid(n_points=32)
+    return site_dos(np.ones((len(structure), 32)), [s.specie.symbol for s in structure], grid)

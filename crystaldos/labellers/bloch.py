@@ -219,27 +219,41 @@ def monkhorst_pack(structure, density: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def solve(hk: np.ndarray, sk: np.ndarray, overlap_threshold: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Generalised eigenproblem per k by canonical orthogonalisation.
+    """Generalised eigenproblem per k.
+
+    Cholesky reduction (S = L L^H, about three times cheaper than diagonalising S) when every S(k)
+    is safely positive definite; otherwise canonical orthogonalisation, which drops the overlap
+    eigenvectors below ``overlap_threshold`` (their states get zero weight and are pushed out of
+    every energy window).
 
     Args:
         hk, sk: (n_k, n, n) Hermitian, Hartree.
-        overlap_threshold: overlap eigenvalues below this are dropped (their states get
-            zero weight and are pushed out of every energy window).
+        overlap_threshold: smallest overlap eigenvalue kept.
 
     Returns:
         energies (n_k, n) in eV, Mulliken weights per orbital (n_k, n, n) (orbital, state),
         and the number of dropped overlap eigenvectors (summed over k).
     """
-    s_values, s_vectors = np.linalg.eigh(sk)
-    keep = s_values > overlap_threshold
-    transform = s_vectors / np.sqrt(np.where(keep, s_values, 1.0))[:, None, :] * keep[:, None, :]
-    h_orth = transform.conj().transpose(0, 2, 1) @ hk @ transform
-    # Dropped directions are zero rows/columns: give them a huge energy so they leave every window.
-    h_orth = h_orth + (~keep)[:, :, None] * np.eye(hk.shape[1])[None] * 1e4
+    dropped = 0
+    try:
+        lower = np.linalg.cholesky(sk)
+        # Cholesky succeeds down to tiny eigenvalues; below the threshold use the canonical route.
+        if (np.abs(np.diagonal(lower, axis1=1, axis2=2)) ** 2).min() < 10 * overlap_threshold:
+            raise np.linalg.LinAlgError("nearly singular overlap")
+        transform = np.linalg.inv(lower).conj().transpose(0, 2, 1)  # X = L^-H, X^H S X = 1
+        h_orth = transform.conj().transpose(0, 2, 1) @ hk @ transform
+    except np.linalg.LinAlgError:
+        s_values, s_vectors = np.linalg.eigh(sk)
+        keep = s_values > overlap_threshold
+        transform = s_vectors / np.sqrt(np.where(keep, s_values, 1.0))[:, None, :] * keep[:, None, :]
+        h_orth = transform.conj().transpose(0, 2, 1) @ hk @ transform
+        # Dropped directions are zero rows/columns: give them a huge energy so they leave every window.
+        h_orth = h_orth + (~keep)[:, :, None] * np.eye(hk.shape[1])[None] * 1e4
+        dropped = int((~keep).sum())
     energies, vectors = np.linalg.eigh(h_orth)
     coefficients = transform @ vectors
     weights = np.real(coefficients.conj() * (sk @ coefficients))
-    return energies * EV_PER_HARTREE, weights, int((~keep).sum())
+    return energies * EV_PER_HARTREE, weights, dropped
 
 
 def fermi_level(energies: np.ndarray, n_electrons: float, gap_threshold: float = 0.1) -> tuple[float, float, float, float]:

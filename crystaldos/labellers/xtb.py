@@ -241,32 +241,34 @@ class XTBLabeller:
             **extra,
         )
 
-    def scf_attempts(self) -> list[tuple[float, float, float]]:
-        """(electronic temperature K, mixer damping, supercell width Å) tried in turn until the SCF converges.
+    def scf_attempts(self) -> list[tuple[float, float, float, int]]:
+        """(electronic temperature K, mixer damping, supercell width Å, iterations) tried in turn until the
+        SCF converges.
 
-        The first is the configured one; the retries smear the occupations more (metals with
-        nearly degenerate levels at E_F oscillate between fillings), damp the charge mixing,
-        and change the supercell (a different set of k-points in the Gamma-point SCF avoids an
-        accidental shell closure or a nearly singular Gamma-point overlap).
+        The first is the configured one with at most 100 iterations (a converging SCF needs far fewer;
+        a failing one would waste the rest); the retries smear the occupations more (metals with
+        nearly degenerate levels at E_F oscillate between fillings), damp the charge mixing, and
+        change the supercell (a different set of k-points in the Gamma-point SCF avoids an accidental
+        shell closure or a nearly singular Gamma-point overlap).
         """
+        t, length, n = self.electronic_temperature, self.min_length, self.max_iterations
+        first = (t, 0.4, length, min(n, 100))
         if not self.retry_scf:
-            return [(self.electronic_temperature, 0.4, self.min_length)]
-        t, length = self.electronic_temperature, self.min_length
+            return [(t, 0.4, length, n)]
         return [
-            (t, 0.4, length),
-            (max(t, 1500.0), 0.2, length),
-            (max(t, 5000.0), 0.1, length),
-            (max(t, 1500.0), 0.2, length + 2.0),
-            (max(t, 5000.0), 0.05, max(length - 2.0, 6.0)),
+            first,
+            (max(t, 5000.0), 0.1, length, n),
+            (max(t, 3000.0), 0.2, length + 2.0, n),
+            (max(t, 10000.0), 0.05, max(length - 2.0, 6.0), n),
         ]
 
     def _converged_scf(self, structure) -> "_GammaSCF":
         """Gamma-point SCF of the supercell, retried with the :meth:`scf_attempts` settings."""
         formula = structure.composition.reduced_formula
         failures = []
-        for temperature, damping, length in self.scf_attempts():
+        for temperature, damping, length, iterations in self.scf_attempts():
             try:
-                return self._gamma_scf(structure, temperature, damping, length)
+                return self._gamma_scf(structure, temperature, damping, length, iterations)
             except Exception as err:  # tblite raises TBLiteRuntimeError with the reason
                 failures.append((temperature, damping, length, str(err)))
         messages = [m for *_, m in failures]
@@ -277,7 +279,7 @@ class XTBLabeller:
             raise SCFConvergenceError(f"{formula}: SCF did not converge in {self.max_iterations} iterations ({tried})")
         raise LabellingError(f"{formula}: tblite failed ({tried})")
 
-    def _gamma_scf(self, structure, temperature: float, damping: float, length: float) -> "_GammaSCF":
+    def _gamma_scf(self, structure, temperature: float, damping: float, length: float, iterations: int) -> "_GammaSCF":
         from pymatgen.util.coord import lattice_points_in_supercell
         from tblite.interface import Calculator
 
@@ -299,7 +301,7 @@ class XTBLabeller:
         )
         calc.set("verbosity", 0)
         calc.set("save-integrals", 1)
-        calc.set("max-iter", self.max_iterations)
+        calc.set("max-iter", iterations)
         calc.set("accuracy", self.accuracy)
         calc.set("temperature", temperature * KELVIN_TO_HARTREE)
         if damping != 0.4:  # tblite's default mixer damping
