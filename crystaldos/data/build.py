@@ -35,6 +35,8 @@ from crystaldos.dos import DosGrid
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "default" / "crystaldos_default.nc"
 SPLIT_FRACTIONS = {"train": 0.6, "test": 0.2, "val": 0.2}
+#: The labelling grid of the rebuild: the standard grid's spacing (20/255 eV), extended down by 191 points.
+WIDE_GRID = DosGrid(e_min=-10.0 - 191 * 20.0 / 255, e_max=10.0, n_points=256 + 191)
 
 
 def make_candidates(
@@ -221,10 +223,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--limit", type=int, default=None, help="label only the first N candidates")
     parser.add_argument("--stage", choices=["all", "candidates", "label", "assemble"], default="all")
-    parser.add_argument("--n-points", type=int, default=DosGrid.n_points)
+    # Labels are computed on a window that also keeps the deep valence levels, -25 ... +10 eV at the
+    # spacing of the standard -10 ... +10 eV / 256-point grid, so that either window can be cut from
+    # them exactly when the file is assembled (benchmarks/element_identification.py decides).
+    parser.add_argument("--e-min", type=float, default=WIDE_GRID.e_min)
+    parser.add_argument("--e-max", type=float, default=WIDE_GRID.e_max)
+    parser.add_argument("--n-points", type=int, default=WIDE_GRID.n_points)
     parser.add_argument("--sigma", type=float, default=DosGrid.sigma)
     args = parser.parse_args(argv)
-    grid = DosGrid(n_points=args.n_points, sigma=args.sigma)
+    grid = DosGrid(e_min=args.e_min, e_max=args.e_max, n_points=args.n_points, sigma=args.sigma)
     command = "python -m crystaldos.data.build " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.stage in ("all", "candidates"):
         print(f"candidates: {make_candidates(args.work_dir, args.seed)}")

@@ -234,11 +234,16 @@ def substituted_structures(prototypes: list[Candidate], per_prototype: int = 40,
     predictor = SubstitutionPredictor(threshold=1e-4)
     volume_predictor = DLSVolumePredictor()
     out: list[Candidate] = []
-    for proto in prototypes:
-        if is_all_metal(proto.structure.composition):
+    from tqdm.auto import tqdm
+
+    for proto in tqdm(prototypes, desc="substitutions", mininterval=30):
+        composition = proto.structure.composition
+        if is_all_metal(composition):
             substitutions = _metal_substitutions(proto.structure)
-        else:
+        elif len(composition.elements) <= 3:
             substitutions = _ionic_substitutions(proto.structure, predictor, 3 * per_prototype) or _group_substitutions(proto.structure)
+        else:  # the data-mined predictor's search grows exponentially with the number of species
+            substitutions = _group_substitutions(proto.structure)
         kept = 0
         for k, (mapping, probability) in enumerate(substitutions):
             if kept >= per_prototype:
