@@ -154,7 +154,7 @@ def test_dashboard_recomputes_the_dos_with_xtb_on_request(sampler, dataset):
     assert board.dos_plot.value != image
     labelled = [v for v in board.xtb_dos.values() if not isinstance(v, str)]
     assert labelled and labelled[0].dims == ("site", "energy")
-    assert "DOS MAE (xTB)" in board.metrics.value
+    assert "DOS MAE (xTB)" in board.metrics.value and "ΔV/atom %" in board.metrics.value
 
 
 def test_dashboard_selection_by_id_and_random(sampler, dataset):

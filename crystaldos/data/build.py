@@ -53,15 +53,24 @@ def make_candidates(
     substitutions, deduplicated; all prototypes plus a prototype-balanced seeded sample of
     substitutions, ``target`` in all (None: every one). Drop counts go to ``candidates.stats.json``.
     """
-    from crystaldos.data.candidates import deduplicate, real_prototypes, select, substituted_structures
+    from crystaldos.data.candidates import Candidate, deduplicate, real_prototypes, select, substituted_structures
 
     path = work_dir / "candidates.json.gz"
     if path.exists():
         return path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prototypes, dropped = real_prototypes(max_sites, cache_dir)
-        prototypes = deduplicate(prototypes)
+        cached = work_dir / "prototypes.json.gz"  # the slow part (primitive cells of ~1,400 crystals)
+        if cached.exists():
+            with gzip.open(cached, "rt") as handle:
+                saved = json.load(handle)
+            prototypes, dropped = [Candidate.from_dict(d) for d in saved["prototypes"]], saved["dropped"]
+        else:
+            prototypes, dropped = real_prototypes(max_sites, cache_dir)
+            prototypes = deduplicate(prototypes)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            with gzip.open(cached, "wt") as handle:
+                json.dump({"prototypes": [c.to_dict() for c in prototypes], "dropped": dropped}, handle)
         substituted = substituted_structures(prototypes, per_prototype)
         unique = deduplicate(prototypes + substituted)
     ordered = select(unique, target or len(unique), seed)

@@ -4,10 +4,11 @@
    ``pymatgen/analysis/prototypes/aflow_prototypes.json.gz`` plus the reference
    structures in ``pymatgen/util/structures``; ordered, <= ``max_sites`` sites,
    elements GFN1-xTB supports.
-2. **Substitutions**: ionic compounds get pymatgen's data-mined substitution
-   probabilities (Hautier et al., ``SubstitutionPredictor``) from oxidation
-   states guessed by pymatgen; compounds without a sensible ionic picture
-   (elements, intermetallics) swap an element for a neighbour in its group.
+2. **Substitutions** that keep the parent's chemistry (:func:`substitution_allowed`):
+   ionic compounds swap ions for ions of the same oxidation state, ranked by
+   pymatgen's data-mined pair probabilities (Hautier et al.); all-metal parents
+   swap metals for neighbouring metals; the rest (e.g. Si, C) swap an element for
+   its neighbour in the same group.
 3. **Volumes** of substituted cells from pymatgen's ``DLSVolumePredictor``
    (bond-length based), else scaled by atomic radii.
 4. **Duplicates** removed with ``StructureMatcher``.
@@ -93,26 +94,43 @@ def prototype_structures(max_sites: int = 12) -> list[Candidate]:
     return out
 
 
-def _ionic_substitutions(structure: Structure, predictor, top: int) -> list[tuple[dict, float]]:
-    """Top data-mined ionic substitutions {old_element: new_element} with their probabilities."""
-    guesses = structure.composition.oxi_state_guesses(max_sites=-20)
-    if not guesses or any(v == 0 for v in guesses[0].values()):
+def _charge_preserving_substitutions(structure: Structure, model, top: int) -> list[tuple[dict, float]]:
+    """Ionic substitutions that keep every ion's oxidation state (so the child stays charge balanced).
+
+    The parent's oxidation states are SMACT's first neutral, Pauling-consistent assignment that uses
+    only common oxidation states (else the first). Each ion E^q may become any element with q among
+    its common oxidation states, ranked by the data-mined pair probability p(E'^q | E^q) of Hautier
+    et al. (pymatgen ``SubstitutionProbability``); pairs of the best single swaps on two different
+    elements follow with the product probability.
+    """
+    from crystaldos.chemistry import smact_oxidation_states
+
+    composition = structure.composition
+    assignments = smact_oxidation_states(composition)
+    if not assignments:
         return []
-    species = [str(Species(el, round(ox))) for el, ox in guesses[0].items() if float(ox).is_integer()]
-    if len(species) != len(guesses[0]):
-        return []
-    try:
-        predictions = predictor.list_prediction(species, to_this_composition=False)
-    except ValueError:  # a species outside the probability model
-        return []
-    out = []
-    for p in sorted(predictions, key=lambda p: -p["probability"]):
-        mapping = {Species.from_str(str(k)).symbol: Species.from_str(str(v)).symbol for k, v in p["substitutions"].items()}
-        if any(k != v for k, v in mapping.items()) and len(set(mapping.values())) == len(mapping):
-            out.append((mapping, float(p["probability"])))
-        if len(out) >= top:
-            break
-    return out
+    common = [a for a in assignments if all(q in el.common_oxidation_states for el, q in zip(composition.elements, a))]
+    assignment = (common or assignments)[0]
+    singles: list[tuple[dict, float]] = []
+    for element, charge in zip(composition.elements, assignment):
+        for z in range(1, MAX_Z + 1):
+            other = Element.from_Z(z)
+            if other in composition.elements or other.symbol in EXCLUDED or charge not in other.common_oxidation_states:
+                continue
+            try:
+                probability = float(model.prob(Species(other.symbol, charge), Species(element.symbol, charge)))
+            except (KeyError, ValueError):  # an ion outside the data-mined table
+                continue
+            if probability > 0:
+                singles.append(({element.symbol: other.symbol}, probability))
+    singles.sort(key=lambda x: -x[1])
+    doubles = []
+    best = singles[:12]
+    for i, (a, pa) in enumerate(best):
+        for b, pb in best[i + 1 :]:
+            if set(a) != set(b) and set(a.values()).isdisjoint(b.values()):
+                doubles.append(({**a, **b}, pa * pb))
+    return sorted(singles + doubles, key=lambda x: -x[1])[:top]
 
 
 def _group_neighbours(element: Element) -> list[Element]:
@@ -228,10 +246,11 @@ def substituted_structures(prototypes: list[Candidate], per_prototype: int = 40,
     and :func:`crystaldos.chemistry.geometry_problem` after its volume is predicted.
     """
     from crystaldos.chemistry import geometry_problem, is_all_metal
-    from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionPredictor
     from pymatgen.analysis.structure_prediction.volume_predictor import DLSVolumePredictor
 
-    predictor = SubstitutionPredictor(threshold=1e-4)
+    from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionProbability
+
+    model = SubstitutionProbability()
     volume_predictor = DLSVolumePredictor()
     out: list[Candidate] = []
     from tqdm.auto import tqdm
@@ -240,10 +259,8 @@ def substituted_structures(prototypes: list[Candidate], per_prototype: int = 40,
         composition = proto.structure.composition
         if is_all_metal(composition):
             substitutions = _metal_substitutions(proto.structure)
-        elif len(composition.elements) <= 3:
-            substitutions = _ionic_substitutions(proto.structure, predictor, 3 * per_prototype) or _group_substitutions(proto.structure)
-        else:  # the data-mined predictor's search grows exponentially with the number of species
-            substitutions = _group_substitutions(proto.structure)
+        else:
+            substitutions = _charge_preserving_substitutions(proto.structure, model, 3 * per_prototype) or _group_substitutions(proto.structure)
         kept = 0
         for k, (mapping, probability) in enumerate(substitutions):
             if kept >= per_prototype:

@@ -333,15 +333,18 @@ class GuidanceDashboard:
                     xtb_mae = _fmt(dos_agreement(xtb, self.item.dos)["site_mae"])
                 rows.append(
                     f"<tr><td>{GUIDANCE_NAMES[name]}</td><td>{k}</td><td>{html.escape(r.structure.composition.reduced_formula)}</td>"
-                    f"<td>{'✔' if s.matched else '✘'}</td><td>{_fmt(s.rmse)}</td><td>{100 * s.site_type_accuracy:.0f}</td>"
+                    f"<td>{'✔' if s.matched else '✘'}</td><td>{_fmt(s.rmse)}</td><td>{s.volume_error_pct:+.1f}</td>"
+                    f"<td>{_fmt(s.length_error_pct, 1)}</td><td>{_fmt(s.angle_error_deg, 1)}</td><td>{100 * s.site_type_accuracy:.0f}</td>"
                     f"<td>{'✔' if s.valid else '✘'}</td><td>{_fmt(s.dos_site_mae)}</td><td>{_fmt(s.dos_total_wasserstein)}</td>"
                     f"<td>{xtb_mae}</td></tr>"
                 )
-        header = ("<tr><th>guidance</th><th>sample</th><th>formula</th><th>match</th><th>RMSE</th><th>site types %</th>"
+        header = ("<tr><th>guidance</th><th>sample</th><th>formula</th><th>match</th><th>RMSE</th><th>ΔV/atom %</th>"
+                  "<th>lengths %</th><th>angles °</th><th>site types %</th>"
                   "<th>valid</th><th>DOS MAE (fwd)</th><th>DOS EMD eV (fwd)</th><th>DOS MAE (xTB)</th></tr>")
         self.metrics.value = (
             "<table style='border-collapse:collapse' cellpadding='4'>" + header + "".join(rows) + "</table>"
-            "<small>match/RMSE: StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3); DOS MAE in states/eV per site.</small>"
+            "<small>match/RMSE: StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3); ΔV/atom: signed volume-per-atom error; "
+            "lengths/angles: mean |error| after matching (else between Niggli cells); DOS MAE in states/eV per site.</small>"
         )
 
     def _show_trajectory(self) -> None:
