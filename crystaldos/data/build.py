@@ -43,7 +43,7 @@ def make_candidates(
     work_dir: Path,
     seed: int,
     max_sites: int = 20,
-    per_prototype: int = 16,
+    per_prototype: int = 24,
     target: int | None = 9600,
     cache_dir: Path | None = Path("build/cache"),
 ) -> Path:
