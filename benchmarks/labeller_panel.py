@@ -18,20 +18,14 @@ import time
 import numpy as np
 import pandas as pd
 
+from crystaldos.dos import element_dos, mae
 from crystaldos.labellers import LabellingError, XTBLabeller
 from crystaldos.labellers.panel import physics_panel
 
 
-def per_element(dos) -> dict[str, np.ndarray]:
-    """Mean DOS of each element's sites (states/eV/atom)."""
-    elements = np.array(dos["element"].values)
-    return {el: dos.values[elements == el].mean(axis=0) for el in np.unique(elements)}
-
-
 def element_mae(a, b) -> float:
-    """Largest per-element MAE between two atom-level DOS of the same crystal."""
-    pa, pb = per_element(a), per_element(b)
-    return max(float(np.abs(pa[el] - pb[el]).mean()) for el in pa)
+    """Largest per-element MAE (states/eV/atom) between two atom-level DOS of the same crystal."""
+    return float(mae(element_dos(a), element_dos(b)).max())
 
 
 def row(name: str, structure, expected: str, labeller: XTBLabeller, convergence: bool) -> dict:

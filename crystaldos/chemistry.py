@@ -59,11 +59,16 @@ def smact_oxidation_states(composition) -> list[tuple[int, ...]]:
     return out
 
 
-def is_all_metal(composition) -> bool:
-    """True when every element is one of SMACT's metals (an alloy or intermetallic)."""
+def is_metal(symbol: str) -> bool:
+    """True for SMACT's metals (the alloy exception of CDVAE's validity test)."""
     import smact
 
-    return all(el.symbol in smact.metals for el in composition.elements)
+    return symbol in smact.metals
+
+
+def is_all_metal(composition) -> bool:
+    """True when every element is one of SMACT's metals (an alloy or intermetallic)."""
+    return all(is_metal(el.symbol) for el in composition.elements)
 
 
 def smact_valid(composition) -> bool:
@@ -85,8 +90,6 @@ def geometry_problem(structure) -> str | None:
     Checks the volume per atom against :data:`VOLUME_PER_ATOM_BOUNDS` and every pair of atoms
     (periodic images included) against :data:`MIN_BOND_FRACTION` x the sum of their covalent radii.
     """
-    from pymatgen.core.periodic_table import Element
-
     volume = structure.volume / len(structure)
     low, high = VOLUME_PER_ATOM_BOUNDS
     if not low <= volume <= high:
@@ -97,7 +100,7 @@ def geometry_problem(structure) -> str | None:
         ratio = distances / (radii[centres] + radii[neighbours])
         k = int(np.argmin(ratio))
         if ratio[k] < MIN_BOND_FRACTION:
-            a, b = Element(structure[int(centres[k])].specie.symbol), Element(structure[int(neighbours[k])].specie.symbol)
+            a, b = structure[int(centres[k])].specie.symbol, structure[int(neighbours[k])].specie.symbol
             return f"{a}-{b} {distances[k]:.2f} Å apart ({ratio[k]:.2f} x the covalent radii sum)"
     return None
 

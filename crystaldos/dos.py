@@ -193,6 +193,15 @@ def total_dos(dos: xr.DataArray) -> xr.DataArray:
     return out.rename("total_dos")
 
 
+def element_dos(dos: xr.DataArray) -> xr.DataArray:
+    """Mean DOS of each element's sites, dims ("element", "energy"), states/eV/atom.
+
+    The quantity that must not depend on the cell describing a crystal (sites of one element
+    may differ, but their mean over a primitive, conventional or super cell may not).
+    """
+    return dos.groupby("element").mean("site")
+
+
 def resample(dos: xr.DataArray, grid: DosGrid) -> xr.DataArray:
     """Linear interpolation of a DOS onto ``grid`` (zero outside the source window).
 

@@ -207,8 +207,7 @@ def substitution_allowed(parent: Structure, child: Structure) -> bool:
 def _metal_neighbours(element: Element) -> list[Element]:
     """Metals next to a metal in the periodic table: same group one row up/down, same row one group
     left/right (d block: Fe -> Co, Mn; Ru, Os), for intermetallic substitutions."""
-    from crystaldos.chemistry import is_all_metal
-    from pymatgen.core import Composition
+    from crystaldos.chemistry import is_metal
 
     out = list(_group_neighbours(element))
     if element.is_transition_metal:
@@ -216,7 +215,7 @@ def _metal_neighbours(element: Element) -> list[Element]:
             other = Element.from_Z(z)
             if other.is_transition_metal and other.symbol not in EXCLUDED:
                 out.append(other)
-    return [o for o in out if is_all_metal(Composition(o.symbol))]
+    return [o for o in out if is_metal(o.symbol)]
 
 
 def substituted_structures(prototypes: list[Candidate], per_prototype: int = 40, min_distance: float = 0.9) -> list[Candidate]:

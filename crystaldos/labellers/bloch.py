@@ -8,8 +8,9 @@ overlap S(k) of the *crystal's own cell* on any k-mesh instead:
 1. The self-consistent charges come from a Gamma-point SCF of a supercell (the
    charges, integrals over the zone, converge far faster than the DOS). In xTB
    the converged Fock matrix is ``F = H0 + 1/2 S o (V_mu + V_nu) (+ multipole terms)``,
-   so the per-orbital potential is ``V = diag(F - H0) / diag(S)`` and every
-   orbital's bulk self-energy is ``h = diag(H0) / diag(S)``.
+   so the per-orbital potential is ``V = diag(F - H0) / diag(S)``; every orbital's
+   bulk self-energy is ``diag(H0)`` with its overlap with its own periodic images
+   divided out (:func:`image_sums`).
 2. ``H0`` and ``S`` are two-centre: the block between atom a in the home cell and
    atom b in cell T depends only on the two elements, their separation and (for
    ``H0``, through the self-energies) the atoms' coordination numbers. Each block
@@ -20,10 +21,10 @@ overlap S(k) of the *crystal's own cell* on any k-mesh instead:
    below a tolerance (diffuse s/p shells of alkali metals and, in GFN1, Al reach
    beyond 12 Å), so nothing folds back as it does in a supercell.
 3. ``H(k) = sum_T e^{2 pi i k.T} F(T)``, ``S(k)`` likewise; the generalised
-   eigenproblem is solved per k with canonical orthogonalisation (overlap
-   eigenvalues below ``overlap_threshold`` are dropped: the near-null space of
-   diffuse functions in dense cells), and the states are projected on atoms by
-   Mulliken weights ``Re(c* (S c))``.
+   eigenproblem is solved per k (:func:`solve`: Cholesky, or canonical
+   orthogonalisation dropping overlap eigenvalues below ``overlap_threshold``,
+   the near-null space of diffuse functions in dense cells), and the states are
+   projected on atoms by Mulliken weights ``Re(c* (S c))``.
 
 Units inside: Hartree and Bohr for tblite, eV and Å everywhere else.
 """
@@ -35,8 +36,8 @@ from functools import lru_cache
 
 import numpy as np
 
-BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
-EV_PER_HARTREE = 27.211386245988
+from crystaldos.geometry import perpendicular_widths
+from crystaldos.labellers.xtb import BOHR_PER_ANGSTROM, EV_PER_HARTREE, orbitals_per_atom
 
 
 def _dimer_matrices(method: str, za: int, zb: int, separation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +63,6 @@ def pair_cutoff(method: str, za: int, zb: int, tolerance: float) -> float:
     Scanned on the dimer along one axis (the largest element of an s/p/d block along the axis
     bounds the others) in 0.5 Å steps from 1 to 30 Å; cached per pair.
     """
-    from crystaldos.labellers.xtb import orbitals_per_atom
-
     n_a = orbitals_per_atom(za, method)
     last_significant = 1.0
     for distance in np.arange(1.0, 30.01, 0.5):
@@ -88,11 +87,8 @@ def image_sums(method: str, z: int, superlattice: np.ndarray, tolerance: float) 
     Returns:
         (n_orbitals of z,)
     """
-    from crystaldos.labellers.xtb import orbitals_per_atom
-
     reach = pair_cutoff(method, z, z, tolerance)
-    widths = abs(np.linalg.det(superlattice)) / np.linalg.norm(np.cross(superlattice[[1, 2, 0]], superlattice[[2, 0, 1]]), axis=1)
-    n = np.ceil(reach / widths).astype(int)
+    n = np.ceil(reach / perpendicular_widths(superlattice)).astype(int)
     grid = np.array(np.meshgrid(*[np.arange(-k, k + 1) for k in n], indexing="ij")).reshape(3, -1).T
     vectors = grid @ superlattice
     lengths = np.linalg.norm(vectors, axis=1)
@@ -256,8 +252,8 @@ def solve(hk: np.ndarray, sk: np.ndarray, overlap_threshold: float) -> tuple[np.
     return energies * EV_PER_HARTREE, weights, dropped
 
 
-def fermi_level(energies: np.ndarray, n_electrons: float, gap_threshold: float = 0.1) -> tuple[float, float, float, float]:
-    """Fermi level, band gap, VBM and CBM (eV) from the eigenvalues on the mesh (n_k, n_bands).
+def fermi_level(energies: np.ndarray, n_electrons: float, gap_threshold: float = 0.1) -> tuple[float, float]:
+    """Fermi level and band gap (eV) from the eigenvalues on the mesh (n_k, n_bands).
 
     Spin-restricted: every band holds 2 electrons per k-point. An even electron count whose
     highest filled band lies below the lowest empty one everywhere by > ``gap_threshold`` is an
@@ -272,39 +268,26 @@ def fermi_level(energies: np.ndarray, n_electrons: float, gap_threshold: float =
         m = int(round(filled))
         vbm, cbm = float(energies[:, m - 1].max()), float(energies[:, m].min())
         if cbm - vbm > gap_threshold:
-            return 0.5 * (vbm + cbm), cbm - vbm, vbm, cbm
+            return 0.5 * (vbm + cbm), cbm - vbm
     flat = energies.ravel()
     lo, hi = flat.min() - 1.0, flat.max() + 1.0
     for _ in range(100):
         mu = 0.5 * (lo + hi)
         count = 2.0 * 0.5 * erfc((flat - mu) / (0.02 * np.sqrt(2))).sum() / n_k
         lo, hi = (mu, hi) if count < n_electrons else (lo, mu)
-    mu = 0.5 * (lo + hi)
-    return mu, 0.0, mu, mu
+    return 0.5 * (lo + hi), 0.0
 
 
-def smeared_site_dos(
-    energies: np.ndarray,
-    weights: np.ndarray,
-    owner: np.ndarray,
-    n_sites: int,
-    grid_energies: np.ndarray,
-    sigma: float,
-) -> np.ndarray:
-    """Gaussian-broadened DOS per site, states/eV per site (both spins), (n_sites, n_points).
+def site_weights(weights: np.ndarray, owner: np.ndarray, n_sites: int) -> np.ndarray:
+    """Mulliken weights summed over each site's orbitals.
 
     Args:
-        energies: (n_k, n_bands) eV relative to E_F.
-        weights: Mulliken weights (n_k, n_orb, n_bands).
+        weights: (n_k, n_orb, n_bands), from :func:`solve`.
         owner: site of each orbital (n_orb,).
-        grid_energies: (n_points,) eV.
-        sigma: Gaussian standard deviation, eV.
+
+    Returns:
+        (n_sites, n_k * n_bands), in the order of ``energies.ravel()``.
     """
-    n_k = len(energies)
-    site_weights = np.zeros((n_sites,) + energies.shape)
-    np.add.at(site_weights, owner, weights.transpose(1, 0, 2))
-    levels = energies.ravel()
-    window = (levels > grid_energies[0] - 8 * sigma) & (levels < grid_energies[-1] + 8 * sigma)
-    x = (grid_energies[:, None] - levels[None, window]) / sigma
-    gauss = np.exp(-0.5 * x * x) / (sigma * np.sqrt(2.0 * np.pi))  # (n_points, n_levels)
-    return 2.0 * site_weights.reshape(n_sites, -1)[:, window] @ gauss.T / n_k
+    out = np.zeros((n_sites, weights.shape[0], weights.shape[2]))
+    np.add.at(out, owner, weights.transpose(1, 0, 2))
+    return out.reshape(n_sites, -1)

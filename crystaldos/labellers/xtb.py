@@ -252,11 +252,10 @@ class XTBLabeller:
         shell closure or a nearly singular Gamma-point overlap).
         """
         t, length, n = self.electronic_temperature, self.min_length, self.max_iterations
-        first = (t, 0.4, length, min(n, 100))
         if not self.retry_scf:
             return [(t, 0.4, length, n)]
         return [
-            first,
+            (t, 0.4, length, min(n, 100)),
             (max(t, 5000.0), 0.1, length, n),
             (max(t, 3000.0), 0.2, length + 2.0, n),
             (max(t, 10000.0), 0.05, max(length - 2.0, 6.0), n),
@@ -353,17 +352,13 @@ class XTBLabeller:
             hk, sk = matrices.at(kpoints[first : first + chunk])
             e, w, d = bloch.solve(hk, sk, self.overlap_threshold)
             energies.append(e)
-            weights.append(w.astype(np.float32))
+            weights.append(bloch.site_weights(w, matrices.owner, len(structure)))  # (n_sites, n_k * n_bands)
             dropped += d
-        energies_k = np.concatenate(energies)
+        n_k = len(kpoints)
         n_electrons = float(scf.result.get("orbital-occupations").sum()) / scf.n_images * len(structure) / len(primitive)
-        efermi, gap, vbm, cbm = bloch.fermi_level(energies_k, n_electrons, self.gap_threshold)
-        values = np.zeros((len(structure), self.grid.n_points))
-        start = 0
-        for e, w in zip(energies, weights):  # energies per chunk, weights normalised by the full mesh below
-            values += bloch.smeared_site_dos(e - efermi, w, matrices.owner, len(structure), self.grid.energies, self.grid.sigma) * len(e)
-            start += len(e)
-        values /= len(energies_k)
+        efermi, gap = bloch.fermi_level(np.concatenate(energies), n_electrons, self.gap_threshold)
+        # Broadened chunk by chunk (bounds the level x grid kernel); each k-point weighs 1 / n_k.
+        values = sum(broaden(e.ravel() - efermi, 2.0 * w / n_k, self.grid) for e, w in zip(energies, weights))
         extra = {
             "k_mesh": mesh.tolist(),
             "n_translations": int(len(matrices.translations)),
@@ -543,13 +538,15 @@ class _GammaSCF:
         potential = np.diag(fock - core) / diagonal
         residual = fock - core - 0.5 * overlap * (potential[:, None] + potential[None, :])
         superlattice = self.matrix @ structure.lattice.matrix
+        core_diagonal = np.diag(core)
+        image_overlap = {z: image_sums(method, z, superlattice, tolerance) for z in set(structure.atomic_numbers)}
         # Orbitals are atom-major and atoms site-major: (site, image, orbital-of-atom).
         v_out, h_out, first, spread = [], [], 0, 0.0
         for z in structure.atomic_numbers:
             count = orbitals_per_atom(int(z), method)
             block = slice(first, first + count * self.n_images)
             v_images = potential[block].reshape(self.n_images, count)
-            h_images = np.diag(core)[block].reshape(self.n_images, count) / (1.0 + image_sums(method, int(z), superlattice, tolerance))
+            h_images = core_diagonal[block].reshape(self.n_images, count) / (1.0 + image_overlap[z])
             spread = max(spread, float(np.ptp(v_images, axis=0).max()))
             v_out.append(v_images.mean(axis=0))
             h_out.append(h_images.mean(axis=0))
