@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch would pull the CUDA build (gigabytes).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install browser clean dataset pretrained evaluation benchmarks screenshot
+.PHONY: demo test install browser clean dataset pretrained evaluation benchmarks screenshot app notebooks
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/crystaldos card --out results/dataset
 	$(VENV)/bin/crystaldos evaluate --limit 16 --steps 100 --xtb-limit 2 --out results/demo
+
+# JupyterLab on notebooks/ and the dashboard as an app (voila), both on 127.0.0.1; the URL is printed.
+#   make notebooks [PORT=8888]          make app [PORT=8866] [STEPS=100]
+$(VENV)/.notebooks: $(VENV)/.installed
+	$(PY) -c "import jupyterlab, voila, papermill" 2>/dev/null || $(PY) -m pip install -q -e ".[notebooks]"
+	touch $@
+
+notebooks: $(VENV)/.notebooks
+	$(VENV)/bin/crystaldos notebooks $(if $(PORT),--port $(PORT))
+
+app: $(VENV)/.notebooks
+	$(VENV)/bin/crystaldos app $(if $(PORT),--port $(PORT)) $(if $(STEPS),--steps $(STEPS))
 
 # Debian's chromium for the dashboard's browser test (Playwright cannot download browsers here).
 browser:

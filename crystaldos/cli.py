@@ -1,4 +1,4 @@
-"""Command line: ``crystaldos card`` (describe a data set) and ``crystaldos build-dataset``."""
+"""Command line: ``crystaldos card``, ``build-dataset``, ``train``, ``evaluate``, ``app`` (the dashboard) and ``notebooks``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("evaluate", help="the reconstruction experiment: CBG vs CFG x t_start on the test split")
     add_evaluate_arguments(p)
     p.set_defaults(func=evaluate_run)
+    from crystaldos.app import add_arguments as add_app_arguments
+
+    add_app_arguments(
+        commands.add_parser("app", help="serve the guidance dashboard as an app (voila, 127.0.0.1)"),
+        commands.add_parser("notebooks", help="JupyterLab on the notebooks (127.0.0.1)"),
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "build-dataset":
         from crystaldos.data.build import main as build_main

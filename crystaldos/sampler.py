@@ -71,9 +71,56 @@ def _structure_from_tensors(types: torch.Tensor, frac: torch.Tensor, lattice: to
     return Structure(Lattice(lattice.detach().cpu().double().numpy()), numbers, torch.remainder(frac, 1.0).detach().cpu().double().numpy())
 
 
+def _is_array(dos) -> bool:
+    return isinstance(dos, (xr.DataArray, np.ndarray)) or torch.is_tensor(dos)
+
+
 def _dos_list(dos) -> list:
-    """One DOS (DataArray, array or tensor) or a sequence of them -> a list."""
-    return [dos] if isinstance(dos, (xr.DataArray, np.ndarray)) or torch.is_tensor(dos) else list(dos)
+    """One DOS or several -> a list of DOS.
+
+    One DOS: a DataArray (site, energy), or any array-like of shape (n_sites, n_energies), nested lists
+    included (``dos.values.tolist()``). Several: a sequence of those, or one array of shape
+    (n_crystals, n_sites, n_energies).
+    """
+    if isinstance(dos, xr.DataArray):
+        return [dos]
+    if _is_array(dos):
+        return list(dos) if dos.ndim == 3 else [dos]
+    if isinstance(dos, (str, bytes)) or not hasattr(dos, "__iter__"):
+        raise TypeError(f"a DOS must be an xarray.DataArray or an array of shape (n_sites, n_energies), got {type(dos).__name__}")
+    items = list(dos)
+    if items and not any(_is_array(d) for d in items):  # nested lists of numbers
+        try:
+            values = np.asarray(items, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError("a DOS given as nested lists must be a rectangular array of numbers of shape "
+                             f"(n_sites, n_energies); got ragged or non-numeric lists ({err})") from None
+        if values.ndim not in (2, 3):
+            raise ValueError(f"a DOS must have shape (n_sites, n_energies) (or (n_crystals, n_sites, n_energies) for "
+                             f"several), got nested lists of shape {values.shape}")
+        return [values] if values.ndim == 2 else list(values)
+    return items
+
+
+def _count_mismatch(what: str, n: int, doses: list) -> ValueError:
+    shapes = ", ".join(str(tuple(np.shape(d))) for d in doses[:4]) + (", ..." if len(doses) > 4 else "")
+    return ValueError(f"{n} {what} but {len(doses)} DOS (shapes {shapes}): give one DOS of shape (n_sites, n_energies) per "
+                      f"crystal, e.g. an xarray.DataArray with dims ('site', 'energy') or a 2-D array")
+
+
+def _training_sites(train: dict | None) -> tuple[int, int] | None:
+    """The atom-count range of a checkpoint's training split (see ``Sampler.training_sites``)."""
+    data = (train or {}).get("data", {})
+    if "n_sites_range" in data:
+        low, high = data["n_sites_range"]
+        return int(low), int(high)
+    from crystaldos.data.dataset import load_dataset
+
+    default = load_dataset()
+    if data.get("title") != default.attrs.get("title") or data.get("n_train") != len(default.split("train")):
+        return None
+    sizes = [len(item.structure) for item in default.split("train")]
+    return min(sizes), max(sizes)
 
 
 class Sampler:
@@ -111,6 +158,33 @@ class Sampler:
         return sampler
 
     # ------------------------------------------------------------------ inputs
+    @property
+    def training_sites(self) -> tuple[int, int] | None:
+        """(fewest, most) atoms per cell in the CFG model's training split, or None when unknown.
+
+        Read from the checkpoint (``train.data.n_sites_range``); checkpoints written before it was stored
+        and trained on the embedded default data set get the range of that set's training split.
+        """
+        if not hasattr(self, "_training_sites"):
+            self._training_sites = _training_sites(getattr(self, "checkpoints", {}).get("cfg"))
+        return self._training_sites
+
+    def _check_sizes(self, counts: Sequence[int], allow: bool) -> None:
+        known = self.training_sites
+        if known is None or not counts:
+            return
+        low, high = known
+        outside = sorted({int(c) for c in counts if not low <= c <= high})
+        if not outside:
+            return
+        message = (f"atom counts {outside} lie outside the {low} ... {high} atoms per cell these models were trained on; "
+                   "their samples would be extrapolations the models never learnt")
+        if not allow:
+            raise ValueError(message + " (pass allow_untrained_sizes=True to sample anyway)")
+        import warnings
+
+        warnings.warn(message, UserWarning, stacklevel=3)
+
     def _dos_tensor(self, dos, n_sites: int | None) -> tuple[torch.Tensor, xr.DataArray]:
         if isinstance(dos, np.ndarray) or torch.is_tensor(dos):
             values = np.asarray(dos.detach().cpu() if torch.is_tensor(dos) else dos, dtype=np.float32)
@@ -154,6 +228,7 @@ class Sampler:
         unconditional: str = "separate",
         step_lr: float = 1e-5,
         callback: Callable[[int, int], None] | None = None,
+        allow_untrained_sizes: bool = False,
     ) -> list[SampleResult]:
         """Generate crystals back from their atom count and atom-level DOS.
 
@@ -176,6 +251,8 @@ class Sampler:
             progress: show a tqdm bar (notebook-aware).
             callback: called as ``callback(done, total)`` after every reverse step
                 (e.g. to drive a widget's progress bar).
+            allow_untrained_sizes: sample cells whose atom count lies outside the range the models were
+                trained on (:attr:`training_sites`) with a warning, instead of raising ValueError.
 
         Returns:
             ``n_samples`` results per structure, structure-major.
@@ -183,13 +260,14 @@ class Sampler:
         structures = [structure] if isinstance(structure, Structure) else list(structure)
         doses = _dos_list(dos)
         if len(structures) != len(doses):
-            raise ValueError(f"{len(structures)} structures but {len(doses)} DOS")
+            raise _count_mismatch("structures", len(structures), doses)
         for s in structures:
             if not s.is_ordered:
                 raise ValueError("reconstruct needs ordered structures (one element per site)")
             not_elements = [f"{i}: {site.specie}" for i, site in enumerate(s) if isinstance(site.specie, DummySpecies)]
             if not_elements:
                 raise ValueError(f"reconstruct needs real elements on every site; dummy species on sites {not_elements}")
+        self._check_sizes([len(s) for s in structures], allow_untrained_sizes)
         return self._sample([len(s) for s in structures], doses, structures, guidance, strength, t_start, n_samples, seed, steps,
                             keep_trajectory, progress, unconditional, step_lr, callback)
 
@@ -207,12 +285,25 @@ class Sampler:
         unconditional: str = "separate",
         step_lr: float = 1e-5,
         callback: Callable[[int, int], None] | None = None,
+        allow_untrained_sizes: bool = False,
     ) -> list[SampleResult]:
-        """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T)."""
-        counts = [n_atoms] if isinstance(n_atoms, (int, np.integer)) else list(n_atoms)
+        """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T).
+
+        The options are those of :meth:`reconstruct`; ``n_atoms`` must lie in :attr:`training_sites`
+        unless ``allow_untrained_sizes`` (then a warning is given).
+        """
+        if isinstance(n_atoms, (int, np.integer)):
+            counts = [n_atoms]
+        elif isinstance(n_atoms, Sequence) or isinstance(n_atoms, np.ndarray):
+            counts = list(n_atoms)
+        else:
+            counts = [n_atoms]  # rejected just below with a clear message
         doses = _dos_list(dos)
         if len(counts) != len(doses):
-            raise ValueError(f"{len(counts)} atom counts but {len(doses)} DOS")
+            raise _count_mismatch("atom counts", len(counts), doses)
+        if any(not isinstance(c, (int, np.integer)) for c in counts):
+            raise TypeError(f"n_atoms must be an int or a sequence of ints, got {n_atoms!r}")
+        self._check_sizes(counts, allow_untrained_sizes)
         return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,
                             keep_trajectory, progress, unconditional, step_lr, callback)
 

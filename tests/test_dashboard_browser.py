@@ -1,4 +1,5 @@
-"""The guidance dashboard in a real browser: voila serves notebooks/02_guidance_dashboard.ipynb, Debian's chromium
+"""The guidance dashboard in a real browser: ``crystaldos app`` (what ``make app`` runs) serves
+notebooks/02_guidance_dashboard.ipynb with voila, Debian's chromium
 (driven by Playwright) moves a slider, presses Run, and we check the 3D views and the DOS plot on screen.
 
 Screenshots go to ``$CRYSTALDOS_ARTIFACTS`` (default ``build/test-artifacts``). ``make test`` installs chromium
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,12 +19,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "02_guidance_dashboard.ipynb"
 ARTIFACTS = Path(os.environ.get("CRYSTALDOS_ARTIFACTS", ROOT / "build" / "test-artifacts"))
 # Headless chromium on a machine with no GPU and no outside network: software WebGL (SwiftShader) for NGL,
 # and no background connections (they are refused here, many at a time).
@@ -62,24 +62,23 @@ def _wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: floa
 
 @pytest.fixture
 def voila_dashboard(tmp_path):
-    """Serve the dashboard notebook (fast mode injected as papermill would) with voila on 127.0.0.1; yields the URL."""
-    from papermill.iorw import load_notebook_node
-    from papermill.parameterize import parameterize_notebook
-
-    notebook = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), {"FAST": True})
-    path = tmp_path / NOTEBOOK.name
-    nbformat.write(notebook, path)
+    """Serve the dashboard as ``make app`` does (``crystaldos app``, here in fast mode) on 127.0.0.1; yields the printed URL."""
     port = _free_port()
-    log = tmp_path / "voila.log"
+    log = tmp_path / "app.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "voila", str(path), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-             "--VoilaConfiguration.show_tracebacks=True"],
+            [sys.executable, "-m", "crystaldos.cli", "app", "--fast", "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env,
         )
-    url = f"http://127.0.0.1:{port}/"
     try:
+        deadline = time.monotonic() + 60
+        while "serving" not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        printed = re.search(r"serving the guidance dashboard at (http://127\.0\.0\.1:(\d+)/)", log.read_text())
+        assert printed, f"crystaldos app printed no URL:\n{log.read_text()[-3000:]}"
+        url = printed.group(1)
+        assert int(printed.group(2)) == port
         _wait_for_http(url, process, log)
         yield url
     finally:
@@ -146,6 +145,16 @@ def test_dashboard_in_chromium_runs_cbg_and_cfg(voila_dashboard):
             before, after = _pixels(dos_before), _pixels(dos_after)
             assert before.shape != after.shape or np.abs(before - after).mean() > 1.0, "the DOS plot did not change"
             assert "CBG" in page.locator(".crystaldos-metrics").inner_text()
+
+            # Export: the CIF files and the DOS plot come to the browser as downloads.
+            page.locator(".crystaldos-export button, button.crystaldos-export").first.click()
+            link = page.locator(".crystaldos-downloads a", has_text="cfg_sample0")
+            link.wait_for(timeout=30_000)
+            with page.expect_download() as download_info:
+                link.click()
+            download = download_info.value
+            cif = Path(download.path()).read_text()
+            assert download.suggested_filename.endswith(".cif") and "_cell_length_a" in cif and "_atom_site_fract_x" in cif
 
             # Linked cameras: dragging the target view rotates the CFG view too.
             cfg_before = page.locator(".crystaldos-view-cfg canvas").screenshot()

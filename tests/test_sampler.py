@@ -226,3 +226,34 @@ def test_callback_reports_every_reverse_step(sampler, items):
     sampler.reconstruct(items[0].structure, items[0].dos, guidance="none", t_start=100, steps=7, progress=False,
                         callback=lambda done, total: calls.append((done, total)))
     assert calls == [(k, 7) for k in range(1, 8)]
+
+
+def test_a_dos_as_nested_lists_is_one_dos(sampler, items):
+    item = items[1]
+    as_lists = sampler.reconstruct(item.structure, item.dos.values.tolist(), t_start=10, steps=2, progress=False, seed=3)
+    as_array = sampler.reconstruct(item.structure, item.dos, t_start=10, steps=2, progress=False, seed=3)
+    assert same_structure(as_lists[0].structure, as_array[0].structure)
+    designed = sampler.generate(len(item.structure), item.dos.values.tolist(), steps=2, progress=False)
+    assert len(designed) == 1 and len(designed[0].structure) == len(item.structure)
+    # Several DOS as one (n_crystals, n_sites, n_energies) array-like.
+    two = sampler.generate([len(item.structure)] * 2, [item.dos.values.tolist()] * 2, steps=2, progress=False)
+    assert len(two) == 2
+    with pytest.raises(ValueError, match=r"rectangular array of numbers of shape \(n_sites, n_energies\)"):
+        sampler.generate(2, [[0.0] * 256, [0.0] * 10], progress=False)
+    with pytest.raises(ValueError, match=r"shape \(n_sites, n_energies\)"):
+        sampler.generate(2, [0.0] * 256, progress=False)
+    with pytest.raises(ValueError, match=r"2 atom counts but 1 DOS \(shapes \(\d+, 256\)\)"):
+        sampler.generate([2, 3], item.dos, progress=False)
+
+
+def test_atom_counts_outside_the_training_range_are_refused_or_warned(sampler, items):
+    low, high = sampler.training_sites
+    assert (low, high) == (1, 12)  # the shipped models: the embedded set has cells of 1 ... 12 sites
+    too_big = np.tile(items[0].dos.values, (int(np.ceil((high + 1) / len(items[0].structure))), 1))[: high + 1]
+    with pytest.raises(ValueError, match=rf"atom counts \[{high + 1}\] lie outside the 1 ... {high} atoms per cell.*allow_untrained_sizes"):
+        sampler.generate(high + 1, too_big, progress=False)
+    with pytest.warns(UserWarning, match="outside the 1 ... 12 atoms"):
+        results = sampler.generate(high + 1, too_big, steps=2, progress=False, allow_untrained_sizes=True)
+    assert len(results[0].structure) == high + 1
+    with pytest.raises(TypeError, match="n_atoms must be an int"):
+        sampler.generate(2.5, items[0].dos, progress=False)

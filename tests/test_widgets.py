@@ -189,3 +189,46 @@ def test_dashboard_refuses_a_data_set_on_another_dos_grid(sampler, dataset):
     other = CrystalDOSDataset(dataset.split("test")[:2].records, DosGrid(n_points=128), dataset.attrs)
     with pytest.raises(ValueError, match="not the models' grid"):
         GuidanceDashboard(sampler, other)
+
+
+def test_dashboard_export_writes_cif_that_reads_back_and_the_dos_png(sampler, dataset, tmp_path):
+    import base64
+    import re
+
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    board = GuidanceDashboard(sampler, dataset, steps=5, export_dir=tmp_path)
+    board.t_start.value, board.n_samples.value = 50, 2
+    board.run_button.click()
+    assert board.error is None, board.error
+
+    board.export_button.click()
+    folders = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(folders) == 1 and folders[0].name.startswith(board.item.id)
+    files = sorted(p.name for p in folders[0].iterdir())
+    assert len(files) == 1 + 2 + 2 + 1 and "dos_overlay.png" in files  # target, 2 CBG, 2 CFG, the plot
+    assert (folders[0] / "dos_overlay.png").read_bytes() == board.dos_plot.value
+
+    # Every CIF reads back to the same crystal: species in order, lattice parameters (a CIF keeps no
+    # orientation) and fractional coordinates.
+    expected = {"target": board.item.structure, **{f"{g}_sample{r.settings['sample']}": r.structure
+                                                  for g, rs in board.results.items() for r in rs}}
+    for stem, structure in expected.items():
+        [path] = folders[0].glob(f"{stem}_*.cif")
+        back = Structure.from_file(path)
+        assert [s.symbol for s in back.species] == [s.symbol for s in structure.species]
+        np.testing.assert_allclose(back.lattice.parameters, structure.lattice.parameters, atol=1e-4)
+        np.testing.assert_allclose(np.mod(back.frac_coords, 1.0), np.mod(structure.frac_coords, 1.0), atol=1e-5)
+        assert StructureMatcher().fit(back, structure)
+
+    # The download links carry the same bytes, so a served app (voila) can hand the files over.
+    links = dict(re.findall(r"download='([^']+)' href='data:[^;]+;base64,([^']+)'", board.downloads.value))
+    assert set(links) == set(files)
+    assert base64.b64decode(links["dos_overlay.png"]) == board.dos_plot.value
+
+
+def test_dashboard_exports_the_target_before_any_run(sampler, dataset, tmp_path):
+    board = GuidanceDashboard(sampler, dataset, steps=5)
+    paths = board.export(tmp_path / "out")
+    assert [p.suffix for p in paths] == [".cif", ".png"]
+    assert Structure.from_file(paths[0]).composition == board.item.structure.composition

@@ -234,7 +234,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             "replica_checksums": checksums or [],
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "data": {k: dataset.attrs[k] for k in ("title", "build_command", "seed") if k in dataset.attrs}
-            | {"n_train": len(train_graphs), "n_val": len(val_graphs)},
+            | {"n_train": len(train_graphs), "n_val": len(val_graphs),
+               # The sampler warns about atom counts the model never saw.
+               "n_sites_range": [min(g.num_nodes for g in train_graphs), max(g.num_nodes for g in train_graphs)]},
         }
         common = {
             "kind": config.kind,

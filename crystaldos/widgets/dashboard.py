@@ -10,15 +10,20 @@ Controls: a searchable structure box (formula or id, or "random"), ``t_start``
 reverse steps, and whether to recompute the DOS with xTB. Run samples the same
 target with both guidance types (the same seed) and shows the target and the two
 reconstructions in three nglview views with linked cameras, a DOS overlay (total
-or per site), a metrics table and a trajectory player.
+or per site), a metrics table and a trajectory player. Export writes the target and every sample of the last run as CIF files
+(pymatgen's ``CifWriter``) and the DOS overlay as PNG, and offers them as downloads (in voila too).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+import re
+import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
@@ -56,18 +61,20 @@ class GuidanceDashboard:
             faster but worse from pure noise).
         labeller: computes a Structure's atom-level DOS for the xTB comparison (default: the labeller the
             data set was built with, ``XTBLabeller.for_dataset(dataset.attrs)``).
+        export_dir: where Export writes its folders (default ``crystaldos-export`` in the working directory).
 
     Attributes (the widgets, so that code and tests can drive the dashboard):
         structure, t_start, presets, omega, cbg_scale, guided ({"types"|"coords"|"lattice": ToggleButton}),
-        n_samples, seed, steps, xtb, run_button,
-        progress, status, sample, site, dos_plot, metrics, trajectory_guidance, views, widget.
+        n_samples, seed, steps, xtb, run_button, export_button,
+        progress, status, sample, site, dos_plot, metrics, downloads, trajectory_guidance, views, widget.
         results: {"cbg": [SampleResult], "cfg": [SampleResult]} from the last run.
         scores: {"cbg": [ReconstructionScore], "cfg": [...]} against the target (forward-model DOS).
     """
 
     def __init__(self, sampler: Sampler, dataset: CrystalDOSDataset, split: str = "test", steps: int | None = None,
-                 labeller: Callable | None = None) -> None:
+                 labeller: Callable | None = None, export_dir: str | Path = "crystaldos-export") -> None:
         self.sampler = sampler
+        self.export_dir = Path(export_dir)
         items = dataset.split(split)
         self.items = items if len(items) else dataset
         if not len(self.items):
@@ -109,6 +116,11 @@ class GuidanceDashboard:
         self.xtb = widgets.Checkbox(value=False, description="recompute the DOS with xTB", indent=False)
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.run_button.add_class("crystaldos-run")
+        self.export_button = widgets.Button(description="Export", icon="download",
+                                            tooltip="save the target and the samples as CIF and the DOS plot as PNG")
+        self.export_button.add_class("crystaldos-export")
+        self.downloads = widgets.HTML()
+        self.downloads.add_class("crystaldos-downloads")
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", layout=widgets.Layout(width="340px"))
         self.status = widgets.HTML()
         self.status.add_class("crystaldos-status")
@@ -134,6 +146,7 @@ class GuidanceDashboard:
         self.structure.observe(self._on_structure, names="value")
         self.presets.observe(self._on_preset, names="value")
         self.run_button.on_click(lambda _: self.run())
+        self.export_button.on_click(lambda _: self._export_clicked())
         self.sample.observe(self._on_sample, names="value")
         self.site.observe(lambda _: self._draw_dos(), names="value")
         self.xtb.observe(lambda _: (self._draw_dos(), self._write_metrics()), names="value")
@@ -144,6 +157,7 @@ class GuidanceDashboard:
             widgets.HBox([widgets.Label("guide", layout=widgets.Layout(width="90px")), *self.guided.values()]),
             self.n_samples, self.steps, widgets.HBox([self.seed, self.xtb]),
             widgets.HBox([self.run_button, self.progress]), self.status,
+            widgets.HBox([self.export_button, self.downloads]),
         ], layout=widgets.Layout(width="480px"))
         dos_panel = widgets.VBox([widgets.HBox([self.sample, self.site]), self.dos_plot])
         panels = widgets.HBox([widgets.VBox([self.view_titles[n], self.views[n].widget]) for n in self.views])
@@ -185,6 +199,7 @@ class GuidanceDashboard:
         if self.structure.value != label:
             self.structure.value = label
         self.metrics.value = ""
+        self.downloads.value = ""
         self.trajectory_box.children = []
         self._draw_dos()
 
@@ -356,3 +371,54 @@ class GuidanceDashboard:
         self.trajectory = TrajectoryPlayer(result.trajectory, width="420px", height="320px")
         self.trajectory.view.add_class("crystaldos-trajectory")
         self.trajectory_box.children = [self.trajectory.widget]
+
+    # ------------------------------------------------------------------ export
+    def export(self, folder: str | Path | None = None) -> list[Path]:
+        """Write the target and every sample of the last run as CIF, and the DOS overlay as PNG.
+
+        Args:
+            folder: where to write (created; default ``export_dir / "<id>-<YYYYmmdd-HHMMSS>"``).
+
+        Returns:
+            The written files: ``target_<formula>.cif``, ``cbg_sample<k>_<formula>.cif``,
+            ``cfg_sample<k>_<formula>.cif`` for each sample, and ``dos_overlay.png`` (the plot as shown).
+        """
+        from pymatgen.io.cif import CifWriter
+
+        item_id = _safe_name(self.item.id)
+        folder = Path(folder) if folder is not None else self.export_dir / f"{item_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        structures = {f"target_{self.item.formula}": self.item.structure}
+        for name, results in self.results.items():
+            for result in results:
+                structures[f"{name}_sample{result.settings['sample']}_{result.structure.composition.reduced_formula}"] = result.structure
+        written = []
+        for stem, structure in structures.items():
+            path = folder / f"{_safe_name(stem)}.cif"
+            CifWriter(structure).write_file(path)
+            written.append(path)
+        png = folder / "dos_overlay.png"
+        png.write_bytes(self.dos_plot.value)
+        written.append(png)
+        return written
+
+    def _export_clicked(self) -> None:
+        """Export, then list the files as download links (data URIs: they work in voila, which serves no files)."""
+        try:
+            paths = self.export()
+        except Exception as error:  # noqa: BLE001 - shown, not raised
+            self.downloads.value = f"<span style='color:#b00020'>export failed: {html.escape(f'{type(error).__name__}: {error}')}</span>"
+            return
+        links = []
+        for path in paths:
+            mime = "image/png" if path.suffix == ".png" else "chemical/x-cif"
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            links.append(f"<a download='{html.escape(path.name)}' href='data:{mime};base64,{data}'>{html.escape(path.name)}</a>")
+        note = "" if self.results else " (press Run to add the CBG and CFG samples)"
+        self.downloads.value = (f"<small>saved in <code>{html.escape(str(paths[0].parent))}</code>{note}: "
+                                + " · ".join(links) + "</small>")
+
+
+def _safe_name(text: str) -> str:
+    """A file-name-safe version of a formula or id: Cr(Fe4Ni)3 -> Cr-Fe4Ni-3."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-") or "crystal"
