@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("evaluate", help="the reconstruction experiment: CBG vs CFG x t_start on the test split")
     add_evaluate_arguments(p)
     p.set_defaults(func=evaluate_run)
+    from crystaldos.data.mp import add_arguments as add_mp_arguments
+    from crystaldos.data.mp import add_pack_arguments
+
+    data = commands.add_parser("data", help="fetch data sets").add_subparsers(dest="source", required=True)
+    add_mp_arguments(data.add_parser("mp", help="Materials Project crystals with atom-projected DOS (needs mp-api, "
+                                                "an API key and a network)"))
+    add_pack_arguments(data.add_parser("pack", help="pack JSON-lines records into one netCDF file for training"))
     from crystaldos.app import add_arguments as add_app_arguments
 
     add_app_arguments(

@@ -17,7 +17,7 @@ Two formats:
 
   The DOS grid and all provenance live in the global attributes.
 
-* **JSON lines** (or a directory of ``*.json`` files): one record per line,
+* **JSON lines** (or a directory of ``*.json`` / ``*.jsonl[.gz]`` files): one record per line,
   ``{"id": ..., "structure": Structure.as_dict(), "dos": CompleteDos.as_dict()}``
   as pymatgen serialises them (the Materials Project format), or with ``"dos"``
   an xarray ``DataArray.to_dict()`` already in crystaldos' convention.
@@ -226,10 +226,15 @@ def xarray_to_records(ds: xr.Dataset) -> list[CrystalDOS]:
 
 
 def _json_records(path: Path) -> Iterator[dict]:
-    """Yield JSON objects from a ``.jsonl``/``.jsonl.gz`` file or a directory of ``.json`` files."""
+    """Yield JSON objects from a ``.jsonl``/``.jsonl.gz`` file, or a directory of ``.json`` files (one record
+    each) and ``.jsonl``/``.jsonl.gz`` files (e.g. what ``crystaldos data mp`` writes)."""
     if path.is_dir():
         for file in sorted(path.glob("*.json")):
+            if file.name == "manifest.json":  # crystaldos data mp's bookkeeping, not a record
+                continue
             yield json.loads(file.read_text())
+        for file in sorted([*path.glob("*.jsonl"), *path.glob("*.jsonl.gz")]):
+            yield from _json_records(file)
         return
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as handle:
