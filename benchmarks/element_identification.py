@@ -84,7 +84,8 @@ def main() -> None:
     dos, energies, elements, _, split = atoms_of(args.data)
     rows = []
     for name, window in WINDOWS.items():
-        if window[0] < energies[0] - 1e-6 or window[1] > energies[-1] + 1e-6:
+        spacing = energies[1] - energies[0]  # a window edge within one grid step of the grid edge is inside
+        if window[0] < energies[0] - spacing or window[1] > energies[-1] + spacing:
             print(f"{name}: outside the data's grid ({energies[0]:.1f} ... {energies[-1]:.1f} eV), skipped")
             continue
         rows.append({"window": name} | accuracy_in_window(dos, energies, elements, split, window, args.seed))

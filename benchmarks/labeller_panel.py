@@ -7,6 +7,12 @@ primitive cell, and between the chosen k-sampling and twice it; plus the cost (s
 
     python benchmarks/labeller_panel.py --method GFN2-xTB --sampling kmesh --k-density 40
     python benchmarks/labeller_panel.py --method GFN1-xTB --sampling gamma     # the labeller of data format 1
+    python benchmarks/labeller_panel.py --dataset 10 --seed 0                  # 10 random crystals of the embedded set
+
+With ``--dataset N`` the rows are N seeded random crystals of the embedded data set (at most ``--max-sites``
+sites in the primitive cell, so that the 2x1x1 and conventional cells stay affordable); their metal/insulator
+verdict is printed but there is no expectation to check. The conventional cell is pymatgen's conventional
+standard cell (``SpacegroupAnalyzer``); the column "conv/prim" gives its size in primitive cells.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ def element_mae(a, b) -> float:
     return float(mae(element_dos(a), element_dos(b)).max())
 
 
-def row(name: str, structure, expected: str, labeller: XTBLabeller, convergence: bool) -> dict:
+def row(name: str, structure, expected: str | None, labeller: XTBLabeller, convergence: bool) -> dict:
     primitive = structure.get_primitive_structure()
     start = time.perf_counter()
     try:
@@ -44,12 +50,14 @@ def row(name: str, structure, expected: str, labeller: XTBLabeller, convergence:
         "expected": expected,
         "gap (eV)": gap,
         "DOS(E_F)": at_ef,
-        "right": verdict == expected,
+        "verdict": verdict,
+        "right": verdict == expected if expected else None,
         "s (prim)": cost,
         "SCF T (K)": dos.attrs.get("scf_temperature_K"),
     }
     if convergence:
         conventional = labeller.label(structure)
+        out["conv/prim"] = len(structure) // len(primitive)
         supercell = labeller.label(primitive * (2, 1, 1))
         out["prim vs conv"] = element_mae(dos, conventional)
         out["prim vs 2x1x1"] = element_mae(dos, supercell)
@@ -61,6 +69,23 @@ def row(name: str, structure, expected: str, labeller: XTBLabeller, convergence:
     return out
 
 
+def dataset_crystals(n: int, seed: int, max_sites: int) -> dict:
+    """``n`` seeded random crystals of the embedded data set as {id: (conventional cell, None)}."""
+    import crystaldos
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    ds = crystaldos.load_dataset()
+    chosen = {}
+    for index in np.random.default_rng(seed).permutation(len(ds)):
+        item = ds[int(index)]
+        if len(item.structure.get_primitive_structure()) > max_sites:
+            continue
+        chosen[f"{item.formula} ({item.id})"] = (SpacegroupAnalyzer(item.structure).get_conventional_standard_structure(), None)
+        if len(chosen) == n:
+            break
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default="GFN2-xTB")
@@ -69,12 +94,16 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=None, help="SCF electronic temperature, K")
     parser.add_argument("--no-convergence", action="store_true", help="only the metal/insulator panel")
     parser.add_argument("--only", nargs="*", help="crystal names")
+    parser.add_argument("--dataset", type=int, default=0, help="instead of the panel: N random crystals of the embedded set")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-sites", type=int, default=8, help="--dataset: largest primitive cell")
     args = parser.parse_args()
     labeller = XTBLabeller(method=args.method, sampling=args.sampling, k_density=args.k_density)
     if args.temperature is not None:
         labeller = dataclasses.replace(labeller, electronic_temperature=args.temperature)
     rows = []
-    for name, (structure, expected) in physics_panel().items():
+    crystals = dataset_crystals(args.dataset, args.seed, args.max_sites) if args.dataset else physics_panel()
+    for name, (structure, expected) in crystals.items():
         if args.only and name not in args.only:
             continue
         rows.append(row(name, structure, expected, labeller, not args.no_convergence))

@@ -1,6 +1,6 @@
 """Does the model recover the lattice of simple textbook crystals? Volume-per-atom errors from t_start = 200.
 
-    python benchmarks/lattice_panel.py --samples 4 --t-start 200
+    python benchmarks/lattice_panel.py --samples 4 --t-start 200 [--lattice-step ddim]
 
 Six hand-built crystals (Mo bcc, NaCl rocksalt, Cu fcc, Si diamond, GaAs zincblende, MgO rocksalt; not
 taken from the data set), each labelled by the labeller the shipped models' data set was built with,
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--t-start", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default=None, help="folder of checkpoints (default: the shipped ones)")
+    parser.add_argument("--lattice-step", default="ddpm", choices=["ddpm", "ddim"], help="reverse step of the lattice")
     args = parser.parse_args()
     sampler = Sampler.from_pretrained(args.models)
     labeller = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)
@@ -51,7 +52,7 @@ def main() -> None:
     for name, structure in lattice_panel().items():
         dos = labeller.label(structure)
         results = sampler.reconstruct(structure, dos, guidance="cfg", strength=1.0, t_start=args.t_start,
-                                      n_samples=args.samples, seed=args.seed, progress=False)
+                                      n_samples=args.samples, seed=args.seed, progress=False, lattice_step=args.lattice_step)
         errors = [lattice_errors(r.structure, structure)["volume_error_pct"] for r in results]
         rows.append({
             "crystal": name,

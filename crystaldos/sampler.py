@@ -229,6 +229,7 @@ class Sampler:
         step_lr: float = 1e-5,
         callback: Callable[[int, int], None] | None = None,
         allow_untrained_sizes: bool = False,
+        lattice_step: str = "ddpm",
     ) -> list[SampleResult]:
         """Generate crystals back from their atom count and atom-level DOS.
 
@@ -253,6 +254,8 @@ class Sampler:
                 (e.g. to drive a widget's progress bar).
             allow_untrained_sizes: sample cells whose atom count lies outside the range the models were
                 trained on (:attr:`training_sites`) with a warning, instead of raising ValueError.
+            lattice_step: reverse step of the lattice: ``"ddpm"`` (ancestral, DiffCSP's; default) or
+                ``"ddim"`` (deterministic, no fresh noise; see docs/lattice.md for what each gives).
 
         Returns:
             ``n_samples`` results per structure, structure-major.
@@ -269,7 +272,7 @@ class Sampler:
                 raise ValueError(f"reconstruct needs real elements on every site; dummy species on sites {not_elements}")
         self._check_sizes([len(s) for s in structures], allow_untrained_sizes)
         return self._sample([len(s) for s in structures], doses, structures, guidance, strength, t_start, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr, callback)
+                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step)
 
     def generate(
         self,
@@ -286,6 +289,7 @@ class Sampler:
         step_lr: float = 1e-5,
         callback: Callable[[int, int], None] | None = None,
         allow_untrained_sizes: bool = False,
+        lattice_step: str = "ddpm",
     ) -> list[SampleResult]:
         """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T).
 
@@ -305,7 +309,7 @@ class Sampler:
             raise TypeError(f"n_atoms must be an int or a sequence of ints, got {n_atoms!r}")
         self._check_sizes(counts, allow_untrained_sizes)
         return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr, callback)
+                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step)
 
     @torch.no_grad()
     def predict_dos(self, structure: Structure | Sequence[Structure]) -> xr.DataArray | list[xr.DataArray]:
@@ -349,10 +353,12 @@ class Sampler:
     # grew to 24 GB over 1000 steps of a 64-crystal batch); CBG enables grad locally for its gradient.
     @torch.no_grad()
     def _sample(self, counts, doses, references, guidance, strength, t_start, n_samples, seed, steps, keep_trajectory, progress,
-                unconditional, step_lr, callback=None) -> list[SampleResult]:
+                unconditional, step_lr, callback=None, lattice_step: str = "ddpm") -> list[SampleResult]:
         from tqdm.auto import tqdm
 
         schedule = self._check_options(guidance, strength, t_start, steps, n_samples, unconditional)
+        if lattice_step not in ("ddpm", "ddim"):
+            raise ValueError(f"lattice_step must be 'ddpm' or 'ddim', got {lattice_step!r}")
         if any(c < 1 for c in counts):
             raise ValueError(f"every crystal needs at least one atom, got counts {counts}")
         targets = [self._dos_tensor(d, c) for d, c in zip(doses, counts)]
@@ -413,7 +419,8 @@ class Sampler:
                 self.diffusion.coords_predictor_step(
                     state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes, t_nodes_next, noise(state.frac_coords)
                 ),
-                self.diffusion.ddpm_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next, noise(state.lattice)),
+                self.diffusion.ddpm_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next, noise(state.lattice))
+                if lattice_step == "ddpm" else self.diffusion.ddim_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next),
             )
             if keep_trajectory and ((step_index + 1) % keep_every == 0 or last):
                 frames.append(state)
@@ -437,7 +444,7 @@ class Sampler:
                     reference=references[i] if references is not None else None,
                     settings={"guidance": guidance, "strength": dict(strength) if isinstance(strength, Mapping) else float(strength),
                               "t_start": int(t_start), "steps": len(pairs), "seed": seed, "sample": k,
-                              "unconditional": unconditional, "step_lr": step_lr},
+                              "unconditional": unconditional, "step_lr": step_lr, "lattice_step": lattice_step},
                 )
             )
         return results

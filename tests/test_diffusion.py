@@ -78,6 +78,18 @@ def test_reverse_ddpm_step_with_the_true_noise_recovers_the_clean_state():
     torch.testing.assert_close(back, lattice, atol=1e-4, rtol=0)
 
 
+def test_ddim_step_with_the_true_noise_lands_on_the_noised_state_of_any_earlier_step():
+    diffusion = JointDiffusion()
+    types, frac, lattice, batch = clean_batch(10)
+    t = torch.full((10,), 300, dtype=torch.long)
+    noisy = diffusion.noise(types, frac, lattice, t, batch, torch.Generator().manual_seed(0))
+    # Deterministic: with the true noise, DDIM jumps to sqrt(abar') L0 + sqrt(1 - abar') eps for any t' < t.
+    for t_prev in (299, 120, 0):
+        back = diffusion.ddim_step(noisy.lattice, noisy.eps_lattice, t, torch.full_like(t, t_prev))
+        abar = diffusion.alpha_bars[t_prev]
+        torch.testing.assert_close(back, abar.sqrt() * lattice + (1 - abar).sqrt() * noisy.eps_lattice, atol=1e-4, rtol=0)
+
+
 def test_score_norm_agrees_with_monte_carlo_and_the_gaussian_limit():
     from crystaldos.diffusion import wrapped_normal_score_norm
 

@@ -34,15 +34,17 @@ def cell():
 
 
 def networks(cutoff=None):
-    """Small conditional denoiser and forward model: fully connected cells, or a radius graph over images (cutoff, Å)."""
+    """Small conditional denoiser and forward model: fully connected cells, or a radius graph over images (cutoff, Å),
+    or (cutoff "lengths") fully connected with the minimum-image edge lengths as features."""
     torch.manual_seed(0)
-    graph = dict(cutoff=cutoff, max_neighbours=500)  # no truncation: ties at the cap would break permutation symmetry
+    lengths = cutoff == "lengths"
+    graph = dict(cutoff=None if lengths else cutoff, max_neighbours=500, edge_lengths=lengths)  # no truncation: ties at the cap would break permutation symmetry
     cond = CrystalDenoiser(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=True, **graph)).double().eval()
     fwd = DOSForwardModel(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=False, **graph)).double().eval()
     return cond, fwd
 
 
-GRAPHS = pytest.mark.parametrize("cutoff", [None, 4.5], ids=["fully-connected", "radius-graph"])
+GRAPHS = pytest.mark.parametrize("cutoff", [None, 4.5, "lengths"], ids=["fully-connected", "radius-graph", "with-lengths"])
 
 
 def run(cond, fwd, c, types=None, frac=None, lattice=None, dos=None):
@@ -157,3 +159,19 @@ def test_radius_graph_networks_train_and_differentiate(cell):
     assert torch.isfinite(frac.grad).all() and frac.grad.abs().sum() > 0
     assert torch.isfinite(lattice.grad).all() and lattice.grad.abs().sum() > 0
     assert ModelConfig.from_dict({k: v for k, v in ModelConfig().to_dict().items() if k not in ("cutoff", "max_neighbours", "n_radial")}).cutoff is None
+
+
+def test_edge_lengths_make_the_output_depend_on_the_scale_of_the_cell(cell):
+    """Without lengths the all-pairs network sees the scale only through L Lᵀ; with them also per bond."""
+    plain, _ = networks(None)
+    with_lengths, _ = networks("lengths")
+    assert sum(p.numel() for p in with_lengths.parameters()) > sum(p.numel() for p in plain.parameters())
+    args = (cell["types"], cell["frac"], cell["lattice"], cell["t"], cell["edge_index"], cell["batch"])
+    scaled = (cell["types"], cell["frac"], 1.1 * cell["lattice"], cell["t"], cell["edge_index"], cell["batch"])
+    a, b = with_lengths(*args, dos=cell["dos"]), with_lengths(*scaled, dos=cell["dos"])
+    assert not torch.allclose(a.type_logits, b.type_logits)
+    rbf = with_lengths.backbone._minimum_image_rbf(torch.tensor([[0.9, 0.0, 0.0]], dtype=torch.float64),
+                                                  4.0 * torch.eye(3, dtype=torch.float64)[None])
+    # 0.9 of a 4 Å axis is 0.4 Å away through the boundary: the basis peaks at the centre nearest 0.4 Å.
+    centres = torch.linspace(0.0, 8.0, rbf.shape[1], dtype=torch.float64)
+    assert int(rbf.argmax()) == int(torch.argmin((centres - 0.4).abs()))

@@ -257,3 +257,13 @@ def test_atom_counts_outside_the_training_range_are_refused_or_warned(sampler, i
     assert len(results[0].structure) == high + 1
     with pytest.raises(TypeError, match="n_atoms must be an int"):
         sampler.generate(2.5, items[0].dos, progress=False)
+
+
+def test_deterministic_lattice_steps_are_an_option(sampler, items):
+    item = items[2]
+    ddpm = sampler.reconstruct(item.structure, item.dos, t_start=50, steps=10, progress=False, seed=1)[0]
+    ddim = sampler.reconstruct(item.structure, item.dos, t_start=50, steps=10, progress=False, seed=1, lattice_step="ddim")[0]
+    assert ddim.settings["lattice_step"] == "ddim" and ddpm.settings["lattice_step"] == "ddpm"
+    assert not np.allclose(ddpm.structure.lattice.matrix, ddim.structure.lattice.matrix)
+    with pytest.raises(ValueError, match="lattice_step must be 'ddpm' or 'ddim'"):
+        sampler.reconstruct(item.structure, item.dos, t_start=50, steps=2, progress=False, lattice_step="euler")

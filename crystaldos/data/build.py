@@ -145,7 +145,9 @@ def label_chunks(
                 continue
             properties = {
                 name: float(result.attrs[name])
-                for name in ("band_gap_eV", "efermi_eV", "energy_per_atom_eV", "wall_time_s", "supercell_atoms")
+                for name in ("band_gap_eV", "efermi_eV", "energy_per_atom_eV", "wall_time_s", "supercell_atoms",
+                             "scf_temperature_K", "scf_damping")  # which SCF retry converged (chunks 0-4 predate these)
+                if name in result.attrs
             }
             properties.update(parent=candidate.parent, note=candidate.note, prototype=candidate.prototype, origin=candidate.origin)
             records.append(CrystalDOS(candidate.id, candidate.structure, result, source=candidate.source, properties=properties))

@@ -36,7 +36,12 @@ class ModelConfig(Settings):
             (the ``edge_index`` passed in). A value in Å: the network builds a radius graph over
             periodic images from the current (noisy) X and L at every call, for large cells.
         max_neighbours: nearest neighbours kept per atom in the radius graph.
-        n_radial: Gaussian radial basis functions of the edge length (radius graph only).
+        n_radial: Gaussian radial basis functions of the edge length (radius graph; with
+            ``edge_lengths`` also in the all-pairs graph).
+        edge_lengths: all-pairs graph only: also give every edge the Gaussian radial basis of its
+            minimum-image length in Å (0 ... ``length_range``), so that bond lengths, which set the
+            lattice's scale, need not be assembled from L Lᵀ and fractional differences.
+        length_range: Å, the largest centre of that radial basis.
     """
 
     hidden: int = 128
@@ -50,6 +55,8 @@ class ModelConfig(Settings):
     cutoff: float | None = None
     max_neighbours: int = 32
     n_radial: int = 16
+    edge_lengths: bool = False
+    length_range: float = 8.0
 
     settings_name = "model"
 
@@ -76,7 +83,7 @@ class PeriodicBackbone(nn.Module):
         self.time_embedding = SinusoidalTimeEmbedding(config.time_dim)
         self.node_in = nn.Linear(h + config.time_dim, h)
         self.fourier = PeriodicFourierFeatures(config.n_frequencies)
-        edge_dim = 9 + self.fourier.out_dim + (config.n_radial if config.cutoff is not None else 0)
+        edge_dim = 9 + self.fourier.out_dim + (config.n_radial if config.cutoff is not None or config.edge_lengths else 0)
         self.layers = nn.ModuleList(PeriodicLayer(h, edge_dim) for _ in range(config.n_layers))
         self.norm_out = nn.LayerNorm(h)
 
@@ -97,12 +104,24 @@ class PeriodicBackbone(nn.Module):
         gram = lattice_invariants(lattice) / self.config.gram_scale
         if self.config.cutoff is None:
             source, target = edge_index
-            edge_attr = torch.cat([gram[batch[target]], self.fourier(frac_coords[source] - frac_coords[target])], dim=-1)
+            delta = frac_coords[source] - frac_coords[target]
+            edge_attr = torch.cat([gram[batch[target]], self.fourier(delta)], dim=-1)
+            if self.config.edge_lengths:
+                edge_attr = torch.cat([edge_attr, self._minimum_image_rbf(delta, lattice[batch[target]])], dim=-1)
         else:
             edge_index, edge_attr = self._radius_edges(frac_coords, lattice, batch, gram)
         for layer in self.layers:
             h = layer(h, edge_index, edge_attr)
         return self.norm_out(h)
+
+    def _minimum_image_rbf(self, delta: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
+        """(E, n_radial) Gaussian basis of |delta - round(delta)|_L in Å (delta: (E, 3) fractional, lattice: (E, 3, 3))."""
+        wrapped = delta - torch.round(delta)  # round has zero gradient, like floor above
+        metric = lattice @ lattice.transpose(1, 2)
+        length = torch.einsum("ei,eij,ej->e", wrapped, metric, wrapped).clamp_min(1e-12).sqrt()
+        centres = torch.linspace(0.0, self.config.length_range, self.config.n_radial, device=length.device, dtype=length.dtype)
+        width = self.config.length_range / self.config.n_radial
+        return torch.exp(-(((length[:, None] - centres) / width) ** 2))
 
     def _radius_edges(self, frac_coords, lattice, batch, gram) -> tuple[torch.Tensor, torch.Tensor]:
         """Radius graph over images; edge features: Gram matrix, Fourier(x_j - x_i), radial basis of |x_j + k - x_i|_L."""
