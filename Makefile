@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch would pull the CUDA build (gigabytes).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install browser clean dataset pretrained evaluation benchmarks screenshot app notebooks
+.PHONY: demo test install browser clean dataset pretrained evaluation benchmarks screenshot app notebooks device-wheels
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,13 @@ pretrained: $(VENV)/.installed       # about 1 h: crystaldos/pretrained/*.pt and
 
 evaluation: $(VENV)/.installed       # the full experiment on the whole test split, full-length sampling: docs/evaluation_full/
 	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/evaluation_full --no-progress
+
+# Wheels of what the GPU machine lacks (pymatgen and its pure needs, h5netcdf), for scripts/device_train.sh.
+device-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl pymatgen-core==2026.10.16 monty ruamel.yaml orjson spglib \
+		uncertainties palettable bibtexparser h5netcdf
 
 benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/train_speed.py

@@ -171,3 +171,19 @@ def test_device_auto_and_a_missing_gpu_is_named():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             crystaldos.Sampler.from_pretrained(device="cuda")
+
+
+def test_the_gpu_training_script_smoke_runs_on_cpu(tmp_path):
+    """scripts/device_train.sh, as it would run on a lent GPU machine, with a handful of steps on the CPU."""
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "SCALE": "0.0005", "DEVICE": "cpu", "PYTHON": sys.executable,
+           "RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # At most 8 files come back from the device machine: the three release checkpoints and the report.
+    assert sorted(p.name for p in out.iterdir()) == ["cfg.pt", "forward.pt", "training.md", "training_curves.png", "uncond.pt"]
+    sampler = crystaldos.Sampler.from_pretrained(out, device="cpu")
+    assert sampler.checkpoints["cfg"]["step"] == 4 and sampler.checkpoints["cfg"]["config"]["model"]["hidden"] == 32
+    assert "trained and released in" in done.stdout

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", default="docs")
     parser.add_argument("--data", default=None)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the step counts (e.g. 0.01 for a smoke run)")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the training config's, auto)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="settings for all three runs, e.g. model.hidden=256 (repeatable)")
     args = parser.parse_args(argv)
     procs = {}
     for kind, steps in SHIPPED_STEPS.items():
@@ -35,6 +38,10 @@ def main(argv: list[str] | None = None) -> None:
                "--steps", str(max(1, int(steps * args.scale))), "--num-threads", "1", "--no-progress", "--seed", "0"]
         if args.data:
             cmd += ["--data", args.data]
+        if args.device:
+            cmd += ["--device", args.device]
+        for override in args.overrides:
+            cmd += ["--set", override]
         Path(args.runs).mkdir(parents=True, exist_ok=True)
         log = open(f"{args.runs}/{kind}.log", "a")
         print(" ".join(cmd), flush=True)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Train and release the three networks (CFG denoiser, unconditional denoiser, forward model) in one command,
+# written for a lent GPU machine (the `device` tool: PyTorch and torch-geometric are there, pymatgen is not,
+# nothing can be downloaded), and runnable anywhere.
+#
+#   make device-wheels                     # here, once: pymatgen & co. as wheels in .whl/ (6 MB, ignored by git)
+#   device run, carry [".whl"]:            OUT=$OUT SCALE=4 bash scripts/device_train.sh --set model.hidden=256
+#   CPU smoke test (tests/test_train.py):  OUT=/tmp/smoke SCALE=0.0005 DEVICE=cpu bash scripts/device_train.sh
+#
+# Writes $OUT/cfg.pt, uncond.pt, forward.pt (release checkpoints), $OUT/training.md and training_curves.png
+# (5 files: the device tool brings back at most 8). Runs go to $RUNS (default /tmp/crystaldos-runs) and resume
+# from there if the same machine is still up. SCALE multiplies the shipped 8,000 steps per network; DATA names
+# a data file (default: the embedded set); extra arguments go to `python -m crystaldos.train.release`.
+set -euo pipefail
+PY=${PYTHON:-python3}
+OUT=${OUT:?set OUT to the folder for the released checkpoints}
+SCALE=${SCALE:-1}
+DEVICE=${DEVICE:-auto}
+RUNS=${RUNS:-/tmp/crystaldos-runs}
+cd "$(dirname "$0")/.."
+if ! "$PY" -c "import pymatgen.core, h5netcdf" 2>/dev/null; then
+    [ -d .whl ] || { echo "pymatgen is missing and there is no .whl/ to install it from (make device-wheels)" >&2; exit 2; }
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+"$PY" -c "import torch; print('torch', torch.__version__, '| cuda:', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+mkdir -p "$OUT"
+start=$(date +%s)
+"$PY" -m crystaldos.train.release --runs "$RUNS" --out "$OUT" --docs "$OUT" --scale "$SCALE" --device "$DEVICE" \
+    ${DATA:+--data "$DATA"} "$@"
+echo "trained and released in $(( $(date +%s) - start )) s: $(ls "$OUT")"
+tail -n 3 "$RUNS"/*.log
