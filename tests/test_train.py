@@ -187,3 +187,4 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(tmp_path):
     sampler = crystaldos.Sampler.from_pretrained(out, device="cpu")
     assert sampler.checkpoints["cfg"]["step"] == 4 and sampler.checkpoints["cfg"]["config"]["model"]["hidden"] == 32
     assert "trained and released in" in done.stdout
+    assert "per-element mean MAE" in (out / "training.md").read_text()

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 from crystaldos.checkpoint import KINDS, build_network, load_checkpoint
 
@@ -56,6 +57,21 @@ def forward_model_test_errors(ckpt: dict, data: str | None = None, steps=(0, 200
     return forward_model_errors(build_network(ckpt), diffusion, DataLoader(graphs, batch_size=64), steps)
 
 
+def per_element_baseline_mae(train, test) -> float:
+    """MAE (states/eV/atom) of predicting every test atom's DOS as the mean DOS of its element over ``train``
+    (the mean of all training atoms for an element absent from it): the baseline a forward model must beat."""
+    sums, counts = {}, {}
+    for item in train:
+        for site, row in zip(item.structure, np.asarray(item.dos.values)):
+            sums[site.specie.symbol] = sums.get(site.specie.symbol, 0.0) + row
+            counts[site.specie.symbol] = counts.get(site.specie.symbol, 0) + 1
+    overall = sum(sums.values()) / sum(counts.values())
+    errors = [np.abs(np.asarray(item.dos.values) - np.stack([sums[s] / counts[s] if s in sums else overall
+                                                             for s in (site.specie.symbol for site in item.structure)]))
+              for item in test]
+    return float(np.concatenate(errors).mean())
+
+
 def training_table(checkpoints: dict[str, dict]) -> str:
     """Markdown: parameters, steps, wall time, final train/val losses per model."""
     lines = ["| model | parameters | steps | epochs | wall time | final train loss | final val loss |", "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -86,15 +102,22 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot_training(checkpoints).savefig(out / "training_curves.png", dpi=120)
     errors = forward_model_test_errors(checkpoints["forward"], args.data)
-    rows = "\n".join(f"| {t} | {m:.4f} | {r:.4f} |" for t, m, r in zip(errors["t"], errors["mae"], errors["rmse"]))
+    from crystaldos.data import load_dataset
+
+    dataset = load_dataset(args.data)
+    baseline = per_element_baseline_mae(dataset.split("train"), dataset.split("test"))
+    rows = "\n".join(f"| {t} | {m:.4f} | {r:.4f} | {baseline:.4f} | {100 * (1 - m / baseline):+.0f} % |"
+                     for t, m, r in zip(errors["t"], errors["mae"], errors["rmse"]))
     text = (
         "# Training of the shipped models\n\n"
         "Regenerate (about an hour on 2 CPU cores; resumable):\n\n"
         "```bash\nmake pretrained\n```\n\n"
         "![training curves](training_curves.png)\n\n"
         + training_table(checkpoints)
-        + "\n\nForward model g_phi on the test split, noised to step t (states/eV/atom, averaged over atoms and energies):\n\n"
-        "| t | MAE | RMSE |\n| --- | --- | --- |\n" + rows + "\n"
+        + "\n\nForward model g_phi on the test split, noised to step t (states/eV/atom, averaged over atoms and energies), "
+        "against the per-element-mean baseline (each atom's DOS predicted as the mean DOS of its element in the training "
+        "split; it sees the clean types). Also `python benchmarks/forward_baseline.py`.\n\n"
+        "| t | MAE | RMSE | per-element mean MAE | forward model below baseline |\n| --- | --- | --- | --- | --- |\n" + rows + "\n"
     )
     (out / "training.md").write_text(text)
     print(text)
