@@ -188,3 +188,10 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(tmp_path):
     assert sampler.checkpoints["cfg"]["step"] == 4 and sampler.checkpoints["cfg"]["config"]["model"]["hidden"] == 32
     assert "trained and released in" in done.stdout
     assert "per-element mean MAE" in (out / "training.md").read_text()
+
+
+def test_train_fraction_takes_a_seeded_share_of_the_training_split(small_data, tmp_path):
+    half = load_checkpoint(train(tiny_config(small_data, tmp_path / "half", steps=2, extra=["train_fraction=0.5"]), progress=False))
+    assert half["train"]["data"]["n_train"] == 8 and half["train"]["data"]["n_sites_range"][1] <= 12
+    with pytest.raises(ValueError, match=r"train_fraction must lie in \(0, 1\]"):
+        train(tiny_config(small_data, tmp_path / "bad", steps=2, extra=["train_fraction=0"]), progress=False)

@@ -19,6 +19,7 @@ class TrainConfig(Settings):
             probability ``p_uncond``), ``"uncond"`` (denoiser without DOS) or
             ``"forward"`` (the time-dependent DOS model g_phi of CBG).
         data: data file (None = the embedded default).
+        train_fraction: train on a seeded random share of the training split (learning curves); 1 = all of it.
         out_dir: run directory (``train_state.pt`` to resume, ``model.pt`` release, ``history.csv``).
         steps: optimiser steps in total (a resumed run continues to this number).
         batch_size: crystals per step and process.
@@ -35,6 +36,7 @@ class TrainConfig(Settings):
 
     kind: str = "cfg"
     data: str | None = None
+    train_fraction: float = 1.0
     out_dir: str = "runs/cfg"
     steps: int = 5000
     batch_size: int = 64

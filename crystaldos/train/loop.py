@@ -162,6 +162,11 @@ def _graphs(config: TrainConfig):
 
     dataset = load_dataset(config.data)
     train = dataset.split("train").to_graphs()
+    if not 0 < config.train_fraction <= 1:
+        raise ValueError(f"train_fraction must lie in (0, 1], got {config.train_fraction}")
+    if config.train_fraction < 1:  # a seeded subset, the same for every kind and process
+        keep = np.random.default_rng(config.seed).permutation(len(train))[: max(1, round(config.train_fraction * len(train)))]
+        train = [train[i] for i in sorted(keep)]
     val = dataset.split("val").to_graphs()
     if not train or not val:
         raise ValueError(f"data set {config.data or 'default'} needs non-empty train and val splits")

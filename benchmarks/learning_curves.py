@@ -1,0 +1,99 @@
+"""Learning curves: does the CFG model want more data, more steps or more width?
+
+    python benchmarks/learning_curves.py --fractions 0.25 0.5 1 --steps 3000 --runs build/learning_curves
+    python benchmarks/learning_curves.py --fractions 0.25 1 --steps 3000 --set model.hidden=256   # another width
+
+Trains the CFG denoiser on a seeded 25 / 50 / 100 % of the training split for the same number of steps (the
+runs go in parallel, one CPU thread each, and resume from ``--runs``), then reconstructs a fixed test subset
+(the first ``--limit`` crystals, CFG omega = 1, seed 0) from t_start = 200 with each, and prints site-type
+accuracy, median |volume error| and match rate against the number of training crystals, plus each run's
+final validation loss. ``--plot`` writes the figure (docs/learning_curves.png for docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import crystaldos
+from crystaldos import Sampler
+from crystaldos.checkpoint import PRETRAINED_DIR, load_checkpoint
+from crystaldos.metrics import score
+
+
+def train_runs(fractions, steps: int, runs: Path, overrides: list[str], device: str | None) -> dict[float, Path]:
+    """Train one CFG model per fraction (parallel processes); returns {fraction: folder with cfg/uncond/forward.pt}."""
+    procs = {}
+    for fraction in fractions:
+        out = runs / f"fraction_{fraction:g}"
+        cmd = [sys.executable, "-m", "crystaldos.train", "--kind", "cfg", "--out-dir", str(out / "run"), "--steps", str(steps),
+               "--num-threads", "1", "--no-progress", "--seed", "0", "--set", f"train_fraction={fraction}"]
+        cmd += [x for o in overrides for x in ("--set", o)] + (["--device", device] if device else [])
+        out.mkdir(parents=True, exist_ok=True)
+        procs[fraction] = (subprocess.Popen(cmd, stdout=open(out / "train.log", "a"), stderr=subprocess.STDOUT), out)
+    folders = {}
+    for fraction, (process, out) in procs.items():
+        if process.wait() != 0:
+            raise SystemExit(f"training failed for fraction {fraction}; see {out / 'train.log'}")
+        shutil.copyfile(out / "run" / "model.pt", out / "cfg.pt")
+        for kind in ("uncond", "forward"):  # CFG sampling uses only cfg.pt; the sampler loads all three
+            shutil.copyfile(PRETRAINED_DIR / f"{kind}.pt", out / f"{kind}.pt")
+        folders[fraction] = out
+    return folders
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--runs", type=Path, default=Path("build/learning_curves"))
+    parser.add_argument("--limit", type=int, default=64, help="test crystals reconstructed per model")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="write the figure here")
+    args = parser.parse_args()
+    folders = train_runs(args.fractions, args.steps, args.runs, args.overrides, args.device)
+    items = list(crystaldos.load_dataset().split("test")[: args.limit])
+    rows = []
+    for fraction, folder in folders.items():
+        checkpoint = load_checkpoint(folder / "cfg.pt", kind="cfg")
+        history = checkpoint["train"]["history"]
+        sampler = Sampler.from_pretrained(folder, device="cpu")
+        results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance="cfg", t_start=200,
+                                      seed=0, progress=False)
+        scores = [score(r.structure, i.structure, r.dos_pred, i.dos) for r, i in zip(results, items)]
+        rows.append({
+            "fraction": fraction, "training crystals": checkpoint["train"]["data"]["n_train"], "steps": checkpoint["train"]["step"],
+            "final val loss": next((h["val_loss"] for h in reversed(history) if "val_loss" in h), float("nan")),
+            "site types (%)": 100 * np.mean([s.site_type_accuracy for s in scores]),
+            "median |dV| (%)": float(np.nanmedian([abs(s.volume_error_pct) for s in scores])),
+            "match (%)": 100 * np.mean([s.matched for s in scores]),
+        })
+        print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format="%.2f"), flush=True)
+    table = pd.DataFrame(rows)
+    print(f"\nCFG from t_start = 200 on the first {len(items)} test crystals; settings {args.overrides or 'as shipped'}")
+    print(table.to_markdown(index=False, floatfmt=".2f"))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+        for ax, column in zip(axes, ("site types (%)", "median |dV| (%)", "match (%)")):
+            ax.plot(table["training crystals"], table[column], "o-")
+            ax.set(xlabel="training crystals", ylabel=column, xscale="log")
+        fig.suptitle(f"CFG, {args.steps} steps, t_start = 200, {len(items)} test crystals", fontsize=9)
+        fig.tight_layout()
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
