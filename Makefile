@@ -62,8 +62,8 @@ evaluation: $(VENV)/.installed       # the full experiment on the whole test spl
 	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/evaluation_full --no-progress
 
 # Wheels of what the GPU machine lacks (pymatgen and its pure needs, h5netcdf), for scripts/device_train.sh.
-device-wheels:
-	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+device-wheels: $(VENV)/.installed
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
 		--platform manylinux2014_x86_64 -d .whl pymatgen-core==2026.10.16 monty ruamel.yaml orjson spglib \
 		uncertainties palettable bibtexparser h5netcdf
