@@ -61,12 +61,12 @@ pretrained: $(VENV)/.installed       # about 1 h: crystaldos/pretrained/*.pt and
 evaluation: $(VENV)/.installed       # the full experiment on the whole test split, full-length sampling: docs/evaluation_full/
 	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/evaluation_full --no-progress
 
-# Wheels of what the GPU machine lacks (pymatgen and its pure needs, h5netcdf), for scripts/device_train.sh.
+# Wheels of what the GPU machine lacks (pymatgen and its needs, h5netcdf, tblite, smact), ~18 MB, for scripts/device_*.sh.
 device-wheels: $(VENV)/.installed
 	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
 		--platform manylinux2014_x86_64 -d .whl pymatgen-core==2026.10.16 monty ruamel.yaml orjson spglib \
-		uncertainties palettable bibtexparser h5netcdf
+		uncertainties palettable bibtexparser h5netcdf tblite==0.8.0 cffi pycparser smact
 
 benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/train_speed.py

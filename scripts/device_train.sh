@@ -18,13 +18,7 @@ SCALE=${SCALE:-1}
 DEVICE=${DEVICE:-auto}
 RUNS=${RUNS:-/tmp/crystaldos-runs}
 cd "$(dirname "$0")/.."
-if ! "$PY" -c "import pymatgen.core, h5netcdf" 2>/dev/null; then
-    [ -d .whl ] || { echo "pymatgen is missing and there is no .whl/ to install it from (make device-wheels)" >&2; exit 2; }
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1
+source scripts/device_env.sh
 "$PY" -c "import torch; print('torch', torch.__version__, '| cuda:', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 mkdir -p "$OUT"
 start=$(date +%s)

@@ -104,3 +104,24 @@ def test_encyclopedia_prototypes_come_with_their_aflow_label_and_reference(tmp_p
     rocksalt = next(p for p in found if p.aflow_label == "AB_cF8_225_a_b")
     assert rocksalt.source == "aflow-encyclopedia" and "(" in rocksalt.reference
     assert rocksalt.structure.composition.reduced_formula in ("NaCl", "ClNa")
+
+
+def test_the_device_labelling_script_labels_only_its_chunks_and_packs_them(tmp_path):
+    """scripts/device_label.sh as a 16-core machine would run it, here on 2 crystals: chunk 1 of 2, nothing else."""
+    import tarfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    work, out = tmp_path / "work", tmp_path / "out"
+    _write_candidates(work, 4)
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "WORK": str(work), "FIRST": "1", "LAST": "1",
+           "CHUNK_SIZE": "2", "JOBS": "2", "MINUTES": "8"}
+    done = subprocess.run(["bash", str(root / "scripts" / "device_label.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in (work / "labels").iterdir()) == ["chunk_0001.errors.json", "chunk_0001.nc"]
+    with tarfile.open(out / "chunks.tar") as tar:
+        assert sorted(tar.getnames()) == ["chunk_0001.errors.json", "chunk_0001.nc"]
+    from crystaldos.data.store import open_netcdf
+
+    labelled = open_netcdf(work / "labels" / "chunk_0001.nc")
+    assert list(labelled["structure_id"].values) == ["c2", "c3"] and labelled.attrs["labeller_sampling"] == "kmesh"

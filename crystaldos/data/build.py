@@ -107,6 +107,7 @@ def label_chunks(
     limit: int | None = None,
     labeller=None,
     executor=None,
+    chunks: range | None = None,
 ) -> None:
     """Stage 2: label candidates chunk by chunk; finished chunks are skipped.
 
@@ -117,6 +118,8 @@ def label_chunks(
         labeller: default: ``XTBLabeller(grid=grid)`` (the converged labeller).
         executor: a ``concurrent.futures``-style executor (e.g. a ``dask.distributed.Client``)
             to spread each chunk over many machines; default a local pool of ``jobs`` processes.
+        chunks: label only these chunk indices (e.g. another machine takes ``range(100, 140)``); the
+            chunk size must then be the same everywhere, since chunk k holds candidates k*size ... (k+1)*size-1.
     """
     from tqdm.auto import tqdm
 
@@ -129,7 +132,7 @@ def label_chunks(
     out_dir = work_dir / "labels"
     out_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (len(candidates) + chunk_size - 1) // chunk_size
-    for k in tqdm(range(n_chunks), desc="chunks"):
+    for k in tqdm([k for k in range(n_chunks) if chunks is None or k in chunks], desc="chunks"):
         path = out_dir / f"chunk_{k:04d}.nc"
         done_marker = path.with_suffix(".errors.json")  # written last: the chunk is complete
         if done_marker.exists():
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="labelling worker processes")
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--limit", type=int, default=None, help="label only the first N candidates")
+    parser.add_argument("--chunks", type=str, default=None, metavar="FIRST:LAST",
+                        help="label only chunks FIRST ... LAST (inclusive), e.g. on a second machine")
     parser.add_argument("--stage", choices=["all", "candidates", "label", "assemble"], default="all")
     # Labels are computed on a window that also keeps the deep valence levels, -25 ... +10 eV at the
     # spacing of the standard -10 ... +10 eV / 256-point grid, so that either window can be cut from
@@ -259,7 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage in ("all", "candidates"):
         print(f"candidates: {make_candidates(args.work_dir, args.seed)}")
     if args.stage in ("all", "label"):
-        label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit)
+        chunks = None
+        if args.chunks:
+            first, _, last = args.chunks.partition(":")
+            chunks = range(int(first), int(last or first) + 1)
+        label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit, chunks=chunks)
     if args.stage in ("all", "assemble"):
         print(f"wrote {assemble(args.work_dir, args.out, args.seed, command)}")
 
