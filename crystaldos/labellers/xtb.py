@@ -247,9 +247,11 @@ class XTBLabeller:
 
         The first is the configured one with at most 100 iterations (a converging SCF needs far fewer;
         a failing one would waste the rest); the retries smear the occupations more (metals with
-        nearly degenerate levels at E_F oscillate between fillings), damp the charge mixing, and
-        change the supercell (a different set of k-points in the Gamma-point SCF avoids an accidental
-        shell closure or a nearly singular Gamma-point overlap).
+        nearly degenerate levels at E_F oscillate between fillings) and damp the charge mixing, the last
+        one in a smaller supercell (other Gamma-point k-points, another shell filling). Measured on 133
+        labelled crystals (the cost sample and build chunk 5): 17 converged at the second attempt, 1 at the
+        last, none at a former third one (3000 K, damping 0.2, a 10 Å supercell), which was dropped: it
+        only cost the crystals that fail anyway about 250 more cycles.
         """
         t, length, n = self.electronic_temperature, self.min_length, self.max_iterations
         if not self.retry_scf:
@@ -257,7 +259,6 @@ class XTBLabeller:
         return [
             (t, 0.4, length, min(n, 100)),
             (max(t, 5000.0), 0.1, length, n),
-            (max(t, 3000.0), 0.2, length + 2.0, n),
             (max(t, 10000.0), 0.05, max(length - 2.0, 6.0), n),
         ]
 
