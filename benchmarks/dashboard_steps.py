@@ -14,8 +14,8 @@ import argparse
 import time
 
 import numpy as np
-import pandas as pd
 import torch
+from tables import show_row, show_table
 
 import crystaldos
 from crystaldos import Sampler
@@ -49,10 +49,9 @@ def main() -> None:
                 sampler.reconstruct(items[0].structure, items[0].dos, guidance=guidance, t_start=t_start, steps=steps, progress=False)
             row["one Run (s)"] = time.perf_counter() - start
             rows.append(row)
-            print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format="%.1f"), flush=True)
-    print(f"\n{len(items)} test crystals, one sample each, strengths 1.0, {torch.get_num_threads()} thread(s); "
-          f"'one Run' = CBG + CFG for {items[0].formula} ({len(items[0].structure)} atoms)")
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+            show_row(rows, "%.1f")
+    show_table(rows, f"{len(items)} test crystals, one sample each, strengths 1.0, {torch.get_num_threads()} thread(s); "
+                     f"'one Run' = CBG + CFG for {items[0].formula} ({len(items[0].structure)} atoms)", ".1f")
 
 
 if __name__ == "__main__":

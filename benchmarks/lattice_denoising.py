@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import pandas as pd
 import torch
+from tables import show_row, show_table
 
 import crystaldos
 from crystaldos.checkpoint import PRETRAINED_DIR, build_network, load_checkpoint
@@ -70,10 +70,9 @@ def main() -> None:
             row[f"{name}: 90th pct %"] = float(np.percentile(e, 90))
             row[f"{name}: within 5 % (%)"] = float(100 * np.mean(e <= 5))
         rows.append(row)
-        print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format="%.2f"), flush=True)
-    print(f"\n{len(items)} crystals of the {args.split} split x {args.seeds} noise draws; {args.cfg or 'shipped cfg.pt'}, "
-          f"conditional branch, lambda_lattice = {diffusion.config.lambda_lattice}")
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"))
+        show_row(rows)
+    show_table(rows, f"{len(items)} crystals of the {args.split} split x {args.seeds} noise draws; {args.cfg or 'shipped cfg.pt'}, "
+                     f"conditional branch, lambda_lattice = {diffusion.config.lambda_lattice}")
 
 
 if __name__ == "__main__":

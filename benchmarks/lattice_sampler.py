@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import pandas as pd
+from tables import show_row, show_table
 
 import crystaldos
 from crystaldos import Sampler
@@ -41,9 +41,8 @@ def main() -> None:
             matched = [match(r.structure, ref)[0] for r, ref in zip(results, references)]
             rows.append({"t_start": t_start, "lattice step": step, "median |dV| (%)": float(np.nanmedian(np.abs(dv))),
                          "within 5 % (%)": float(100 * np.mean(np.abs(dv) <= 5)), "match (%)": float(100 * np.mean(matched))})
-            print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format="%.1f"), flush=True)
-    print(f"\n{len(items)} test crystals x {args.samples} samples, CFG omega = 1, seed {args.seed}")
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+            show_row(rows, "%.1f")
+    show_table(rows, f"{len(items)} test crystals x {args.samples} samples, CFG omega = 1, seed {args.seed}", ".1f")
 
 
 if __name__ == "__main__":

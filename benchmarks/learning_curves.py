@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tables import show_row, show_table
 
 import crystaldos
 from crystaldos import Sampler
@@ -75,10 +76,9 @@ def main() -> None:
             "median |dV| (%)": float(np.nanmedian([abs(s.volume_error_pct) for s in scores])),
             "match (%)": 100 * np.mean([s.matched for s in scores]),
         })
-        print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format="%.2f"), flush=True)
+        show_row(rows)
     table = pd.DataFrame(rows)
-    print(f"\nCFG from t_start = 200 on the first {len(items)} test crystals; settings {args.overrides or 'as shipped'}")
-    print(table.to_markdown(index=False, floatfmt=".2f"))
+    show_table(rows, f"CFG from t_start = 200 on the first {len(items)} test crystals; settings {args.overrides or 'as shipped'}")
     if args.plot:
         import matplotlib
 
