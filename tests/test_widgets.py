@@ -232,3 +232,12 @@ def test_dashboard_exports_the_target_before_any_run(sampler, dataset, tmp_path)
     paths = board.export(tmp_path / "out")
     assert [p.suffix for p in paths] == [".cif", ".png"]
     assert Structure.from_file(paths[0]).composition == board.item.structure.composition
+
+
+def test_dashboard_default_steps_and_the_note_that_says_why(sampler, dataset):
+    from crystaldos.widgets.dashboard import DEFAULT_STEPS
+
+    board = GuidanceDashboard(sampler, dataset)
+    assert board.steps.value == DEFAULT_STEPS == 50
+    assert "benchmarks/dashboard_steps.py" in board.steps_note.value
+    assert GuidanceDashboard(sampler, dataset, steps=None).steps.value == sampler.diffusion.timesteps
