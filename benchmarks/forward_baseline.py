@@ -11,16 +11,13 @@ models issue asks for the forward model at t = 0 to be at least 40 % below the b
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from torch_geometric.loader import DataLoader
 
 import crystaldos
-from crystaldos import Sampler
-from crystaldos.data.graph import structure_to_data
-from crystaldos.train.loop import forward_model_errors
-from crystaldos.train.report import per_element_baseline_mae
+from crystaldos.checkpoint import PRETRAINED_DIR, load_checkpoint
+from crystaldos.train.report import forward_model_test_errors, per_element_baseline_mae
 
 
 def main() -> None:
@@ -30,14 +27,13 @@ def main() -> None:
     parser.add_argument("--t", type=int, nargs="+", default=[0, 200, 500, 1000])
     args = parser.parse_args()
     ds = crystaldos.load_dataset()
-    items = list(ds.split(args.split))
-    baseline = per_element_baseline_mae(ds.split("train"), items)
-    sampler = Sampler.from_pretrained(args.models, device="cpu")
-    loader = DataLoader([structure_to_data(i.structure, np.asarray(i.dos.values)) for i in items], batch_size=64)
-    model = forward_model_errors(sampler.forward_model, sampler.diffusion, loader, steps=args.t)
+    split = ds.split(args.split)
+    baseline = per_element_baseline_mae(ds.split("train"), split)
+    checkpoint = load_checkpoint(Path(args.models or PRETRAINED_DIR) / "forward.pt", kind="forward")
+    model = forward_model_test_errors(checkpoint, split, steps=args.t)
     rows = [{"t": t, "forward model MAE": m, "per-element mean MAE": baseline, "below baseline (%)": 100 * (1 - m / baseline)}
             for t, m in zip(model["t"], model["mae"])]
-    print(f"{len(items)} crystals of the {args.split} split; states/eV/atom")
+    print(f"{len(split)} crystals of the {args.split} split; states/eV/atom")
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
 
 

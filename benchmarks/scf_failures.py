@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 WORK_DIR = Path("data/default-v2")
 
 
@@ -32,24 +30,15 @@ def failed_ids() -> list[str]:
 
 
 def calculator(structure, settings: dict):
-    from pymatgen.util.coord import lattice_points_in_supercell
-    from tblite.interface import Calculator
-
-    from crystaldos.labellers.xtb import BOHR_PER_ANGSTROM, KELVIN_TO_HARTREE, XTBLabeller, primitive_site_map
+    """The labeller's supercell Calculator of the primitive cell, with the extra tblite settings applied."""
+    from crystaldos.labellers.xtb import XTBLabeller, primitive_site_map
 
     primitive, _ = primitive_site_map(structure)
-    matrix = XTBLabeller().supercell_matrix(primitive, settings.get("length", 8.0))
-    images = lattice_points_in_supercell(matrix)
-    lattice = matrix @ primitive.lattice.matrix
-    frac = np.mod(((primitive.frac_coords @ np.linalg.inv(matrix))[:, None, :] + images[None]).reshape(-1, 3), 1.0)
-    numbers = np.repeat(np.array(primitive.atomic_numbers), len(images))
-    calc = Calculator(settings.get("method", "GFN2-xTB"), numbers, frac @ lattice * BOHR_PER_ANGSTROM,
-                      lattice=lattice * BOHR_PER_ANGSTROM, periodic=np.array([True, True, True]))
-    calc.set("verbosity", 0)
-    calc.set("max-iter", settings.get("restart_every", settings.get("iter", 250)))
-    calc.set("accuracy", settings.get("acc", 1.0))
-    calc.set("temperature", settings.get("T", 3000) * KELVIN_TO_HARTREE)
-    for key, name in (("damp", "mixer-damping"), ("mem", "mixer-memory"), ("guess", "guess")):
+    labeller = XTBLabeller(method=settings.get("method", "GFN2-xTB"), accuracy=settings.get("acc", 1.0))
+    calc, _, numbers, _ = labeller.supercell_calculator(
+        primitive, settings.get("T", 3000), settings.get("damp", 0.4), settings.get("length", 8.0),
+        settings.get("restart_every", settings.get("iter", 250)))
+    for key, name in (("mem", "mixer-memory"), ("guess", "guess")):
         if key in settings:
             calc.set(name, settings[key])
     if "anneal" in settings:

@@ -50,7 +50,7 @@ def dashboard_notebook(steps: int | None = None, fast: bool = False, notebook: P
     """The dashboard notebook with its parameters set as papermill does (a copy in ``folder``, default a temp folder).
 
     Args:
-        steps: default reverse steps of the dashboard (None: the notebook's default, the full schedule).
+        steps: default reverse steps of the dashboard (None: the notebook's default, 50).
         fast: the notebook's ``FAST`` mode (20 steps; the tests use it).
     """
     import nbformat
@@ -120,7 +120,7 @@ def add_arguments(app_parser, notebooks_parser) -> None:
     """The options of ``crystaldos app`` and ``crystaldos notebooks``."""
     app_parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     app_parser.add_argument("--steps", type=int, default=None,
-                            help="the dashboard's default reverse steps (default: the full schedule; 100 is quick on a laptop)")
+                            help="the dashboard's default reverse steps (default: the notebook's, 50)")
     app_parser.add_argument("--fast", action="store_true", help="the notebooks' fast mode (20 steps), as in the tests")
     app_parser.set_defaults(func=lambda a: serve_dashboard(a.port, a.steps, a.fast))
     notebooks_parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")

@@ -296,17 +296,12 @@ class Sampler:
         The options are those of :meth:`reconstruct`; ``n_atoms`` must lie in :attr:`training_sites`
         unless ``allow_untrained_sizes`` (then a warning is given).
         """
-        if isinstance(n_atoms, (int, np.integer)):
-            counts = [n_atoms]
-        elif isinstance(n_atoms, Sequence) or isinstance(n_atoms, np.ndarray):
-            counts = list(n_atoms)
-        else:
-            counts = [n_atoms]  # rejected just below with a clear message
+        counts = list(n_atoms) if isinstance(n_atoms, (Sequence, np.ndarray)) else [n_atoms]
+        if any(not isinstance(c, (int, np.integer)) for c in counts):
+            raise TypeError(f"n_atoms must be an int or a sequence of ints, got {n_atoms!r}")
         doses = _dos_list(dos)
         if len(counts) != len(doses):
             raise _count_mismatch("atom counts", len(counts), doses)
-        if any(not isinstance(c, (int, np.integer)) for c in counts):
-            raise TypeError(f"n_atoms must be an int or a sequence of ints, got {n_atoms!r}")
         self._check_sizes(counts, allow_untrained_sizes)
         return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,
                             keep_trajectory, progress, unconditional, step_lr, callback, lattice_step)

@@ -170,8 +170,9 @@ def test_edge_lengths_make_the_output_depend_on_the_scale_of_the_cell(cell):
     scaled = (cell["types"], cell["frac"], 1.1 * cell["lattice"], cell["t"], cell["edge_index"], cell["batch"])
     a, b = with_lengths(*args, dos=cell["dos"]), with_lengths(*scaled, dos=cell["dos"])
     assert not torch.allclose(a.type_logits, b.type_logits)
+    lattice = 4.0 * torch.eye(3, dtype=torch.float64)[None]
     rbf = with_lengths.backbone._minimum_image_rbf(torch.tensor([[0.9, 0.0, 0.0]], dtype=torch.float64),
-                                                  4.0 * torch.eye(3, dtype=torch.float64)[None])
+                                                  lattice @ lattice.transpose(1, 2))
     # 0.9 of a 4 Å axis is 0.4 Å away through the boundary: the basis peaks at the centre nearest 0.4 Å.
     centres = torch.linspace(0.0, 8.0, rbf.shape[1], dtype=torch.float64)
     assert int(rbf.argmax()) == int(torch.argmin((centres - 0.4).abs()))

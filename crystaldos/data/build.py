@@ -218,7 +218,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
         n_candidates=len(records) + len(errors),  # attempted so far (all of them once every chunk is labelled)
         n_candidates_total=len(load_candidates(work_dir)),
         n_failed=len(errors),
-        failures_by_reason=json.dumps(_count_reasons(errors)),
+        failures_by_reason=json.dumps(count_reasons(errors)),
         crystaldos_version=__version__,
         created=time.strftime("%Y-%m-%d"),
         provenance=(
@@ -232,7 +232,8 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
     return path
 
 
-def _count_reasons(errors: dict[str, str]) -> dict[str, int]:
+def count_reasons(errors: dict[str, str]) -> dict[str, int]:
+    """How many messages per reason, the text before the first colon ("SCFConvergenceError: ..." -> SCFConvergenceError)."""
     counts: dict[str, int] = {}
     for message in errors.values():
         reason = message.split(":")[0]

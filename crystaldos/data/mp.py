@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
-from crystaldos.data.build import SPLIT_FRACTIONS
+from crystaldos.data.build import SPLIT_FRACTIONS, count_reasons
 from crystaldos.dos import DosGrid, DOSValidationError, from_complete_dos
 
 MP_API_URL = "https://api.materialsproject.org"
@@ -167,11 +167,8 @@ class DownloadReport:
     total: int = 0
 
     def __str__(self) -> str:
-        reasons: dict[str, int] = {}
-        for reason in self.skipped.values():
-            reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
         return (f"{self.out}: {self.written} written, {self.already_there} already there, {len(self.skipped)} skipped "
-                f"{reasons or ''}; {self.total} records in all")
+                f"{count_reasons(self.skipped) or ''}; {self.total} records in all")
 
 
 def record_of(material_id: str, cdos, grid: DosGrid, seed: int, raw: bool) -> dict:
@@ -206,7 +203,9 @@ class _Folder:
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {"skipped": {}, "runs": []}
         self.in_progress = self.out / IN_PROGRESS
         self._repair_in_progress()
-        self.ids = set(self._ids_in_chunks()) | set(self._pending_ids())
+        pending = self._pending_ids()
+        self.n_pending = len(pending)  # counted here, not re-read from the file at every append
+        self.ids = set(self._ids_in_chunks()) | set(pending)
 
     def _chunks(self) -> list[Path]:
         return sorted(self.out.glob("mp_dos_*.jsonl.gz"))
@@ -238,7 +237,8 @@ class _Folder:
             handle.flush()
             os.fsync(handle.fileno())
         self.ids.add(record["id"])
-        if len(self._pending_lines()) >= self.chunk_size:
+        self.n_pending += 1
+        if self.n_pending >= self.chunk_size:
             self.seal()
 
     def seal(self) -> None:
@@ -254,6 +254,7 @@ class _Folder:
             handle.write("\n".join(lines) + "\n")
         os.replace(tmp, path)
         self.in_progress.unlink()
+        self.n_pending = 0
 
     def save_manifest(self) -> None:
         tmp = self.manifest_path.with_suffix(".tmp")
@@ -367,9 +368,7 @@ def _client_version(client) -> str:
 def write_card(folder: _Folder) -> Path:
     """``CARD.md``: what the folder holds, where and when it came from, the licence."""
     skipped = folder.manifest["skipped"]
-    reasons: dict[str, int] = {}
-    for reason in skipped.values():
-        reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
+    reasons = count_reasons(skipped)
     runs = folder.manifest["runs"]
     lines = [
         "# Materials Project DOS (downloaded by `crystaldos data mp`)",

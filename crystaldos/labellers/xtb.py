@@ -279,7 +279,10 @@ class XTBLabeller:
             raise SCFConvergenceError(f"{formula}: SCF did not converge in {self.max_iterations} iterations ({tried})")
         raise LabellingError(f"{formula}: tblite failed ({tried})")
 
-    def _gamma_scf(self, structure, temperature: float, damping: float, length: float, iterations: int) -> "_GammaSCF":
+    def supercell_calculator(self, structure, temperature: float, damping: float, length: float, iterations: int):
+        """A tblite Calculator of the Gamma-point supercell (>= ``length`` Å wide) of ``structure``, set up as
+        the labeller runs it; also the supercell matrix (3, 3), the atomic numbers of its atoms in site-major
+        order (the images of site i are rows i*n_images ... (i+1)*n_images-1) and the number of images."""
         from pymatgen.util.coord import lattice_points_in_supercell
         from tblite.interface import Calculator
 
@@ -288,7 +291,6 @@ class XTBLabeller:
         images = lattice_points_in_supercell(matrix)
         n_images = len(images)
         super_lattice = matrix @ structure.lattice.matrix
-        # Site-major order: the images of site i are rows i*n_images ... (i+1)*n_images-1.
         frac = (structure.frac_coords @ np.linalg.inv(matrix))[:, None, :] + images[None, :, :]
         frac = np.mod(frac.reshape(-1, 3), 1.0)
         numbers = np.repeat(np.array(structure.atomic_numbers), n_images)
@@ -306,6 +308,10 @@ class XTBLabeller:
         calc.set("temperature", temperature * KELVIN_TO_HARTREE)
         if damping != 0.4:  # tblite's default mixer damping
             calc.set("mixer-damping", damping)
+        return calc, matrix, numbers, n_images
+
+    def _gamma_scf(self, structure, temperature: float, damping: float, length: float, iterations: int) -> "_GammaSCF":
+        calc, matrix, numbers, n_images = self.supercell_calculator(structure, temperature, damping, length, iterations)
         result = calc.singlepoint()
         owner = np.repeat(np.arange(len(numbers)), [orbitals_per_atom(int(z), self.method) for z in numbers])
         if owner.size != result.get("orbital-energies").size:

@@ -61,6 +61,11 @@ class ModelConfig(Settings):
     settings_name = "model"
 
 
+def _metric_length(delta: torch.Tensor, metric: torch.Tensor) -> torch.Tensor:
+    """Lengths in Å (E,) of fractional vectors ``delta`` (E, 3) under metrics L Lᵀ (E, 3, 3)."""
+    return torch.einsum("ei,eij,ej->e", delta, metric, delta).clamp_min(1e-12).sqrt()
+
+
 class PeriodicBackbone(nn.Module):
     """(A_t, X_t, L_t, t[, per-atom condition]) -> node features (N, hidden).
 
@@ -107,20 +112,23 @@ class PeriodicBackbone(nn.Module):
             delta = frac_coords[source] - frac_coords[target]
             edge_attr = torch.cat([gram[batch[target]], self.fourier(delta)], dim=-1)
             if self.config.edge_lengths:
-                edge_attr = torch.cat([edge_attr, self._minimum_image_rbf(delta, lattice[batch[target]])], dim=-1)
+                metric = (lattice @ lattice.transpose(1, 2))[batch[target]]
+                edge_attr = torch.cat([edge_attr, self._minimum_image_rbf(delta, metric)], dim=-1)
         else:
             edge_index, edge_attr = self._radius_edges(frac_coords, lattice, batch, gram)
         for layer in self.layers:
             h = layer(h, edge_index, edge_attr)
         return self.norm_out(h)
 
-    def _minimum_image_rbf(self, delta: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
-        """(E, n_radial) Gaussian basis of |delta - round(delta)|_L in Å (delta: (E, 3) fractional, lattice: (E, 3, 3))."""
+    def _minimum_image_rbf(self, delta: torch.Tensor, metric: torch.Tensor) -> torch.Tensor:
+        """(E, n_radial) Gaussian basis of |delta - round(delta)|_L in Å (delta: (E, 3) fractional, metric: L Lᵀ (E, 3, 3))."""
         wrapped = delta - torch.round(delta)  # round has zero gradient, like floor above
-        metric = lattice @ lattice.transpose(1, 2)
-        length = torch.einsum("ei,eij,ej->e", wrapped, metric, wrapped).clamp_min(1e-12).sqrt()
-        centres = torch.linspace(0.0, self.config.length_range, self.config.n_radial, device=length.device, dtype=length.dtype)
-        width = self.config.length_range / self.config.n_radial
+        return self._radial_basis(_metric_length(wrapped, metric), self.config.length_range)
+
+    def _radial_basis(self, length: torch.Tensor, upper: float) -> torch.Tensor:
+        """(E, n_radial) Gaussians of edge lengths ``length`` (E,) in Å, centred evenly on 0 ... ``upper`` Å."""
+        centres = torch.linspace(0.0, upper, self.config.n_radial, device=length.device, dtype=length.dtype)
+        width = upper / self.config.n_radial
         return torch.exp(-(((length[:, None] - centres) / width) ** 2))
 
     def _radius_edges(self, frac_coords, lattice, batch, gram) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,10 +139,8 @@ class PeriodicBackbone(nn.Module):
         source, target = edge_index
         delta = wrapped[source] + shifts - wrapped[target]
         metric = (lattice @ lattice.transpose(1, 2))[batch[target]]                # L Lᵀ: lengths without the frame
-        length = torch.einsum("ei,eij,ej->e", delta, metric, delta).clamp_min(1e-12).sqrt()  # Å
-        centres = torch.linspace(0.0, cutoff, self.config.n_radial, device=length.device, dtype=length.dtype)
-        width = cutoff / self.config.n_radial
-        radial = torch.exp(-(((length[:, None] - centres) / width) ** 2))
+        length = _metric_length(delta, metric)
+        radial = self._radial_basis(length, cutoff)
         envelope = 0.5 * (torch.cos(math.pi * (length / cutoff).clamp(max=1.0)) + 1.0)  # edges fade in/out smoothly
         edge_attr = torch.cat([gram[batch[target]], self.fourier(wrapped[source] - wrapped[target]), radial * envelope[:, None]], dim=-1)
         return edge_index, edge_attr

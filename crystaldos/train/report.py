@@ -44,15 +44,14 @@ def plot_training(checkpoints: dict[str, dict]):
     return fig
 
 
-def forward_model_test_errors(ckpt: dict, data: str | None = None, steps=(0, 200, 500, 1000)) -> dict[str, list[float]]:
-    """MAE/RMSE (states/eV/atom) of the forward model on the test split at the given steps."""
+def forward_model_test_errors(ckpt: dict, test, steps=(0, 200, 500, 1000)) -> dict[str, list[float]]:
+    """MAE/RMSE (states/eV/atom) of the forward model on ``test`` (a data set's test split) at the given steps."""
     from torch_geometric.loader import DataLoader
 
-    from crystaldos.data import load_dataset
     from crystaldos.diffusion import DiffusionConfig, JointDiffusion
     from crystaldos.train.loop import forward_model_errors
 
-    graphs = load_dataset(data).split("test").to_graphs()
+    graphs = test.to_graphs()
     diffusion = JointDiffusion(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
     return forward_model_errors(build_network(ckpt), diffusion, DataLoader(graphs, batch_size=64), steps)
 
@@ -101,10 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot_training(checkpoints).savefig(out / "training_curves.png", dpi=120)
-    errors = forward_model_test_errors(checkpoints["forward"], args.data)
     from crystaldos.data import load_dataset
 
     dataset = load_dataset(args.data)
+    errors = forward_model_test_errors(checkpoints["forward"], dataset.split("test"))
     baseline = per_element_baseline_mae(dataset.split("train"), dataset.split("test"))
     rows = "\n".join(f"| {t} | {m:.4f} | {r:.4f} | {baseline:.4f} | {100 * (1 - m / baseline):+.0f} % |"
                      for t, m, r in zip(errors["t"], errors["mae"], errors["rmse"]))
