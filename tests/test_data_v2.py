@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
@@ -93,6 +94,40 @@ def test_chunked_build_survives_a_kill_and_loses_no_finished_chunk(tmp_path):
     assert not list(labels.glob("*.tmp"))
     for name, content in before.items():  # finished chunks were not redone
         assert (labels / name).read_bytes() == content
+
+
+def test_a_pooled_build_stops_cleanly_on_the_stop_file_and_labels_like_one_process(tmp_path):
+    """Two worker processes, work queued across chunk boundaries: a STOP file ends the run after the chunks
+    in flight, finished chunks form an unbroken prefix, and the resumed run gives the one-process labels."""
+    from crystaldos.data.store import open_netcdf
+
+    pooled, serial = tmp_path / "pooled", tmp_path / "serial"
+    _write_candidates(pooled, 6)
+    _write_candidates(serial, 6)
+    script = (
+        "import sys; from pathlib import Path; from crystaldos.data.build import label_chunks; from crystaldos.dos import DosGrid; "
+        "from crystaldos.labellers import XTBLabeller; "
+        "label_chunks(Path(sys.argv[1]), DosGrid(n_points=64), jobs=int(sys.argv[2]), chunk_size=1, "
+        "labeller=XTBLabeller.gamma_point(grid=DosGrid(n_points=64)))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(pooled), "2"], stdout=subprocess.PIPE, text=True)
+    labels = pooled / "labels"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(labels.glob("*.errors.json")):
+        time.sleep(0.1)
+    (pooled / "STOP").touch()
+    out, _ = process.communicate(timeout=240)
+    assert process.returncode == 0 and "stopped on" in out and not (pooled / "STOP").exists()
+    finished = sorted(int(p.name[6:10]) for p in labels.glob("*.errors.json"))
+    assert 1 <= len(finished) < 6, "the stop came too late to test anything"
+    assert finished == list(range(len(finished)))  # written in order: a resume skips exactly these
+    subprocess.run([sys.executable, "-c", script, str(pooled), "2"], check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", script, str(serial), "1"], check=True, timeout=300)
+    for k in range(6):
+        a = open_netcdf(labels / f"chunk_{k:04d}.nc")
+        b = open_netcdf(serial / "labels" / f"chunk_{k:04d}.nc")
+        assert list(a.structure_id.values) == list(b.structure_id.values) == [f"c{k}"]
+        np.testing.assert_allclose(a.dos.values, b.dos.values, atol=1e-6)
 
 
 @pytest.mark.skipif(os.environ.get("CRYSTALDOS_OFFLINE") == "1", reason="needs the package registry")

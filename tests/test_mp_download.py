@@ -107,6 +107,20 @@ def test_a_rerun_skips_what_is_there_and_an_interruption_loses_nothing_written(i
     assert download_mp_dos(out, client=again, progress=False).written == 0 and again.calls == []
 
 
+def test_a_crash_between_sealing_a_chunk_and_deleting_the_in_progress_file_duplicates_nothing(items, tmp_path):
+    out = tmp_path / "mp"
+    download_mp_dos(out, client=FakeMaterialsProject(items), progress=False, chunk_size=4)
+    # The machine died after the last chunk was renamed into place but before in_progress.jsonl was deleted.
+    with gzip.open(out / "mp_dos_00001.jsonl.gz", "rt") as handle:
+        (out / IN_PROGRESS).write_text(handle.read())
+    fake = FakeMaterialsProject(items)
+    report = download_mp_dos(out, client=fake, progress=False, chunk_size=4)
+    assert report.written == 0 and fake.calls == []
+    ids = [r.id for r in crystaldos.load_dataset(out)]
+    assert sorted(ids) == [f"mp-{1000 + i}" for i in range(8)]  # each once
+    assert not (out / IN_PROGRESS).exists() or not (out / IN_PROGRESS).read_text()
+
+
 def test_incomplete_dos_is_skipped_and_counted_never_written(items, tmp_path):
     fake = FakeMaterialsProject(items[:4], broken=[("mp-1001", "no projections"), ("mp-1003", "missing site")])
     report = download_mp_dos(tmp_path / "mp", client=fake, progress=False)

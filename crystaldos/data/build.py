@@ -99,6 +99,9 @@ def load_candidates(work_dir: Path):
         return [Candidate.from_dict(d) for d in json.load(handle)]
 
 
+STOP_FILE = "STOP"
+
+
 def label_chunks(
     work_dir: Path,
     grid: DosGrid,
@@ -112,51 +115,112 @@ def label_chunks(
     """Stage 2: label candidates chunk by chunk; finished chunks are skipped.
 
     A chunk is finished when its ``chunk_NNNN.errors.json`` exists; it is written after the
-    chunk's netCDF file, so a run killed at any moment loses at most the chunk in progress.
+    chunk's netCDF file, so a run killed at any moment loses at most the chunks in flight. Work
+    flows across chunk boundaries (the next chunk is queued while the last crystals of the
+    current one finish), so no worker idles behind a chunk's slowest crystal. Create a file
+    ``STOP`` in ``work_dir`` to finish the chunks in flight and stop cleanly (it is removed).
 
     Args:
         labeller: default: ``XTBLabeller(grid=grid)`` (the converged labeller).
         executor: a ``concurrent.futures``-style executor (e.g. a ``dask.distributed.Client``)
-            to spread each chunk over many machines; default a local pool of ``jobs`` processes.
+            to spread the work over many machines; default a local pool of ``jobs`` processes
+            kept for the whole run.
         chunks: label only these chunk indices (e.g. another machine takes ``range(100, 140)``); the
             chunk size must then be the same everywhere, since chunk k holds candidates k*size ... (k+1)*size-1.
     """
+    from collections import deque
+
     from tqdm.auto import tqdm
 
-    from crystaldos.data.records import CrystalDOS
-    from crystaldos.data.store import write_netcdf
-    from crystaldos.labellers.xtb import LabellingError, XTBLabeller
+    from crystaldos.labellers.xtb import XTBLabeller, local_pool
 
     candidates = load_candidates(work_dir)[:limit]
     labeller = labeller or XTBLabeller(grid=grid)
     out_dir = work_dir / "labels"
     out_dir.mkdir(parents=True, exist_ok=True)
+    stop_file = work_dir / STOP_FILE
     n_chunks = (len(candidates) + chunk_size - 1) // chunk_size
-    for k in tqdm([k for k in range(n_chunks) if chunks is None or k in chunks], desc="chunks"):
-        path = out_dir / f"chunk_{k:04d}.nc"
-        done_marker = path.with_suffix(".errors.json")  # written last: the chunk is complete
-        if done_marker.exists():
-            continue
+    todo = [
+        k for k in range(n_chunks)
+        if (chunks is None or k in chunks) and not _chunk_path(out_dir, k).with_suffix(".errors.json").exists()
+    ]
+    pool = local_pool(jobs) if executor is None and jobs > 1 else None
+    runner = executor or pool
+    in_flight: deque = deque()
+
+    def queue_next() -> None:
+        if not todo or stop_file.exists():
+            return
+        k = todo.pop(0)
         chunk = candidates[k * chunk_size : (k + 1) * chunk_size]
-        results = labeller.label_many(
-            [c.structure for c in chunk], n_jobs=jobs, errors="return", progress=False, executor=executor
-        )
-        records, errors = [], {}
-        for candidate, result in zip(chunk, results):
-            if isinstance(result, LabellingError):
-                errors[candidate.id] = f"{type(result).__name__}: {result}"
-                continue
-            properties = {
-                name: float(result.attrs[name])
-                for name in ("band_gap_eV", "efermi_eV", "energy_per_atom_eV", "wall_time_s", "supercell_atoms",
-                             "scf_temperature_K", "scf_damping")  # which SCF retry converged (chunks 0-4 predate these)
-                if name in result.attrs
-            }
-            properties.update(parent=candidate.parent, note=candidate.note, prototype=candidate.prototype, origin=candidate.origin)
-            records.append(CrystalDOS(candidate.id, candidate.structure, result, source=candidate.source, properties=properties))
-        if records:
-            write_netcdf(records, path, grid, labeller.describe())  # atomic (tmp file + rename)
-        done_marker.write_text(json.dumps({"errors": errors}, indent=1))
+        structures = [c.structure for c in chunk]
+        if runner is None:  # one process: label when collected, so chunks are written in turn
+            in_flight.append((k, chunk, [_Deferred(labeller, s) for s in structures]))
+        else:
+            in_flight.append((k, chunk, labeller.submit_many(structures, runner)))
+
+    bar = tqdm(total=len(todo), desc="chunks")
+    try:
+        queue_next()
+        queue_next()  # one chunk ahead keeps every worker busy across the boundary
+        while in_flight:
+            k, chunk, futures = in_flight.popleft()
+            _write_chunk(_chunk_path(out_dir, k), chunk, [f.result() for f in futures], labeller, grid)
+            bar.update()
+            queue_next()
+    finally:
+        bar.close()
+        for _, _, futures in in_flight:
+            for future in futures:
+                future.cancel()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if stop_file.exists():
+        stop_file.unlink()
+        print(f"stopped on {stop_file}; {len(todo)} chunks left")
+
+
+class _Deferred:
+    """A labelling task run in this process when its ``result`` is asked for (the one-process path)."""
+
+    def __init__(self, labeller, structure) -> None:
+        self.labeller, self.structure = labeller, structure
+
+    def result(self):
+        from crystaldos.labellers.xtb import label_or_error
+
+        return label_or_error(self.labeller, self.structure)
+
+    def cancel(self) -> bool:
+        return False
+
+
+def _chunk_path(out_dir: Path, k: int) -> Path:
+    return out_dir / f"chunk_{k:04d}.nc"
+
+
+def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid) -> None:
+    """Write a chunk's labelled crystals (netCDF, atomic) and then its errors file, the marker that it is done."""
+    from crystaldos.data.records import CrystalDOS
+    from crystaldos.data.store import write_netcdf
+    from crystaldos.labellers.xtb import LabellingError
+
+    records, errors = [], {}
+    for candidate, result in zip(chunk, results):
+        if isinstance(result, LabellingError):
+            errors[candidate.id] = f"{type(result).__name__}: {result}"
+            continue
+        properties = {
+            name: float(result.attrs[name])
+            for name in ("band_gap_eV", "efermi_eV", "energy_per_atom_eV", "wall_time_s", "supercell_atoms",
+                         "scf_temperature_K", "scf_damping")  # which SCF retry converged (chunks 0-4 predate these)
+            if name in result.attrs
+        }
+        properties.update(parent=candidate.parent, note=candidate.note, prototype=candidate.prototype, origin=candidate.origin)
+        records.append(CrystalDOS(candidate.id, candidate.structure, result, source=candidate.source, properties=properties))
+    if records:
+        write_netcdf(records, path, grid, labeller.describe(), dos_storage="float16")  # atomic (tmp file + rename)
+    path.with_suffix(".errors.json").write_text(json.dumps({"errors": errors}, indent=1))
 
 
 def assign_splits(n: int, seed: int, fractions: dict[str, float] = SPLIT_FRACTIONS) -> np.ndarray:
@@ -227,7 +291,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
         ),
         origins=json.dumps(origins),
     )
-    path = write_netcdf(records, out, grid, attrs)
+    path = write_netcdf(records, out, grid, attrs, dos_storage="float16")
     write_card(open_netcdf(path), out.parent, path)
     return path
 

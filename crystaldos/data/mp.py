@@ -202,10 +202,11 @@ class _Folder:
         self.manifest_path = self.out / "manifest.json"
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {"skipped": {}, "runs": []}
         self.in_progress = self.out / IN_PROGRESS
-        self._repair_in_progress()
+        sealed = set(self._ids_in_chunks())
+        self._repair_in_progress(sealed)
         pending = self._pending_ids()
         self.n_pending = len(pending)  # counted here, not re-read from the file at every append
-        self.ids = set(self._ids_in_chunks()) | set(pending)
+        self.ids = sealed | set(pending)
 
     def _chunks(self) -> list[Path]:
         return sorted(self.out.glob("mp_dos_*.jsonl.gz"))
@@ -222,14 +223,16 @@ class _Folder:
     def _pending_ids(self) -> list[str]:
         return [json.loads(line)["id"] for line in self._pending_lines()]
 
-    def _repair_in_progress(self) -> None:
-        """Drop a last line cut off by an interruption (every whole line ends with a newline)."""
+    def _repair_in_progress(self, sealed: set[str]) -> None:
+        """Drop a last line cut off by an interruption (every whole line ends with a newline), and records
+        already sealed into a chunk (an interruption between writing the chunk and deleting this file)."""
         if not self.in_progress.exists():
             return
         data = self.in_progress.read_bytes()
-        whole = data[: data.rfind(b"\n") + 1]
-        if whole != data:
-            self.in_progress.write_bytes(whole)
+        lines = data[: data.rfind(b"\n") + 1].decode().splitlines(keepends=True)
+        kept = [line for line in lines if json.loads(line)["id"] not in sealed]
+        if "".join(kept).encode() != data:
+            self.in_progress.write_text("".join(kept))
 
     def append(self, record: dict) -> None:
         with open(self.in_progress, "a") as handle:

@@ -430,17 +430,13 @@ class XTBLabeller:
         results: list = [None] * len(structures)
         bar = tqdm(total=len(structures), desc=f"{self.method} DOS", disable=not progress)
         pool = None
-        if executor is not None:
-            futures = [executor.submit(_label_or_error, self, s) for s in structures]
-            outcomes: Iterable = ((i, f.result()) for i, f in enumerate(futures))
-        elif n_jobs <= 1:
-            futures = []
-            outcomes = ((i, _label_or_error(self, s)) for i, s in enumerate(structures))
+        if executor is None and n_jobs <= 1:
+            futures: list = []
+            outcomes: Iterable = ((i, label_or_error(self, s)) for i, s in enumerate(structures))
         else:
-            import multiprocessing as mp
-
-            pool = ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=_single_thread)
-            futures = [pool.submit(_label_or_error, self, s) for s in structures]
+            if executor is None:
+                pool = local_pool(n_jobs)
+            futures = self.submit_many(structures, executor or pool)
             outcomes = ((i, f.result()) for i, f in enumerate(futures))
         try:
             for i, outcome in outcomes:
@@ -456,6 +452,12 @@ class XTBLabeller:
                 for future in futures:  # do not leave work running on someone else's executor
                     future.cancel()
         return results
+
+    def submit_many(self, structures: Sequence, executor) -> list:
+        """Submit one labelling task per structure to ``executor`` (``submit(fn, *args)``: a
+        ``concurrent.futures`` executor or a ``dask.distributed.Client``); each future's result is
+        the DOS or the :class:`LabellingError` that structure raised."""
+        return [executor.submit(label_or_error, self, s) for s in structures]
 
     @classmethod
     def from_attrs(cls, attrs: dict) -> "XTBLabeller":
@@ -567,7 +569,15 @@ def _single_thread() -> None:
     os.environ["OMP_STACKSIZE"] = "1G"
 
 
-def _label_or_error(labeller: XTBLabeller, structure) -> xr.DataArray | LabellingError:
+def local_pool(n_jobs: int) -> ProcessPoolExecutor:
+    """A pool of ``n_jobs`` spawned worker processes, each running tblite on one OpenMP thread."""
+    import multiprocessing as mp
+
+    return ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=_single_thread)
+
+
+def label_or_error(labeller: XTBLabeller, structure) -> xr.DataArray | LabellingError:
+    """``labeller.label(structure)``, or the :class:`LabellingError` it raised (a task for executors)."""
     try:
         return labeller.label(structure)
     except LabellingError as err:
