@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ def run_experiment(
     progress: bool = True,
     labeller=None,
     unconditional: str = "separate",
+    family_seen: Sequence[bool] | None = None,
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -55,6 +57,8 @@ def run_experiment(
     ``labeller`` recomputes those DOS; pass ``XTBLabeller.for_dataset(dataset.attrs)`` so that
     they are computed as the targets were (default: xTB defaults on the targets' grid).
     ``unconditional`` is the score CBG and ``"none"`` build on (see :meth:`Sampler.reconstruct`).
+    ``family_seen`` (n,) marks the items whose prototype family has members in the training split
+    (``test.family_seen_in(train)``); the summary then gives match rates for both groups.
     """
     from tqdm.auto import tqdm
 
@@ -113,6 +117,11 @@ def run_experiment(
         },
     )
     ds["dos_pred_total"].attrs["note"] = "forward-model DOS of the generated crystal at t = 0, total per atom"
+    if family_seen is not None:
+        if len(family_seen) != n:
+            raise ValueError(f"family_seen has {len(family_seen)} entries for {n} items")
+        ds["family_seen"] = ("structure", np.asarray(family_seen, dtype=bool))
+        ds["family_seen"].attrs["note"] = "the crystal's prototype family has members in the training split"
     return ds
 
 
@@ -148,6 +157,7 @@ def summary_table(ds: xr.Dataset) -> pd.DataFrame:
                     "n": int(sel.sizes["structure"]),
                     "match rate (%)": 100 * float(np.mean(matched)),
                     **_cdvae_columns(sel),
+                    **_family_columns(sel),
                     "RMSE": float(np.nanmean(sel.rmse.values)) if matched.any() else math.nan,
                     **_lattice_columns(sel),
                     "valid (%)": 100 * float(np.mean(sel.valid.values)),
@@ -168,6 +178,17 @@ def _cdvae_columns(sel: xr.Dataset) -> dict:
     if "matched_cdvae" not in sel:
         return {}
     return {"match CDVAE (%)": 100 * float(np.mean(sel.matched_cdvae.values == 1))}
+
+
+def _family_columns(sel: xr.Dataset) -> dict:
+    """Match rates (%) of the crystals whose prototype family was seen in training and of the others, with
+    their counts; empty without ``family_seen``."""
+    if "family_seen" not in sel:
+        return {}
+    seen = sel.family_seen.values.astype(bool)
+    matched = sel.matched.values == 1
+    rate = lambda mask: 100 * float(np.mean(matched[mask])) if mask.any() else math.nan  # noqa: E731
+    return {f"match seen (%, n={int(seen.sum())})": rate(seen), f"match unseen (%, n={int((~seen).sum())})": rate(~seen)}
 
 
 def _lattice_columns(sel: xr.Dataset) -> dict:
@@ -293,16 +314,24 @@ def run(args: argparse.Namespace) -> None:
     import sys
 
     from crystaldos.data import load_dataset
+    from crystaldos.data.store import DataFormatError
     from crystaldos.labellers import XTBLabeller
     from crystaldos.sampler import Sampler
 
     sampler = Sampler.from_pretrained(args.models, device=args.device)
     dataset = load_dataset(args.data)
-    items = list(dataset.split(args.split))[: args.limit]
+    split = dataset.split(args.split)[: args.limit]
+    items = list(split)
+    try:
+        family_seen = split.family_seen_in(dataset.split("train"))
+    except DataFormatError:  # format 1 keeps no prototype family: no seen/unseen columns
+        print(f"note: no match rates by prototype family (seen in training or not): data format version "
+              f"{dataset.attrs.get('format_version')} keeps no prototype family")
+        family_seen = None
     ds = run_experiment(
         sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength},
         args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
-        args.unconditional,
+        args.unconditional, family_seen,
     )
     command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
     report = write_report(ds, args.out, command)

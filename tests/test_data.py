@@ -132,6 +132,49 @@ def test_bad_materials_project_records_name_file_record_and_site(tmp_path):
         load_dataset(write("other", other, complete))
 
 
+def test_float16_storage_halves_the_file_and_rounds_far_below_the_label_noise(tmp_path):
+    records, grid = _records(40)
+    full = write_netcdf(records, tmp_path / "f32.nc", grid)
+    half = write_netcdf(records, tmp_path / "f16.nc", grid, dos_storage="float16")
+    assert half.stat().st_size < 0.6 * full.stat().st_size  # the DOS alone: 5x (benchmarks/dos_storage.py)
+    back = load_dataset(half)
+    assert back.attrs["dos_storage"] == "float16" and back[0].dos.dtype == np.float32
+    for a, b in zip(records, back):
+        error = np.abs(a.dos.values - b.dos.values)
+        assert error.max() <= 5e-4 * max(1.0, float(np.abs(a.dos.values).max()))  # float16: 11 significant bits
+    with pytest.raises(ValueError, match="dos_storage"):
+        write_netcdf(records, tmp_path / "x.nc", grid, dos_storage="int8")
+
+
+def test_format_versions_name_what_is_missing_and_the_rebuild_command(tmp_path):
+    from crystaldos.data.store import FORMAT_VERSION, DataFormatError
+
+    records, grid = _records(4)
+    assert FORMAT_VERSION == 2 and int(load_dataset(write_netcdf(records, tmp_path / "new.nc", grid)).attrs["format_version"]) == 2
+    old = crystaldos.load_dataset()  # the shipped file, format 1: no prototype family per crystal
+    assert int(old.attrs["format_version"]) == 1
+    with pytest.raises(DataFormatError, match=r"format version 1 .*prototype family.*python -m crystaldos.data.build"):
+        old.split("test").prototype_families()
+    with pytest.raises(DataFormatError, match=r"version 1 .*min_format_version=2.*Rebuild"):
+        load_dataset(default_path(), min_format_version=2)
+    future = tmp_path / "future.nc"
+    write_netcdf(records, future, grid, {"format_version": 99})
+    with pytest.raises(DataFormatError, match="format version 99.*upgrade crystaldos"):
+        load_dataset(future)
+
+
+def test_prototype_families_and_which_were_seen_in_training(tmp_path):
+    records, grid = _records(4)
+    families = ["AB_cF8_225_a_b", "AB_cF8_225_a_b", "", "A_cF4_225_a"]
+    parents = ["p0", "p0", "pmg-SrTiO3", "p3"]
+    for record, family, parent in zip(records, families, parents):
+        record.properties.update(prototype=family, parent=parent)
+    ds = load_dataset(write_netcdf(records, tmp_path / "fam.nc", grid))
+    assert list(ds.prototype_families()) == ["AB_cF8_225_a_b", "AB_cF8_225_a_b", "pmg-SrTiO3", "A_cF4_225_a"]
+    train, test = ds[:2], ds[1:]
+    assert list(test.family_seen_in(train)) == [True, False, False]
+
+
 def test_corrupt_and_foreign_files_are_named(tmp_path):
     records, grid = _records(2)
     good = write_netcdf(records, tmp_path / "good.nc", grid)

@@ -30,12 +30,17 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
 def test_experiment_records_which_unconditional_score_cbg_used():
     import crystaldos
     from crystaldos import Sampler
-    from crystaldos.evaluate import run_experiment
+    from crystaldos.evaluate import run_experiment, summary_table
 
     sampler = Sampler.from_pretrained(device="cpu")
     items = crystaldos.load_dataset().split("test")[:2]
-    runs = {u: run_experiment(sampler, items, guidances=["none"], t_starts=[50], steps=5, progress=False, unconditional=u)
+    runs = {u: run_experiment(sampler, items, guidances=["none"], t_starts=[50], steps=5, progress=False, unconditional=u,
+                              family_seen=[True, False])
             for u in ("separate", "cfg-null")}
     assert {u: ds.attrs["unconditional"] for u, ds in runs.items()} == {"separate": "separate", "cfg-null": "cfg-null"}
+    # Match rates by prototype family, seen in training or not: each group's own rate.
+    row = summary_table(runs["separate"]).iloc[0]
+    matched = runs["separate"].matched.values[0, 0]
+    assert row["match seen (%, n=1)"] == 100 * matched[0] and row["match unseen (%, n=1)"] == 100 * matched[1]
     # Two different networks under the same noise: different generated crystals.
     assert not (runs["separate"].generated.values == runs["cfg-null"].generated.values).all()

@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from crystaldos.data.records import CrystalDOS
-from crystaldos.data.store import DataFileError, PackedRecords, open_netcdf, read_json_records
+from crystaldos.data.store import DataFileError, PackedRecords, open_netcdf, read_json_records, require_format
 from crystaldos.dos import DosGrid
 
 SPLITS = ("train", "test", "val")
@@ -77,6 +77,35 @@ class CrystalDOSDataset(Sequence):
         ids = self.records.ids if isinstance(self.records, PackedRecords) else [r.id for r in self.records]
         return {str(record_id): i for i, record_id in enumerate(ids)}
 
+    def column(self, name: str) -> np.ndarray | None:
+        """The property ``name`` of every record (e.g. ``"band_gap_eV"``, ``"prototype"``), None if no record has it."""
+        if isinstance(self.records, PackedRecords):
+            return self.records.column(name)
+        if not any(name in r.properties for r in self.records):
+            return None
+        return np.array([r.properties.get(name) for r in self.records], dtype=object)
+
+    def prototype_families(self) -> np.ndarray:
+        """Each crystal's prototype family, (n,) str: the AFLOW label of its prototype (a substitution
+        belongs to its parent's family), or the parent's id where the prototype has no AFLOW label.
+
+        Raises:
+            DataFormatError: data format version 1, which keeps no prototype family.
+        """
+        labels = self.column("prototype")
+        if labels is None:
+            require_format(self.attrs, 2, "the prototype family of each crystal", self.attrs.get("source_file", "this data set"))
+            raise DataFileError("this data set has no 'prototype' property for its crystals")
+        parents = self.column("parent")
+        ids = self.records.ids if isinstance(self.records, PackedRecords) else np.array([r.id for r in self.records])
+        parents = parents if parents is not None else ids
+        return np.array([str(label) or str(parent) or str(i) for label, parent, i in zip(labels, parents, ids)])
+
+    def family_seen_in(self, reference: "CrystalDOSDataset") -> np.ndarray:
+        """(n,) bool: whether each crystal's prototype family has members in ``reference`` (e.g. the train split)."""
+        seen = set(reference.prototype_families())
+        return np.array([family in seen for family in self.prototype_families()])
+
     @property
     def elements(self) -> list[str]:
         """Sorted element symbols present in the data."""
@@ -107,21 +136,23 @@ def default_path() -> Path:
     return DEFAULT_PATH
 
 
-def load_dataset(path: str | Path | None = None, grid: DosGrid | None = None) -> CrystalDOSDataset:
+def load_dataset(path: str | Path | None = None, grid: DosGrid | None = None, min_format_version: int = 1) -> CrystalDOSDataset:
     """Load a labelled data set; the embedded default when ``path`` is None.
 
     Args:
         path: a crystaldos netCDF file (``.nc``), or JSON lines / a directory of
             JSON records as pymatgen serialises them (see :mod:`crystaldos.data.store`).
         grid: DOS grid for JSON records (netCDF files carry their own).
+        min_format_version: refuse netCDF files of an older data format (``DataFormatError`` naming
+            the version and the command that rebuilds the data).
 
     Raises:
         DataFileError: missing, corrupt or foreign file, naming the problem.
     """
     path = Path(path) if path is not None else default_path()
     if path.suffix == ".nc" or (path.is_file() and path.read_bytes()[:4] == b"\x89HDF"):
-        ds = open_netcdf(path)
-        return CrystalDOSDataset(PackedRecords(ds), DosGrid.from_attrs(ds.attrs), dict(ds.attrs))
+        ds = open_netcdf(path, min_format_version)
+        return CrystalDOSDataset(PackedRecords(ds), DosGrid.from_attrs(ds.attrs), dict(ds.attrs) | {"source_file": str(path)})
     if path.is_dir() or path.suffix in (".jsonl", ".json", ".gz"):
         records = read_json_records(path, grid)
         return CrystalDOSDataset(records, grid or DosGrid(), {"source_file": str(path)})
@@ -132,7 +163,8 @@ def dataset_as_xarray(dataset: CrystalDOSDataset) -> xr.Dataset:
     """The packed netCDF layout of a data set (for saving with ``to_netcdf``)."""
     from crystaldos.data.store import records_to_xarray
 
-    return records_to_xarray(dataset.records, dataset.grid, dataset.attrs)
+    attrs = {k: v for k, v in dataset.attrs.items() if k != "source_file"}  # where it was read from, not what it is
+    return records_to_xarray(dataset.records, dataset.grid, attrs)
 
 
 def split_sizes(dataset: CrystalDOSDataset) -> dict[str, int]:

@@ -38,11 +38,36 @@ from pymatgen.core import Lattice, Structure
 from crystaldos.data.records import CrystalDOS
 from crystaldos.dos import DosGrid, DOSValidationError, from_complete_dos, site_dos, validate_site_dos
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: What each data format version holds; a reader names the version a feature needs.
+FORMAT_VERSIONS = {
+    1: "GFN1-xTB Gamma-point supercell labels on -10 ... +10 eV, float32 DOS, no prototype family per crystal",
+    2: "adds the prototype family (AFLOW label), parent and origin of every crystal and a 'dos_storage' attribute "
+       "(float16 or float32 DOS); the rebuilt embedded data holds converged k-mesh GFN2-xTB labels on -25 ... +10 eV",
+}
+#: The command that rebuilds the embedded data in the current format (resumable; see the README).
+REBUILD_COMMAND = "python -m crystaldos.data.build --work-dir data/default-v2 --chunk-size 40"
 
 
 class DataFileError(ValueError):
     """A data file that is missing, corrupt or not in a crystaldos format."""
+
+
+class DataFormatError(DataFileError):
+    """A data file in a format version that lacks what is asked of it."""
+
+
+def require_format(attrs: dict, min_version: int, needed_for: str, source: str = "this data set") -> None:
+    """Raise :class:`DataFormatError` if ``attrs`` say format version < ``min_version``, naming the version,
+    what ``needed_for`` needs, and the command that rebuilds the data."""
+    version = int(attrs.get("format_version", 0))
+    if version >= min_version:
+        return
+    held = FORMAT_VERSIONS.get(version, "an unknown layout")
+    raise DataFormatError(
+        f"{source} is crystaldos data format version {version} ({held}); {needed_for} needs version >= {min_version}. "
+        f"Rebuild the data with: {REBUILD_COMMAND}"
+    )
 
 
 def records_to_xarray(records: Sequence[CrystalDOS], grid: DosGrid, attrs: dict | None = None) -> xr.Dataset:
@@ -108,8 +133,13 @@ def write_netcdf(
     return path
 
 
-def open_netcdf(path: str | Path) -> xr.Dataset:
-    """Open and check a crystaldos netCDF file (loaded into memory, file closed)."""
+def open_netcdf(path: str | Path, min_format_version: int = 1) -> xr.Dataset:
+    """Open and check a crystaldos netCDF file (loaded into memory, file closed).
+
+    Raises:
+        DataFormatError: the file's format version is below ``min_format_version`` (or newer than this
+            crystaldos reads); the message names the version and the command that rebuilds the data.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"data file {path} does not exist")
@@ -123,7 +153,9 @@ def open_netcdf(path: str | Path) -> xr.Dataset:
     if ds.attrs.get("format") != "crystaldos":
         raise DataFileError(f"{path} is netCDF but not a crystaldos data file (no format='crystaldos' attribute)")
     if int(ds.attrs.get("format_version", -1)) > FORMAT_VERSION:
-        raise DataFileError(f"{path} has format version {ds.attrs['format_version']}, this crystaldos reads <= {FORMAT_VERSION}")
+        raise DataFormatError(f"{path} has format version {ds.attrs['format_version']}, this crystaldos reads <= {FORMAT_VERSION}; "
+                              "upgrade crystaldos")
+    require_format(ds.attrs, min_format_version, f"opening it with min_format_version={min_format_version}", str(path))
     missing = [v for v in ("n_sites", "lattice", "atomic_number", "frac_coords", "dos", "structure_id") if v not in ds]
     if missing:
         raise DataFileError(f"{path} lacks variables {missing}")
@@ -223,6 +255,11 @@ class PackedRecords(Sequence):
     @property
     def splits(self) -> np.ndarray:
         return self._shared["splits"][self._indices]
+
+    def column(self, name: str) -> np.ndarray | None:
+        """The per-structure property ``name`` of every record in this view (None if the file has none)."""
+        values = self._shared["scalars"].get(name)
+        return None if values is None else values[self._indices]
 
     def _build(self, i: int) -> CrystalDOS:
         sh = self._shared
