@@ -62,7 +62,7 @@ def run_experiment(
     """
     from tqdm.auto import tqdm
 
-    strengths = {"cfg": 1.0, "cbg": 1.0, "none": 0.0} | (strengths or {})
+    strengths = {"cfg": 1.0, "cbg": 1.0, "cbg-dps": 1.0, "none": 0.0} | (strengths or {})
     items = list(items)
     n, energies = len(items), items[0].dos["energy"].values
     shape = (len(guidances), len(t_starts), n)
@@ -294,10 +294,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="data file (default: embedded)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="first N crystals of the split")
-    parser.add_argument("--guidance", nargs="+", default=["cbg", "cfg"], choices=["cbg", "cfg", "none"])
+    parser.add_argument("--guidance", nargs="+", default=["cbg", "cfg"], choices=["cbg", "cfg", "cbg-dps", "none"],
+                        help="cbg-dps: classifier-based guidance through the denoiser's predicted clean crystal (an option)")
     parser.add_argument("--t-start", nargs="+", type=int, default=[1000, 500, 200])
     parser.add_argument("--cfg-strength", type=float, default=1.0, help="omega")
-    parser.add_argument("--cbg-strength", type=float, default=1.0, help="s")
+    parser.add_argument("--cbg-strength", type=float, default=1.0, help="s (CBG and CBG-DPS)")
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: t_start)")
     parser.add_argument("--unconditional", default="separate", choices=["separate", "cfg-null"],
                         help="score under CBG and 'none': the separate unconditional model or the CFG model's null branch")
@@ -329,7 +330,7 @@ def run(args: argparse.Namespace) -> None:
               f"{dataset.attrs.get('format_version')} keeps no prototype family")
         family_seen = None
     ds = run_experiment(
-        sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength},
+        sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength, "cbg-dps": args.cbg_strength},
         args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
         args.unconditional, family_seen,
     )

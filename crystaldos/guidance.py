@@ -15,6 +15,11 @@ denoiser's clean-type logits become noise through :meth:`JointDiffusion.types_ep
   likelihood ``log p(y | S_t) = -|g_phi(S_t, t) - y|^2 / (2 sigma(t)^2)``
   (sum over atoms and energies), ``sigma(t)`` the forward model's calibrated
   RMSE at step t (states/eV/atom).
+* CBG-DPS (an option, not the published method): the likelihood of the denoiser's
+  predicted clean crystal, ``log p(y | S0_hat(S_t))`` with the forward model at t = 0,
+  differentiated through the unconditional denoiser (diffusion posterior sampling,
+  Chung et al. 2023). Its forward model only ever sees near-clean crystals, where it
+  is most accurate; the price is a backward pass through the denoiser at every step.
 """
 
 from __future__ import annotations
@@ -118,12 +123,15 @@ class Likelihood:
         """Noise scale at step(s) t (states/eV/atom), linear interpolation of the calibration (scalar or array)."""
         return np.interp(t, self.t_grid, self.sigma_grid)
 
-    def log_prob(self, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor) -> torch.Tensor:
-        """(B,) log-likelihood of the target DOS for each crystal (up to a constant)."""
+    def log_prob(self, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor,
+                 sigma_t: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) log-likelihood of the target DOS for each crystal (up to a constant); the forward model runs
+        at step ``t`` (B,), the noise scale is sigma(``sigma_t``) (default ``t``)."""
         from torch_geometric.utils import scatter
 
         pred = self.model(state.types, state.frac_coords, state.lattice, t, graph.edge_index, graph.batch)
-        sigma = torch.as_tensor(self.sigma(t.cpu().numpy()), dtype=pred.dtype, device=pred.device)[graph.batch]
+        at = (t if sigma_t is None else sigma_t).cpu().numpy()
+        sigma = torch.as_tensor(self.sigma(at), dtype=pred.dtype, device=pred.device)[graph.batch]
         per_atom = -0.5 * (((pred - dos) / sigma[:, None]) ** 2).sum(-1)
         return scatter(per_atom, graph.batch, dim=0, dim_size=graph.num_graphs, reduce="sum")
 
@@ -143,10 +151,16 @@ def cbg_output(
 
     ``strength`` is one number or one per variable (:func:`per_variable`).
     """
-    s_types, s_coords, s_lattice = per_variable(strength)
-    if s_types == s_coords == s_lattice == 0:
+    if not any(per_variable(strength)):
         return base
-    grad = likelihood.gradients(state, t, graph, dos)
+    return add_gradient(base, likelihood.gradients(state, t, graph, dos), diffusion, t, graph, strength)
+
+
+def add_gradient(base: Scores, grad: CrystalState, diffusion: JointDiffusion, t: torch.Tensor, graph: Graph,
+                 strength: float | Mapping[str, float]) -> Scores:
+    """``base`` scores plus ``strength`` times a log-likelihood gradient ``grad`` (w.r.t. types, X, L of S_t),
+    each turned into the parametrisation of the reverse steps (DDPM noise for A and L, normalised score for X)."""
+    s_types, s_coords, s_lattice = per_variable(strength)
     node_t = t[graph.batch]
     noise_scale_nodes = (1 - diffusion.alpha_bars[node_t]).sqrt()[:, None]
     noise_scale_graphs = (1 - diffusion.alpha_bars[t]).sqrt()[:, None, None]
@@ -155,3 +169,37 @@ def cbg_output(
         base.score_coords + s_coords * grad.frac_coords / diffusion.score_norms[node_t][:, None].sqrt(),
         base.eps_lattice - s_lattice * noise_scale_graphs * grad.lattice,
     )
+
+
+def predicted_clean(output: DenoiserOutput, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor,
+                    graph: Graph) -> CrystalState:
+    """The denoiser's estimate of the clean crystal S_0 from S_t (differentiable in S_t):
+    types softmax(logits) (N, 100); X_t + sigma_t^2 * score(X_t) wrapped into [0, 1) (Tweedie, exact for an
+    unwrapped Gaussian); lattice (L_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), Å."""
+    node_t = t[graph.batch]
+    abar = diffusion.alpha_bars[t][:, None, None]
+    score = diffusion.coordinate_score(output.score_coords, t, graph.batch)
+    return CrystalState(
+        output.type_logits.softmax(-1),
+        torch.remainder(state.frac_coords + diffusion.sigmas[node_t][:, None] ** 2 * score, 1.0),
+        (state.lattice - (1 - abar).sqrt() * output.eps_lattice) / abar.sqrt(),
+    )
+
+
+def dps_output(
+    model: CrystalDenoiser, likelihood: Likelihood, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor,
+    graph: Graph, dos: torch.Tensor, strength: float | Mapping[str, float],
+) -> Scores:
+    """CBG-DPS: unconditional scores of ``model`` (its null branch for a CFG model) plus ``strength`` times
+    grad_{S_t} log p(y | S0_hat(S_t)), the forward model at t = 0 on the predicted clean crystal with the
+    calibrated noise scale sigma(t). One denoiser pass serves both the scores and the gradient."""
+    with torch.enable_grad():
+        leaves = CrystalState(*(x.detach().requires_grad_(True) for x in state))
+        output = model(leaves.types, leaves.frac_coords, leaves.lattice, t, graph.edge_index, graph.batch, None, None)
+        base = to_scores(output, diffusion, leaves, t, graph)
+        if not any(per_variable(strength)):
+            return Scores(*(x.detach() for x in base))
+        clean = predicted_clean(output, diffusion, leaves, t, graph)
+        log_p = likelihood.log_prob(clean, torch.zeros_like(t), graph, dos, sigma_t=t).sum()
+        grad = CrystalState(*torch.autograd.grad(log_p, leaves))
+    return add_gradient(Scores(*(x.detach() for x in base)), grad, diffusion, t, graph, strength)

@@ -30,10 +30,10 @@ from crystaldos.data.graph import fully_connected_edges, structure_to_data
 from crystaldos.device import resolve_device
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
 from crystaldos.dos import DosGrid, site_dos, validate_site_dos
-from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, per_variable
+from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, dps_output, per_variable
 from crystaldos.model import one_hot_types, types_to_atomic_numbers
 
-GUIDANCES = ("cfg", "cbg", "none")
+GUIDANCES = ("cfg", "cbg", "cbg-dps", "none")
 
 
 @dataclass
@@ -238,7 +238,8 @@ class Sampler:
                 ``t_start`` equals T, else it is noised to ``t_start`` first.
             dos: the target atom-level DOS (dims site, energy; the model's grid), one per structure.
             guidance: ``"cfg"`` (classifier-free, strength = w), ``"cbg"`` (classifier-based,
-                strength = s) or ``"none"`` (the unconditional model).
+                strength = s), ``"cbg-dps"`` (classifier-based through the denoiser's predicted clean
+                crystal, see :mod:`crystaldos.guidance`) or ``"none"`` (the unconditional model).
             strength: one number for all three variables, or one per variable, e.g.
                 ``{"types": 1.0, "coords": 1.0}`` (the lattice, left out, is not guided).
             t_start: 1 ... T; T starts from the priors, smaller values from the noised reference.
@@ -384,6 +385,9 @@ class Sampler:
             t = torch.full((graph.num_graphs,), t_value, dtype=torch.long, device=self.device)
             if guidance == "cfg":
                 return cfg_output(self.cfg_model, self.diffusion, current, t, graph, dos, strength)
+            if guidance == "cbg-dps":
+                return dps_output(base_model if base_model is not None else self.cfg_model, self.likelihood, self.diffusion,
+                                  current, t, graph, dos, strength)
             base = denoise(base_model if base_model is not None else self.cfg_model, self.diffusion, current, t, graph)
             if guidance == "cbg":
                 return cbg_output(base, self.likelihood, self.diffusion, current, t, graph, dos, strength)

@@ -9,7 +9,7 @@ import crystaldos
 from crystaldos import Sampler
 from crystaldos.data import collate
 from crystaldos.dos import DOSValidationError, DosGrid, resample
-from crystaldos.guidance import CrystalState, Graph, cbg_output, cfg_output, denoise
+from crystaldos.guidance import CrystalState, Graph, cbg_output, cfg_output, denoise, predicted_clean
 from crystaldos.metrics import match
 from crystaldos.model import one_hot_types
 
@@ -88,6 +88,43 @@ def test_cbg_with_zero_strength_is_the_unconditional_model(sampler, items):
     guided = sampler.reconstruct(items[1].structure, items[1].dos, guidance="cbg", strength=1.0, **kwargs)[0].structure
     assert same_structure(cbg, none)
     assert not same_structure(guided, none)
+
+
+def test_dps_guidance_is_the_unconditional_model_plus_a_gradient_through_the_denoiser(sampler, items):
+    kwargs = dict(t_start=100, steps=10, seed=1, progress=False)
+    item = items[1]
+    none = sampler.reconstruct(item.structure, item.dos, guidance="none", **kwargs)[0].structure
+    dps_zero = sampler.reconstruct(item.structure, item.dos, guidance="cbg-dps", strength=0.0, **kwargs)[0].structure
+    dps = sampler.reconstruct(item.structure, item.dos, guidance="cbg-dps", strength=1.0, **kwargs)
+    assert same_structure(dps_zero, none)  # one denoiser pass gives the same scores as the plain unconditional pass
+    assert not same_structure(dps[0].structure, none)
+    assert dps[0].settings["guidance"] == "cbg-dps"
+    # The gradient is taken through the denoiser's clean estimate, and it ascends log p(y | S0_hat).
+    batch, t, state, graph = noised_batch(sampler, items, 100)
+    diffusion, model = sampler.diffusion, sampler.uncond_model
+
+    def log_p(s):
+        out = model(s.types, s.frac_coords, s.lattice, t, graph.edge_index, graph.batch, None, None)
+        clean = predicted_clean(out, diffusion, s, t, graph)
+        return sampler.likelihood.log_prob(clean, torch.zeros_like(t), graph, batch.dos, sigma_t=t).sum()
+
+    with torch.enable_grad():
+        leaves = CrystalState(*(x.detach().requires_grad_(True) for x in state))
+        grad = torch.autograd.grad(log_p(leaves), leaves)
+    with torch.no_grad():
+        eps = 1e-3 / max(float(torch.cat([g.flatten() for g in grad]).abs().max()), 1e-12)
+        assert log_p(CrystalState(*(x + eps * g for x, g in zip(state, grad)))) > log_p(state)
+
+
+def test_the_clean_estimate_of_a_slightly_noised_crystal_is_the_crystal(sampler, items):
+    batch, t, state, graph = noised_batch(sampler, items, 5)
+    with torch.no_grad():
+        out = sampler.uncond_model(state.types, state.frac_coords, state.lattice, t, graph.edge_index, graph.batch, None, None)
+        clean = predicted_clean(out, sampler.diffusion, state, t, graph)
+    assert torch.equal(clean.types.argmax(-1), batch.atom_types - 1)
+    torch.testing.assert_close(clean.lattice, batch.lattice, atol=0.15, rtol=0.03)
+    wrapped = torch.remainder(clean.frac_coords - batch.frac_coords + 0.5, 1.0) - 0.5
+    assert float(wrapped.abs().max()) < 0.02
 
 
 def test_cfg_null_branch_as_the_unconditional_score(sampler, items):
