@@ -87,4 +87,8 @@ def test_label_resume_and_assemble(tmp_path):
     assert np.isfinite(ds.by_id("p0").properties["band_gap_eV"])
     card = (tmp_path / "pkg" / "CARD.md").read_text()
     assert "| structures | 2 (4 sites) |" in card and "python -m crystaldos.data.build --test" in card
+    # A converged-labeller card quotes the labeller's measurements (panel, DFT, convergence, cost, energy window).
+    for section in ("### Physics panel", "### Against DFT", "### Convergence on crystals", "### Cost", "### Energy window"):
+        assert section in card
+    assert "| Si        | insulator  |" in card
     assert (tmp_path / "pkg" / "card.png").stat().st_size > 10_000

@@ -27,6 +27,7 @@ def card_statistics(ds: xr.Dataset) -> dict:
         "n_sites_total": int(ds.sizes["site"]),
         "splits": dict(Counter(map(str, ds["split"].values))),
         "sources": dict(Counter(map(str, ds["source"].values))),
+        "origins": dict(Counter(map(str, ds["origin"].values))) if "origin" in ds else {},
         "n_elements": len(per_element),
         "elements": dict(sorted(per_element.items(), key=lambda kv: -kv[1])),
         "sites_min": int(n_sites.min()),
@@ -70,6 +71,28 @@ def chemistry_statistics(ds: xr.Dataset) -> dict:
     everything = [x for v in valid.values() for x in v]
     return {"smact_valid_share": shares, "smact_valid_all": float(np.mean(everything)) if everything else 0.0,
             "geometry_problems": problems}
+
+
+#: The labeller's measurements, written by the benchmarks into docs/labeller.md; a format-2 card quotes them.
+LABELLER_DOC = Path(__file__).resolve().parents[2] / "docs" / "labeller.md"
+EVIDENCE_SECTIONS = ("Physics panel", "Against DFT", "Convergence on crystals of the data set", "Cost", "Energy window")
+
+
+def labeller_evidence(doc: Path = LABELLER_DOC, sections: tuple[str, ...] = EVIDENCE_SECTIONS) -> list[str]:
+    """The sections of ``doc`` whose level-2 heading starts with one of ``sections`` (heading demoted to level 3),
+    as markdown lines; a note instead when the file is absent (an installed package carries no docs)."""
+    if not doc.exists():
+        return [f"(The measurements of the labeller are in docs/labeller.md of the source repository; {doc} is absent.)"]
+    lines, keep = [], False
+    for line in doc.read_text().splitlines():
+        if line.startswith("## "):
+            keep = line[3:].startswith(sections)
+            if keep:
+                lines += ["", "#" + line]
+                continue
+        if keep:
+            lines.append(line)
+    return lines
 
 
 def plot_card(ds: xr.Dataset, path: Path) -> Path:
@@ -133,6 +156,8 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
         f"| structures | {stats['n_structures']} ({stats['n_sites_total']} sites) |",
         f"| splits | {', '.join(f'{k} {v}' for k, v in sorted(stats['splits'].items()))} (seed {ds.attrs.get('seed', '?')}) |",
         f"| provenance | {', '.join(f'{k} {v}' for k, v in sorted(stats['sources'].items()))} |",
+        *([f"| structure sources | {', '.join(f'{k} {v}' for k, v in sorted(stats['origins'].items()))} (substitutions counted with their parent's source) |"]
+          if stats["origins"] else []),
         f"| elements | {stats['n_elements']}: {' '.join(stats['elements'])} |",
         f"| sites per cell | {stats['sites_min']} ... {stats['sites_max']} (median {stats['sites_median']:g}) |",
         f"| DOS grid | {grid.e_min:g} ... {grid.e_max:g} eV (E - E_F), {grid.n_points} points, Gaussian sigma {grid.sigma:g} eV |",
@@ -160,7 +185,7 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
     shares = ", ".join(f"{k} {100 * v:.1f} %" for k, v in stats["smact_valid_share"].items())
     problems = stats["geometry_problems"]
     lines += [
-        f"| candidates labelled / failed | {ds.attrs.get('n_candidates', '?')} / {ds.attrs.get('n_failed', '?')} {reasons if reasons else ''}"
+        f"| candidates attempted / failed | {ds.attrs.get('n_candidates', '?')} / {ds.attrs.get('n_failed', '?')} {reasons if reasons else ''}"
         + (f" (of {ds.attrs['n_candidates_total']} candidates)" if ds.attrs.get("n_candidates_total", ds.attrs.get("n_candidates"))
            != ds.attrs.get("n_candidates") else "") + " |",
         f"| SMACT-valid compositions (CDVAE's screen) | {100 * stats['smact_valid_all']:.1f} % ({shares}) |",
@@ -190,6 +215,8 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
          "substituted structures are unrelaxed (predicted volume, parent geometry)."),
         "",
     ]
+    if kmesh:
+        lines += ["## How good the labels are (measured; from docs/labeller.md, where the commands are)", *labeller_evidence(), ""]
     path = out_dir / "CARD.md"
     path.write_text("\n".join(lines))
     return path
