@@ -14,28 +14,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import pandas as pd
-from pymatgen.core import Lattice, Structure
 
 import crystaldos
 from crystaldos import Sampler
+from crystaldos.evaluate import lattice_panel_rows
 from crystaldos.labellers import XTBLabeller
-from crystaldos.labellers.panel import physics_panel
-from crystaldos.metrics import lattice_errors
-
-
-def lattice_panel() -> dict[str, Structure]:
-    """The six crystals, as primitive cells."""
-    panel = physics_panel()
-    crystals = {
-        "Mo bcc": Structure.from_spacegroup("Im-3m", Lattice.cubic(3.147), ["Mo"], [[0, 0, 0]]),
-        "NaCl": panel["NaCl"][0],
-        "Cu fcc": panel["Cu"][0],
-        "Si": panel["Si"][0],
-        "GaAs": panel["GaAs"][0],
-        "MgO": panel["MgO"][0],
-    }
-    return {name: s.get_primitive_structure() for name, s in crystals.items()}
 
 
 def main() -> None:
@@ -48,20 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     sampler = Sampler.from_pretrained(args.models)
     labeller = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)
-    rows = []
-    for name, structure in lattice_panel().items():
-        dos = labeller.label(structure)
-        results = sampler.reconstruct(structure, dos, guidance="cfg", strength=1.0, t_start=args.t_start,
-                                      n_samples=args.samples, seed=args.seed, progress=False, lattice_step=args.lattice_step)
-        errors = [lattice_errors(r.structure, structure)["volume_error_pct"] for r in results]
-        rows.append({
-            "crystal": name,
-            "samples": ", ".join(r.structure.composition.reduced_formula for r in results),
-            "volume errors (%)": ", ".join(f"{e:+.0f}" for e in errors),
-            "within 5 %": int(np.sum(np.abs(errors) <= 5.0)),
-        })
-        print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
-    table = pd.DataFrame(rows)
+    table = lattice_panel_rows(sampler, labeller, args.samples, args.t_start, args.seed, args.lattice_step)
     passed = int((table["within 5 %"] >= int(np.ceil(0.75 * args.samples))).sum())
     print(table.to_markdown(index=False))
     print(f"\n{passed} of {len(table)} crystals have >= 3/4 of their samples within 5 % of the true volume per atom")

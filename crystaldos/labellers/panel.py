@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pymatgen.core import Lattice, Structure
 
+
 def physics_panel() -> dict[str, tuple[Structure, str]]:
     """name -> (conventional Structure, "metal" | "insulator")."""
     zincblende = lambda a, x, y: Structure.from_spacegroup("F-43m", Lattice.cubic(a), [x, y], [[0, 0, 0], [0.25, 0.25, 0.25]])  # noqa: E731
@@ -40,3 +41,18 @@ def physics_panel() -> dict[str, tuple[Structure, str]]:
             "metal",
         ),
     }
+
+
+def lattice_panel() -> dict[str, Structure]:
+    """Six textbook crystals for the lattice test of the models, as primitive cells: Mo bcc (a = 3.147 Å),
+    NaCl rocksalt, Cu fcc, Si diamond, GaAs zincblende and MgO rocksalt (the last five from :func:`physics_panel`)."""
+    panel = physics_panel()
+    crystals = {
+        "Mo bcc": Structure.from_spacegroup("Im-3m", Lattice.cubic(3.147), ["Mo"], [[0, 0, 0]]),
+        "NaCl": panel["NaCl"][0],
+        "Cu fcc": panel["Cu"][0],
+        "Si": panel["Si"][0],
+        "GaAs": panel["GaAs"][0],
+        "MgO": panel["MgO"][0],
+    }
+    return {name: s.get_primitive_structure() for name, s in crystals.items()}
