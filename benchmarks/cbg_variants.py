@@ -28,6 +28,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=64, help="first N test crystals")
     parser.add_argument("--t-start", type=int, nargs="+", default=[200])
     parser.add_argument("--strengths", type=float, nargs="+", default=[1.0, 4.0])
+    parser.add_argument("--variables", nargs="+", default=["types", "coords", "lattice"], choices=["types", "coords", "lattice"],
+                        help="guide only these variables")
+    parser.add_argument("--guidances", nargs="+", default=["cbg", "cbg-dps"], choices=["cbg", "cbg-dps"])
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unguided row")
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default t_start)")
     parser.add_argument("--models", default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -35,14 +39,16 @@ def main() -> None:
     torch.manual_seed(args.seed)
     sampler = Sampler.from_pretrained(args.models, device="cpu")
     items = list(crystaldos.load_dataset().split("test"))[: args.limit]
-    settings = [("none", 0.0)] + [(g, s) for s in args.strengths for g in ("cbg", "cbg-dps")]
+    settings = ([] if args.no_baseline else [("none", 0.0)]) + [(g, s) for s in args.strengths for g in args.guidances]
     rows = []
     for guidance, strength in settings:
         started = time.perf_counter()
-        ds = run_experiment(sampler, items, guidances=(guidance,), t_starts=tuple(args.t_start), strengths={guidance: strength},
+        per_variable = {v: strength for v in args.variables}
+        ds = run_experiment(sampler, items, guidances=(guidance,), t_starts=tuple(args.t_start), strengths={guidance: per_variable},
                             steps=args.steps, seed=args.seed, progress=False)
         for _, row in summary_table(ds).iterrows():
-            rows.append({"guidance": guidance, "s": strength, "t_start": int(row["t_start"]), "n": int(row["n"]),
+            rows.append({"guidance": guidance, "s": strength, "guided": "+".join(args.variables) if guidance != "none" else "-",
+                         "t_start": int(row["t_start"]), "n": int(row["n"]),
                          **{c: row[c] for c in COLUMNS}})
             show_row(rows)
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
