@@ -151,10 +151,16 @@ def test_format_versions_name_what_is_missing_and_the_rebuild_command(tmp_path):
 
     records, grid = _records(4)
     assert FORMAT_VERSION == 2 and int(load_dataset(write_netcdf(records, tmp_path / "new.nc", grid)).attrs["format_version"]) == 2
-    old = crystaldos.load_dataset()  # the shipped file, format 1: no prototype family per crystal
+    old = crystaldos.load_dataset()  # the shipped file, format 1: families are the parents' ids
     assert int(old.attrs["format_version"]) == 1
+    test = old.split("test")
+    assert list(test.prototype_families()[:3]) == [str(r.properties["parent"]) for r in test[:3]]
+    bare = [r for r in _records(2)[0]]
+    for r in bare:
+        r.properties = {}
+    no_family = load_dataset(write_netcdf(bare, tmp_path / "bare.nc", grid, {"format_version": 1}))
     with pytest.raises(DataFormatError, match=r"format version 1 .*prototype family.*python -m crystaldos.data.build"):
-        old.split("test").prototype_families()
+        no_family.prototype_families()
     with pytest.raises(DataFormatError, match=r"version 1 .*min_format_version=2.*Rebuild"):
         load_dataset(default_path(), min_format_version=2)
     future = tmp_path / "future.nc"

@@ -86,20 +86,21 @@ class CrystalDOSDataset(Sequence):
         return np.array([r.properties.get(name) for r in self.records], dtype=object)
 
     def prototype_families(self) -> np.ndarray:
-        """Each crystal's prototype family, (n,) str: the AFLOW label of its prototype (a substitution
-        belongs to its parent's family), or the parent's id where the prototype has no AFLOW label.
+        """Each crystal's prototype family, (n,) str: the AFLOW label of its prototype (data format 2; a
+        substitution belongs to its parent's family, a prototype without AFLOW label to its own id), or in
+        data format 1, which keeps no AFLOW label, the id of its parent prototype.
 
         Raises:
-            DataFormatError: data format version 1, which keeps no prototype family.
+            DataFormatError: a data set with neither (e.g. a Materials Project download), naming its format version.
         """
-        labels = self.column("prototype")
-        if labels is None:
-            require_format(self.attrs, 2, "the prototype family of each crystal", self.attrs.get("source_file", "this data set"))
-            raise DataFileError("this data set has no 'prototype' property for its crystals")
-        parents = self.column("parent")
         ids = self.records.ids if isinstance(self.records, PackedRecords) else np.array([r.id for r in self.records])
-        parents = parents if parents is not None else ids
-        return np.array([str(label) or str(parent) or str(i) for label, parent, i in zip(labels, parents, ids)])
+        labels, parents = self.column("prototype"), self.column("parent")
+        if labels is None and parents is None:
+            require_format(self.attrs, 2, "the prototype family of each crystal", self.attrs.get("source_file", "this data set"))
+            raise DataFileError("this data set keeps no prototype family (no 'prototype' or 'parent' property)")
+        labels = labels if labels is not None else np.full(len(ids), "")
+        parents = parents if parents is not None else np.full(len(ids), "")
+        return np.array([str(label or "") or str(parent or "") or str(i) for label, parent, i in zip(labels, parents, ids)])
 
     def family_seen_in(self, reference: "CrystalDOSDataset") -> np.ndarray:
         """(n,) bool: whether each crystal's prototype family has members in ``reference`` (e.g. the train split)."""
