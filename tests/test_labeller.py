@@ -1,10 +1,16 @@
 """GFN1-xTB labeller on real cells: physics sanity, permutation, orbital bookkeeping, clear errors."""
 
+import gzip
+import json
+
 import numpy as np
 import pytest
 from pymatgen.core import DummySpecies, Lattice, Structure
 
 import crystaldos
+from crystaldos.data import load_dataset
+from crystaldos.data.build import label_chunks
+from crystaldos.data.candidates import Candidate
 from crystaldos.dos import DosGrid, total_dos
 from crystaldos.labellers import (
     DisorderedStructureError,
@@ -174,7 +180,7 @@ def test_labeller_for_a_dataset_reuses_its_settings_or_its_grid():
     assert {k: v for k, v in settings.items() if k in shipped} == {k: shipped[k] for k in settings if k in shipped}
 
 
-def test_label_many_runs_on_a_local_dask_cluster_like_on_one_core():
+def test_label_many_and_the_build_run_on_a_local_dask_cluster_like_on_one_core(tmp_path):
     """The cluster recipe of the README: a dask.distributed Client is the executor; results come back
     in input order, errors in place, equal to labelling on one core."""
     distributed = pytest.importorskip("distributed")
@@ -184,6 +190,19 @@ def test_label_many_runs_on_a_local_dask_cluster_like_on_one_core():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             on_cluster = labeller.label_many(structures, progress=False, errors="return", executor=client)
+            # The chunked build on the same cluster: chunks queued across boundaries, written in order.
+            work = tmp_path / "work"
+            candidates = [Candidate(f"c{i}", s, "prototype", f"c{i}", "test") for i, s in enumerate(structures)]
+            work.mkdir()
+            with gzip.open(work / "candidates.json.gz", "wt") as handle:
+                json.dump([c.to_dict() for c in candidates], handle)
+            label_chunks(work, labeller.grid, chunk_size=1, labeller=labeller, executor=client)
     assert isinstance(on_cluster[1], UnsupportedElementError)
     for structure, result in zip([structures[0], structures[2]], [on_cluster[0], on_cluster[2]]):
         np.testing.assert_allclose(result.values, labeller.label(structure).values, atol=1e-4)
+    labels = work / "labels"
+    assert "UnsupportedElementError" in json.loads((labels / "chunk_0001.errors.json").read_text())["errors"]["c1"]
+    assert not (labels / "chunk_0001.nc").exists()
+    for k in (0, 2):
+        chunk = load_dataset(labels / f"chunk_{k:04d}.nc")
+        np.testing.assert_allclose(chunk[0].dos.values, on_cluster[k].values, rtol=1e-3, atol=1e-3)  # float16 storage
