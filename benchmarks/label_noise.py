@@ -21,17 +21,8 @@ import torch
 import crystaldos
 from crystaldos import Sampler
 from crystaldos.labellers import LabellingError, XTBLabeller
+from crystaldos.train.report import element_mean_dos, per_element_baseline
 from tables import show_row, show_table
-
-
-def element_means(train) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Mean DOS (n_energies,) of each element over ``train``, and of all atoms."""
-    sums, counts = {}, {}
-    for item in train:
-        for site, row in zip(item.structure, np.asarray(item.dos.values)):
-            sums[site.specie.symbol] = sums.get(site.specie.symbol, 0.0) + row
-            counts[site.specie.symbol] = counts.get(site.specie.symbol, 0) + 1
-    return {s: sums[s] / counts[s] for s in sums}, sum(sums.values()) / sum(counts.values())
 
 
 def main() -> None:
@@ -45,7 +36,7 @@ def main() -> None:
     ds = crystaldos.load_dataset(args.data)
     labeller = XTBLabeller.for_dataset(ds.attrs)
     sampler = Sampler.from_pretrained(device="cpu") if args.data is None else None
-    means, overall = element_means(ds.split("train"))
+    means, overall = element_mean_dos(ds.split("train"))
     test = ds.split("test")
     rows = []
     for index in np.random.default_rng(args.seed).permutation(len(test)):
@@ -60,7 +51,7 @@ def main() -> None:
             print(f"{item.id}: {type(err).__name__}")
             continue
         stored = np.asarray(item.dos.values)
-        baseline = np.stack([means.get(site.specie.symbol, overall) for site in item.structure])
+        baseline = per_element_baseline(item.structure, means, overall)
         row = {"crystal": f"{item.formula} ({item.id})", "sites": len(item.structure),
                "label noise (another cell)": float(np.abs(stored - other_cell).mean()),
                "per-element mean": float(np.abs(stored - baseline).mean())}
