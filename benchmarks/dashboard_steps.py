@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=64)
     parser.add_argument("--steps", nargs="+", default=["20", "50", "100", "200", "all"])
     parser.add_argument("--t-start", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--spacing", default="logsnr", choices=["logsnr", "uniform"], help="where the strided steps fall")
     args = parser.parse_args()
     sampler = Sampler.from_pretrained(device="cpu")
     items = list(crystaldos.load_dataset().split("test")[: args.limit])
@@ -39,18 +40,19 @@ def main() -> None:
             row = {"t_start": t_start, "steps": steps}
             for guidance in ("cbg", "cfg"):
                 results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance=guidance,
-                                              t_start=t_start, steps=steps, seed=0, progress=False)
+                                              t_start=t_start, steps=steps, seed=0, progress=False, spacing=args.spacing)
                 scores = [score(r.structure, i.structure, r.dos_pred, i.dos) for r, i in zip(results, items)]
                 row[f"{guidance} match (%)"] = 100 * np.mean([s.matched for s in scores])
                 row[f"{guidance} site types (%)"] = 100 * np.mean([s.site_type_accuracy for s in scores])
                 row[f"{guidance} median |dV| (%)"] = float(np.nanmedian([abs(s.volume_error_pct) for s in scores]))
             start = time.perf_counter()
             for guidance in ("cbg", "cfg"):
-                sampler.reconstruct(items[0].structure, items[0].dos, guidance=guidance, t_start=t_start, steps=steps, progress=False)
+                sampler.reconstruct(items[0].structure, items[0].dos, guidance=guidance, t_start=t_start, steps=steps, progress=False,
+                                    spacing=args.spacing)
             row["one Run (s)"] = time.perf_counter() - start
             rows.append(row)
             show_row(rows, "%.1f")
-    show_table(rows, f"{len(items)} test crystals, one sample each, strengths 1.0, {torch.get_num_threads()} thread(s); "
+    show_table(rows, f"{len(items)} test crystals, one sample each, strengths 1.0, {args.spacing} spacing, {torch.get_num_threads()} thread(s); "
                      f"'one Run' = CBG + CFG for {items[0].formula} ({len(items[0].structure)} atoms)", ".1f")
 
 

@@ -46,6 +46,7 @@ def run_experiment(
     labeller=None,
     unconditional: str = "separate",
     family_seen: Sequence[bool] | None = None,
+    spacing: str = "logsnr",
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -82,7 +83,7 @@ def run_experiment(
                 results += sampler.reconstruct(
                     [i.structure for i in chunk], [i.dos for i in chunk], guidance=guidance, strength=strengths[guidance],
                     t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b, progress=progress,
-                    unconditional=unconditional,
+                    unconditional=unconditional, spacing=spacing,
                 )
             seconds[gi, ti] = time.perf_counter() - started
             for k, (item, result) in enumerate(zip(items, results)):
@@ -111,6 +112,7 @@ def run_experiment(
             "steps": steps or 0,
             "seed": seed,
             "unconditional": unconditional,
+            "spacing": spacing,
             "matcher": json.dumps(MATCHER_SETTINGS),
             "dos_units": "states/eV/atom; wasserstein in eV",
             "xtb_limit": xtb_limit,
@@ -326,6 +328,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg-strength", type=float, default=1.0, help="omega")
     parser.add_argument("--cbg-strength", type=float, default=1.0, help="s (CBG and CBG-DPS)")
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: t_start)")
+    parser.add_argument("--spacing", default="logsnr", choices=["logsnr", "uniform"],
+                        help="where strided steps fall (results before 2026-11-27 used uniform)")
     parser.add_argument("--unconditional", default="separate", choices=["separate", "cfg-null"],
                         help="score under CBG and 'none': the separate unconditional model or the CFG model's null branch")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -358,7 +362,7 @@ def run(args: argparse.Namespace) -> None:
     ds = run_experiment(
         sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength, "cbg-dps": args.cbg_strength},
         args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
-        args.unconditional, family_seen,
+        args.unconditional, family_seen, args.spacing,
     )
     command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
     report = write_report(ds, args.out, command)

