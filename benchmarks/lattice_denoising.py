@@ -58,7 +58,7 @@ def main() -> None:
             out = model(noisy.types, noisy.frac_coords, noisy.lattice, t, graph.edge_index, graph.batch, batch.dos,
                                     torch.ones(batch.num_graphs, dtype=torch.bool))
             abar = diffusion.alpha_bars[t_value]
-            estimate = (noisy.lattice - (1 - abar).sqrt() * out.eps_lattice) / abar.sqrt()
+            estimate = diffusion.clean_from_eps(noisy.lattice, out.eps_lattice, t)
             errors["denoiser"].append(volume_error_pct(estimate, batch.lattice))
             errors["no denoising"].append(volume_error_pct(noisy.lattice / abar.sqrt(), batch.lattice))
             losses.append(float(((out.eps_lattice - noisy.eps_lattice) ** 2).mean()))

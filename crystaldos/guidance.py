@@ -177,12 +177,11 @@ def predicted_clean(output: DenoiserOutput, diffusion: JointDiffusion, state: Cr
     types softmax(logits) (N, 100); X_t + sigma_t^2 * score(X_t) wrapped into [0, 1) (Tweedie, exact for an
     unwrapped Gaussian); lattice (L_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), Å."""
     node_t = t[graph.batch]
-    abar = diffusion.alpha_bars[t][:, None, None]
     score = diffusion.coordinate_score(output.score_coords, t, graph.batch)
     return CrystalState(
         output.type_logits.softmax(-1),
         torch.remainder(state.frac_coords + diffusion.sigmas[node_t][:, None] ** 2 * score, 1.0),
-        (state.lattice - (1 - abar).sqrt() * output.eps_lattice) / abar.sqrt(),
+        diffusion.clean_from_eps(state.lattice, output.eps_lattice, t),
     )
 
 

@@ -369,6 +369,7 @@ class Sampler:
         base_model = self.uncond_model if unconditional == "separate" else None
         if guidance != "cfg" and unconditional == "separate" and base_model is None:
             raise ValueError("this sampler has no separate unconditional model; use unconditional='cfg-null'")
+        unconditional_model = base_model if base_model is not None else self.cfg_model  # cfg-null: its null branch
 
         # One batched graph: every (structure, sample) pair is a crystal.
         order = [(i, k) for i in range(len(counts)) for k in range(n_samples)]
@@ -394,9 +395,8 @@ class Sampler:
             if guidance == "cfg":
                 return cfg_output(self.cfg_model, self.diffusion, current, t, graph, dos, strength)
             if guidance == "cbg-dps":
-                return dps_output(base_model if base_model is not None else self.cfg_model, self.likelihood, self.diffusion,
-                                  current, t, graph, dos, strength)
-            base = denoise(base_model if base_model is not None else self.cfg_model, self.diffusion, current, t, graph)
+                return dps_output(unconditional_model, self.likelihood, self.diffusion, current, t, graph, dos, strength)
+            base = denoise(unconditional_model, self.diffusion, current, t, graph)
             if guidance == "cbg":
                 return cbg_output(base, self.likelihood, self.diffusion, current, t, graph, dos, strength)
             return base

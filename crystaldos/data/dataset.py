@@ -74,8 +74,11 @@ class CrystalDOSDataset(Sequence):
 
     @cached_property
     def _index(self) -> dict[str, int]:
-        ids = self.records.ids if isinstance(self.records, PackedRecords) else [r.id for r in self.records]
-        return {str(record_id): i for i, record_id in enumerate(ids)}
+        return {str(record_id): i for i, record_id in enumerate(self._ids())}
+
+    def _ids(self) -> np.ndarray:
+        """(n,) record ids, without building packed records."""
+        return self.records.ids if isinstance(self.records, PackedRecords) else np.array([r.id for r in self.records])
 
     def column(self, name: str) -> np.ndarray | None:
         """The property ``name`` of every record (e.g. ``"band_gap_eV"``, ``"prototype"``), None if no record has it."""
@@ -93,7 +96,7 @@ class CrystalDOSDataset(Sequence):
         Raises:
             DataFormatError: a data set with neither (e.g. a Materials Project download), naming its format version.
         """
-        ids = self.records.ids if isinstance(self.records, PackedRecords) else np.array([r.id for r in self.records])
+        ids = self._ids()
         labels, parents = self.column("prototype"), self.column("parent")
         if labels is None and parents is None:
             require_format(self.attrs, 2, "the prototype family of each crystal", self.attrs.get("source_file", "this data set"))

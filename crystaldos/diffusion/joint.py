@@ -186,9 +186,13 @@ class JointDiffusion(nn.Module):
         """Deterministic DDIM step (eta = 0) x_t -> x_{t_prev}: x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t),
         then x_{t_prev} = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps. Same trained model, no fresh noise."""
         shape = (-1,) + (1,) * (x.ndim - 1)
-        abar, abar_prev = self.alpha_bars[t].view(shape), self.alpha_bars[t_prev].view(shape)
-        x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
-        return abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps
+        abar_prev = self.alpha_bars[t_prev].view(shape)
+        return abar_prev.sqrt() * self.clean_from_eps(x, eps, t) + (1 - abar_prev).sqrt() * eps
+
+    def clean_from_eps(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The DDPM estimate of the clean variable, x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), t per row of x."""
+        abar = self.alpha_bars[t].view((-1,) + (1,) * (x.ndim - 1))
+        return (x - (1 - abar).sqrt() * eps) / abar.sqrt()
 
     def coords_predictor_step(
         self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, noise: torch.Tensor
