@@ -20,7 +20,8 @@ from crystaldos import Sampler
 from crystaldos.evaluate import run_experiment, summary_table
 from tables import show_row, show_table
 
-COLUMNS = ["match rate (%)", "composition (%)", "site types (%)", "|dV| (%)", "DOS MAE (fwd)", "s / structure"]
+COLUMNS = ["match rate (%)", "composition (%)", "site types (%)", "|dV| (%)", "median |dV| (%)", "V within 5 % (%)", "DOS MAE (fwd)",
+           "s / structure"]
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Is the forward model worth its gradient? Its DOS error against the per-element-mean baseline, per noise level.
 
-    python benchmarks/forward_baseline.py [--models DIR] [--split test]
+    python benchmarks/forward_baseline.py [--models DIR | --checkpoint FILE] [--data FILE] [--split test]
 
 Baseline: every atom's DOS predicted as the mean DOS of its element over the training split (elements absent
 from training: the mean DOS of all training atoms); it needs no structure and sees the clean types. The
@@ -22,14 +22,16 @@ from crystaldos.train.report import forward_model_test_errors, per_element_basel
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=None)
+    parser.add_argument("--models", default=None, help="folder with forward.pt (default: the shipped models)")
+    parser.add_argument("--checkpoint", default=None, help="a forward-model checkpoint file, e.g. a run's model.pt")
+    parser.add_argument("--data", default=None, help="data file (default: the embedded data set)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--t", type=int, nargs="+", default=[0, 200, 500, 1000])
     args = parser.parse_args()
-    ds = crystaldos.load_dataset()
+    ds = crystaldos.load_dataset(args.data)
     split = ds.split(args.split)
     baseline = per_element_baseline_mae(ds.split("train"), split)
-    checkpoint = load_checkpoint(Path(args.models or PRETRAINED_DIR) / "forward.pt", kind="forward")
+    checkpoint = load_checkpoint(Path(args.checkpoint or Path(args.models or PRETRAINED_DIR) / "forward.pt"), kind="forward")
     model = forward_model_test_errors(checkpoint, split, steps=args.t)
     rows = [{"t": t, "forward model MAE": m, "per-element mean MAE": baseline, "below baseline (%)": 100 * (1 - m / baseline)}
             for t, m in zip(model["t"], model["mae"])]

@@ -25,12 +25,11 @@ def main() -> None:
     args = parser.parse_args()
     results = xr.open_dataset(args.results, engine="h5netcdf").load()
     dataset = crystaldos.load_dataset(args.data)
-    by_id = {record_id: i for i, record_id in enumerate(dataset.records.ids)}
-    seen_all = dataset.family_seen_in(dataset.split("train"))
-    missing = [s for s in results.structure.values if str(s) not in by_id]
-    if missing:
-        raise SystemExit(f"{len(missing)} crystals of {args.results} are not in the data set, e.g. {missing[:3]}")
-    results["family_seen"] = ("structure", [bool(seen_all[by_id[str(s)]]) for s in results.structure.values])
+    try:
+        positions = dataset.positions(results.structure.values)
+    except KeyError as error:
+        raise SystemExit(f"{args.results}: {error.args[0]}") from None
+    results["family_seen"] = ("structure", dataset.family_seen_in(dataset.split("train"))[positions])
     table = summary_table(results)
     columns = ["guidance", "t_start", "n", "match rate (%)"] + [c for c in table.columns if c.startswith("match seen") or c.startswith("match unseen")]
     print(f"{args.results}: {int(results.family_seen.sum())} of {results.sizes['structure']} test crystals have a prototype family "

@@ -145,29 +145,36 @@ class Likelihood:
 
 def cbg_output(
     base: Scores, likelihood: Likelihood, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor, graph: Graph,
-    dos: torch.Tensor, strength: float | Mapping[str, float],
+    dos: torch.Tensor, strength: float | Mapping[str, float], t_prev: torch.Tensor | None = None,
 ) -> Scores:
     """Classifier-based guidance: add ``strength * grad log p(y | S_t)`` to the unconditional scores in ``base``.
 
-    ``strength`` is one number or one per variable (:func:`per_variable`).
+    ``strength`` is one number or one per variable (:func:`per_variable`); ``t_prev`` (B,) the step the
+    reverse step goes to (default t - 1), see :func:`add_gradient`.
     """
     if not any(per_variable(strength)):
         return base
-    return add_gradient(base, likelihood.gradients(state, t, graph, dos), diffusion, t, graph, strength)
+    return add_gradient(base, likelihood.gradients(state, t, graph, dos), diffusion, t, graph, strength, t_prev)
 
 
 def add_gradient(base: Scores, grad: CrystalState, diffusion: JointDiffusion, t: torch.Tensor, graph: Graph,
-                 strength: float | Mapping[str, float]) -> Scores:
+                 strength: float | Mapping[str, float], t_prev: torch.Tensor | None = None) -> Scores:
     """``base`` scores plus ``strength`` times a log-likelihood gradient ``grad`` (w.r.t. types, X, L of S_t),
-    each turned into the parametrisation of the reverse steps (DDPM noise for A and L, normalised score for X)."""
+    each turned into the parametrisation of the reverse steps.
+
+    X: the score of p(X_t | y) is the score of p(X_t) plus the gradient (Bayes), in normalised units.
+    Types and lattice (DDPM): the gradient shifts the mean of the step t -> ``t_prev`` (B,; default t - 1) by
+    beta_tilde * grad (:meth:`JointDiffusion.likelihood_eps_scale`), the same as the noise form
+    eps - sqrt(1 - abar_t) * grad for single steps at low noise, bounded where the noise form blows up near T.
+    """
     s_types, s_coords, s_lattice = per_variable(strength)
     node_t = t[graph.batch]
-    noise_scale_nodes = (1 - diffusion.alpha_bars[node_t]).sqrt()[:, None]
-    noise_scale_graphs = (1 - diffusion.alpha_bars[t]).sqrt()[:, None, None]
+    t_prev = (t - 1).clamp_min(0) if t_prev is None else t_prev
+    scale_graphs = diffusion.likelihood_eps_scale(t, t_prev)
     return Scores(
-        base.eps_types - s_types * noise_scale_nodes * grad.types,
+        base.eps_types - s_types * scale_graphs[graph.batch][:, None] * grad.types,
         base.score_coords + s_coords * grad.frac_coords / diffusion.score_norms[node_t][:, None].sqrt(),
-        base.eps_lattice - s_lattice * noise_scale_graphs * grad.lattice,
+        base.eps_lattice - s_lattice * scale_graphs[:, None, None] * grad.lattice,
     )
 
 
@@ -187,7 +194,7 @@ def predicted_clean(output: DenoiserOutput, diffusion: JointDiffusion, state: Cr
 
 def dps_output(
     model: CrystalDenoiser, likelihood: Likelihood, diffusion: JointDiffusion, state: CrystalState, t: torch.Tensor,
-    graph: Graph, dos: torch.Tensor, strength: float | Mapping[str, float],
+    graph: Graph, dos: torch.Tensor, strength: float | Mapping[str, float], t_prev: torch.Tensor | None = None,
 ) -> Scores:
     """CBG-DPS: unconditional scores of ``model`` (its null branch for a CFG model) plus ``strength`` times
     grad_{S_t} log p(y | S0_hat(S_t)), the forward model at t = 0 on the predicted clean crystal with the
@@ -201,4 +208,4 @@ def dps_output(
         clean = predicted_clean(output, diffusion, leaves, t, graph)
         log_p = likelihood.log_prob(clean, torch.zeros_like(t), graph, dos, sigma_t=t).sum()
         grad = CrystalState(*torch.autograd.grad(log_p, leaves))
-    return add_gradient(Scores(*(x.detach() for x in base)), grad, diffusion, t, graph, strength)
+    return add_gradient(Scores(*(x.detach() for x in base)), grad, diffusion, t, graph, strength, t_prev)

@@ -29,7 +29,7 @@ from crystaldos.checkpoint import PRETRAINED_DIR, build_network, checkpoint_grid
 from crystaldos.data.graph import fully_connected_edges, structure_to_data
 from crystaldos.device import resolve_device
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
-from crystaldos.diffusion.schedules import SPACINGS, reverse_schedule
+from crystaldos.diffusion.schedules import reverse_schedule
 from crystaldos.dos import DosGrid, site_dos, validate_site_dos
 from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, dps_output, per_variable
 from crystaldos.model import one_hot_types, types_to_atomic_numbers
@@ -207,13 +207,8 @@ class Sampler:
             raise ValueError(f"t_start must be an integer in 0 ... {T}, got {t_start!r}")
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        steps = t_start if steps is None else int(steps)
-        if t_start and not 1 <= steps <= t_start:
-            raise ValueError(f"steps must lie in 1 ... t_start={t_start}, got {steps}")
-        if spacing not in SPACINGS:
-            raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
-        # Strided schedule t_start = s_0 > s_1 > ... > s_K = 0.
-        return reverse_schedule(self.diffusion.alpha_bars, t_start, steps, spacing) if t_start else [0]
+        # Strided schedule t_start = s_0 > s_1 > ... > s_K = 0 (it checks steps and spacing).
+        return reverse_schedule(self.diffusion.alpha_bars, t_start, t_start if steps is None else int(steps), spacing)
 
     # ------------------------------------------------------------------ public API
     def reconstruct(
@@ -390,15 +385,16 @@ class Sampler:
             noisy = self.diffusion.noise(one_hot_types(clean.atom_types), clean.frac_coords, clean.lattice, t0, batch, generator)
             state = CrystalState(noisy.types, noisy.frac_coords, noisy.lattice)
 
-        def scores(current: CrystalState, t_value: int):
+        def scores(current: CrystalState, t_value: int, t_next: int):
             t = torch.full((graph.num_graphs,), t_value, dtype=torch.long, device=self.device)
+            t_prev = torch.full_like(t, t_next)
             if guidance == "cfg":
                 return cfg_output(self.cfg_model, self.diffusion, current, t, graph, dos, strength)
             if guidance == "cbg-dps":
-                return dps_output(unconditional_model, self.likelihood, self.diffusion, current, t, graph, dos, strength)
+                return dps_output(unconditional_model, self.likelihood, self.diffusion, current, t, graph, dos, strength, t_prev)
             base = denoise(unconditional_model, self.diffusion, current, t, graph)
             if guidance == "cbg":
-                return cbg_output(base, self.likelihood, self.diffusion, current, t, graph, dos, strength)
+                return cbg_output(base, self.likelihood, self.diffusion, current, t, graph, dos, strength, t_prev)
             return base
 
         frames: list[CrystalState] = [state] if keep_trajectory else []
@@ -408,14 +404,14 @@ class Sampler:
             t_nodes = torch.full((state.types.shape[0],), t_now, dtype=torch.long, device=self.device)
             t_graphs = torch.full((graph.num_graphs,), t_now, dtype=torch.long, device=self.device)
             # Corrector: Langevin on X at the current noise level.
-            out = scores(state, t_now)
+            out = scores(state, t_now, t_next)
             frac = self.diffusion.coords_corrector_step(
                 state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes,
                 torch.randn(state.frac_coords.shape, generator=generator, device=self.device), step_lr,
             )
             state = state._replace(frac_coords=frac)
             # Predictor: reverse steps of all three variables to t_next.
-            out = scores(state, t_now)
+            out = scores(state, t_now, t_next)
             t_nodes_next = torch.full_like(t_nodes, t_next)
             t_graphs_next = torch.full_like(t_graphs, t_next)
             last = t_next == 0

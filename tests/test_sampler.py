@@ -337,3 +337,32 @@ def test_fifty_steps_from_noise_keep_the_lattice_finite_with_log_snr_spacing(sam
     assert 3 < np.median(volume(default)) < 60 and volume(default).max() < 200, volume(default)
     assert np.median(volume(uniform)) > 200  # what it fixed: uniform strides blow the cells up
     assert default[0].settings["spacing"] == "logsnr" and uniform[0].settings["spacing"] == "uniform"
+
+
+def test_guidance_gradient_shifts_the_ddpm_mean_by_the_posterior_variance(sampler):
+    """The defining property of likelihood_eps_scale: eps - k * g moves the DDPM step's mean by beta_tilde * g
+    (Dhariwal & Nichol's Algorithm 1), for single steps and strides alike; at low noise k is the noise form's
+    sqrt(1 - abar_t), near T it vanishes instead of being divided by sqrt(alpha) ~ 0.03."""
+    diffusion = sampler.diffusion
+    x, eps, g = (torch.randn(3, 3, 3, generator=torch.Generator().manual_seed(k)) for k in range(3))
+    zero = torch.zeros_like(x)
+    for t_now, t_prev in [(200, 199), (1000, 998), (600, 450), (5, 0)]:
+        t, tp = torch.full((3,), t_now), torch.full((3,), t_prev)
+        k = diffusion.likelihood_eps_scale(t, tp)[:, None, None]
+        shift = diffusion.ddpm_step(x, eps - k * g, t, tp, zero) - diffusion.ddpm_step(x, eps, t, tp, zero)
+        abar, abar_prev = diffusion.alpha_bars[t_now], diffusion.alpha_bars[t_prev]
+        beta_tilde = (1 - abar / abar_prev) * (1 - abar_prev) / (1 - abar)
+        torch.testing.assert_close(shift, beta_tilde * g, atol=1e-4, rtol=1e-3)
+    low = diffusion.likelihood_eps_scale(torch.tensor([100]), torch.tensor([99]))
+    torch.testing.assert_close(low, (1 - diffusion.alpha_bars[100:101]).sqrt(), rtol=0.02, atol=0)
+    assert float(diffusion.likelihood_eps_scale(torch.tensor([1000]), torch.tensor([999]))) < 0.05
+
+
+def test_cbg_from_noise_keeps_the_cells_physical(sampler):
+    """In the noise form, CBG's gradient near T was divided by sqrt(alpha_T) ~ 0.03 and the guided cells came out
+    at a median of ~50,000 Å^3 per atom (docs/cbg_from_noise.txt); as a shift of the step's mean it stays physical."""
+    items = list(crystaldos.load_dataset().split("test")[:8])
+    results = sampler.generate([len(i.structure) for i in items], [i.dos for i in items], guidance="cbg", steps=50, seed=0,
+                               progress=False)
+    volumes = np.array([r.structure.volume / len(r.structure) for r in results])
+    assert 3 < np.median(volumes) < 60, volumes

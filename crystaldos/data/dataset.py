@@ -67,10 +67,14 @@ class CrystalDOSDataset(Sequence):
 
     def by_id(self, record_id: str) -> CrystalDOS:
         """The record with this id (``KeyError`` if absent)."""
-        try:
-            return self.records[self._index[record_id]]
-        except KeyError:
-            raise KeyError(f"no record with id {record_id!r}") from None
+        return self.records[int(self.positions([record_id])[0])]
+
+    def positions(self, record_ids) -> np.ndarray:
+        """(k,) positions in this data set of the records with these ids (``KeyError`` naming the absent ones)."""
+        missing = [str(r) for r in record_ids if str(r) not in self._index]
+        if missing:
+            raise KeyError(f"{len(missing)} ids are not in the data set, e.g. {missing[:3]}")
+        return np.array([self._index[str(r)] for r in record_ids], dtype=int)
 
     @cached_property
     def _index(self) -> dict[str, int]:

@@ -189,6 +189,19 @@ class JointDiffusion(nn.Module):
         abar_prev = self.alpha_bars[t_prev].view(shape)
         return abar_prev.sqrt() * self.clean_from_eps(x, eps, t) + (1 - abar_prev).sqrt() * eps
 
+    def likelihood_eps_scale(self, t: torch.Tensor, t_prev: torch.Tensor) -> torch.Tensor:
+        """Factor k (per entry of t) such that eps - k * grad log p moves the mean of the DDPM step t -> t_prev
+        by beta_tilde * grad log p, beta_tilde = beta (1 - abar_prev) / (1 - abar_t) the step's posterior
+        variance (classifier guidance of Dhariwal & Nichol 2021, Algorithm 1).
+
+        k = sqrt(alpha) (1 - abar_prev) / sqrt(1 - abar_t) with alpha = abar_t / abar_prev. For single steps k is
+        within 2 % of sqrt(1 - abar_t), the noise form of their Algorithm 2, from t = 100 to 900; near T, where the cosine
+        schedule's alpha is clipped to 1e-3 and the step divides by sqrt(alpha), the noise form would magnify a
+        gradient of one noise unit 30-fold (it inflated guided cells to thousands of Å^3 per atom) while k -> 0.
+        """
+        abar, abar_prev = self.alpha_bars[t], self.alpha_bars[t_prev]
+        return (abar / abar_prev).sqrt() * (1 - abar_prev) / (1 - abar).sqrt()
+
     def clean_from_eps(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The DDPM estimate of the clean variable, x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), t per row of x."""
         abar = self.alpha_bars[t].view((-1,) + (1,) * (x.ndim - 1))

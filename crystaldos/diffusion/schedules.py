@@ -75,7 +75,8 @@ SPACINGS = ("logsnr", "uniform")
 
 
 def reverse_schedule(alpha_bars: torch.Tensor, t_start: int, steps: int, spacing: str = "logsnr") -> list[int]:
-    """Strided reverse schedule t_start = t_0 > t_1 > ... > t_steps = 0, exactly ``steps`` steps (1 <= steps <= t_start).
+    """Strided reverse schedule t_start = t_0 > t_1 > ... > t_steps = 0, exactly ``steps`` steps (1 <= steps <= t_start);
+    [0] for t_start = 0.
 
     ``"uniform"`` spaces the steps evenly in t. ``"logsnr"`` spaces t_0 ... t_{steps-1} evenly in
     log(abar / (1 - abar)) between t_start and 1 (as DPM-Solver does), then steps to 0: near T, where abar falls
@@ -86,6 +87,8 @@ def reverse_schedule(alpha_bars: torch.Tensor, t_start: int, steps: int, spacing
     """
     if spacing not in SPACINGS:
         raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if t_start == 0:
+        return [0]  # nothing to denoise; ``steps`` is moot
     if not 1 <= steps <= t_start:
         raise ValueError(f"steps must lie in 1 ... t_start={t_start}, got {steps}")
     if spacing == "uniform" or steps == 1:
