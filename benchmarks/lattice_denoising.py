@@ -61,7 +61,7 @@ def main() -> None:
             estimate = diffusion.clean_from_eps(noisy.lattice, out.eps_lattice, t)
             errors["denoiser"].append(volume_error_pct(estimate, batch.lattice))
             errors["no denoising"].append(volume_error_pct(noisy.lattice / abar.sqrt(), batch.lattice))
-            losses.append(float(((out.eps_lattice - noisy.eps_lattice) ** 2).mean()))
+            losses.append(float((((out.eps_lattice - noisy.eps_lattice) / noisy.lattice_scale[:, None, None]) ** 2).mean()))
         row = {"t": t_value, "noise std (Å)": float((1 - diffusion.alpha_bars[t_value]).sqrt()),
                "eps MSE (loss)": float(np.mean(losses))}
         for name, values in errors.items():

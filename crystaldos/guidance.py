@@ -171,10 +171,13 @@ def add_gradient(base: Scores, grad: CrystalState, diffusion: JointDiffusion, t:
     node_t = t[graph.batch]
     t_prev = (t - 1).clamp_min(0) if t_prev is None else t_prev
     scale_graphs = diffusion.likelihood_eps_scale(t, t_prev)
+    # A lattice whose noise is scaled by s per crystal diffuses as L / s: its gradient is s * grad_L and its
+    # noise in Å is s * eps, hence s^2 (1 for the shipped models).
+    lattice_scale = diffusion.graph_lattice_noise_scale(graph.batch, graph.num_graphs).to(grad.lattice.dtype)
     return Scores(
         base.eps_types - s_types * scale_graphs[graph.batch][:, None] * grad.types,
         base.score_coords + s_coords * grad.frac_coords / diffusion.score_norms[node_t][:, None].sqrt(),
-        base.eps_lattice - s_lattice * scale_graphs[:, None, None] * grad.lattice,
+        base.eps_lattice - s_lattice * (scale_graphs * lattice_scale**2)[:, None, None] * grad.lattice,
     )
 
 

@@ -150,7 +150,8 @@ class Sampler:
         grid = checkpoint_grid(cfg)
         uncond = load_checkpoint(folder / "uncond.pt", kind="uncond", grid=grid)
         forward = load_checkpoint(folder / "forward.pt", kind="forward", grid=grid)
-        configs = {name: c["diffusion_config"] for name, c in (("cfg", cfg), ("uncond", uncond), ("forward", forward))}
+        # Through DiffusionConfig, so that a setting added later (at its default) compares equal to its absence.
+        configs = {name: DiffusionConfig.from_dict(c["diffusion_config"]).to_dict() for name, c in (("cfg", cfg), ("uncond", uncond), ("forward", forward))}
         if len({tuple(sorted(c.items())) for c in configs.values()}) != 1:
             raise CheckpointError(f"the three checkpoints in {folder} use different diffusion settings: {configs}")
         diffusion = JointDiffusion(DiffusionConfig.from_dict(cfg["diffusion_config"]))
@@ -375,6 +376,7 @@ class Sampler:
         batch = graph.batch
         dos = torch.cat([targets[i][0] for i, _ in order])
 
+        lattice_scale = self.diffusion.lattice_noise_scale(sizes)[:, None, None]  # fresh lattice noise in Å
         generator = torch.Generator(self.device).manual_seed(seed)
         T = self.diffusion.timesteps
         if t_start == T or references is None:
@@ -415,14 +417,14 @@ class Sampler:
             t_nodes_next = torch.full_like(t_nodes, t_next)
             t_graphs_next = torch.full_like(t_graphs, t_next)
             last = t_next == 0
-            def noise(x):
-                return torch.zeros_like(x) if last else torch.randn(x.shape, generator=generator, device=self.device)
+            def noise(x, scale=1.0):
+                return torch.zeros_like(x) if last else scale * torch.randn(x.shape, generator=generator, device=self.device)
             state = CrystalState(
                 self.diffusion.ddpm_step(state.types, out.eps_types, t_nodes, t_nodes_next, noise(state.types)),
                 self.diffusion.coords_predictor_step(
                     state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes, t_nodes_next, noise(state.frac_coords)
                 ),
-                self.diffusion.ddpm_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next, noise(state.lattice))
+                self.diffusion.ddpm_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next, noise(state.lattice, lattice_scale))
                 if lattice_step == "ddpm" else self.diffusion.ddim_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next),
             )
             if keep_trajectory and ((step_index + 1) % keep_every == 0 or last):

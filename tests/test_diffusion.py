@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion, wrapped_normal_log_density, wrapped_normal_score
@@ -113,3 +114,38 @@ def test_config_round_trip_and_unknown_settings():
         raise AssertionError("unknown setting accepted")
     assert JointDiffusion(c).sigmas.shape == (51,)
     assert math.isclose(float(JointDiffusion(c).sigmas[-1]), 0.5, rel_tol=1e-5)
+
+
+def test_size_scaled_lattice_noise_gives_every_cell_size_the_same_relative_noise():
+    """lattice_noise_atoms = 8: an N-atom cell's lattice noise is (N / 8)^(1/3) Å per unit of eps, in the forward
+    process, the prior and the reverse step; the loss stays in units of eps; the default keeps DiffCSP's Å noise."""
+    scaled, plain = JointDiffusion(DiffusionConfig(lattice_noise_atoms=8)), JointDiffusion()
+    g = torch.Generator().manual_seed(0)
+    atoms = torch.tensor([1, 8, 27] * 1000)
+    batch = torch.arange(len(atoms)).repeat_interleave(atoms)
+    types = one_hot_types(torch.randint(1, 90, (len(batch),), generator=g))
+    frac = torch.rand(len(batch), 3, generator=g)
+    lattice = 4 * torch.eye(3).repeat(len(atoms), 1, 1)
+    t = torch.full((len(atoms),), 400, dtype=torch.long)
+    abar = scaled.alpha_bars[400]
+    for diffusion, expected in ((scaled, [0.5, 1.0, 1.5]), (plain, [1.0, 1.0, 1.0])):
+        noisy = diffusion.noise(types, frac, lattice, t, batch, torch.Generator().manual_seed(1))
+        drawn = (noisy.lattice - abar.sqrt() * lattice) / (1 - abar).sqrt()
+        prior = diffusion.prior(atoms, torch.Generator().manual_seed(2))[2]
+        for k, std in enumerate(expected):
+            assert abs(float(drawn[k::3].std()) - std) < 0.03 * std
+            assert abs(float(prior[k::3].std()) - std) < 0.03 * std
+        torch.testing.assert_close(drawn, noisy.eps_lattice, atol=1e-4, rtol=1e-4)
+        # The loss is in units of eps: predicting no noise costs ~1 for every size, the true noise 0.
+        zero = torch.zeros_like(noisy.eps_lattice)
+        output = type("Output", (), {"type_logits": torch.zeros(len(batch), NUM_ELEMENTS), "score_coords": noisy.score_coords})
+        output.eps_lattice = zero
+        assert abs(float(diffusion.loss(output, noisy)["lattice"]) - 1) < 0.03
+        output.eps_lattice = noisy.eps_lattice
+        assert float(diffusion.loss(output, noisy)["lattice"]) < 1e-10
+        # The reverse step takes eps in Å: with the true noise it lands back on the clean lattice.
+        one = torch.ones_like(t)
+        noisy1 = diffusion.noise(types, frac, lattice, one, batch)
+        torch.testing.assert_close(diffusion.ddpm_step(noisy1.lattice, noisy1.eps_lattice, one, one - 1, zero), lattice, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="lattice_noise_atoms"):
+        DiffusionConfig(lattice_noise_atoms=0)

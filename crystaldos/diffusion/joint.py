@@ -36,7 +36,18 @@ from crystaldos.settings import Settings
 
 @dataclass
 class DiffusionConfig(Settings):
-    """Diffusion settings (stored in every checkpoint)."""
+    """Diffusion settings (stored in every checkpoint).
+
+    Attributes:
+        timesteps: T.
+        sigma_begin, sigma_end: wrapped-normal widths of X at t = 1 and T (fractions of a cell length).
+        lambda_types, lambda_coords, lambda_lattice: weights of the three losses.
+        lattice_noise_atoms: None (DiffCSP, the shipped models): the lattice is noised in Å, the same for every
+            cell, so a 1-atom cell (vectors ~2.7 Å) is relatively three times as noisy at step t as a 20-atom
+            cell. A number n_ref: the lattice noise of an N-atom cell is scaled by (N / n_ref)^(1/3) (the cell's
+            length scale, as in MatterGen), the same relative noise for every size and the absolute noise of
+            today for n_ref atoms (``benchmarks/lattice_noise_scale.py``).
+    """
 
     timesteps: int = 1000
     sigma_begin: float = 0.005
@@ -44,6 +55,11 @@ class DiffusionConfig(Settings):
     lambda_types: float = 1.0
     lambda_coords: float = 1.0
     lambda_lattice: float = 1.0
+    lattice_noise_atoms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lattice_noise_atoms is not None and not self.lattice_noise_atoms > 0:
+            raise ValueError(f"lattice_noise_atoms must be a positive number of atoms or None, got {self.lattice_noise_atoms!r}")
 
     settings_name = "diffusion"
 
@@ -52,9 +68,12 @@ class NoisyCrystal(NamedTuple):
     """A batch noised to per-crystal steps ``t`` (B,), with the training targets.
 
     types (N, 100), frac_coords (N, 3) in [0, 1), lattice (B, 3, 3) Å;
-    eps_types / eps_lattice: the Gaussian noise drawn; score_coords: the
-    normalised wrapped-normal score of X_t given X_0 (N, 3); clean_types: (N,)
-    column of each atom's clean one-hot vector (the type classifier's target).
+    eps_types: the Gaussian noise drawn; eps_lattice: the noise drawn times the
+    lattice noise scale (Å; lattice_t = sqrt(abar) L + sqrt(1 - abar) eps_lattice);
+    score_coords: the normalised wrapped-normal score of X_t given X_0 (N, 3);
+    clean_types: (N,) column of each atom's clean one-hot vector (the type
+    classifier's target); lattice_scale: (B,) that scale (1 unless
+    ``lattice_noise_atoms`` is set).
     """
 
     types: torch.Tensor
@@ -65,6 +84,7 @@ class NoisyCrystal(NamedTuple):
     score_coords: torch.Tensor
     eps_lattice: torch.Tensor
     clean_types: torch.Tensor
+    lattice_scale: torch.Tensor | None = None
 
 
 def _randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -99,6 +119,19 @@ class JointDiffusion(nn.Module):
     def timesteps(self) -> int:
         return self.config.timesteps
 
+    def lattice_noise_scale(self, num_atoms: torch.Tensor) -> torch.Tensor:
+        """(B,) factor of each crystal's lattice noise for ``num_atoms`` (B,): (N / n_ref)^(1/3), or ones
+        (see :class:`DiffusionConfig`). The reverse steps stay the same formulas with eps and the fresh noise in
+        Å (times this factor)."""
+        n_ref = self.config.lattice_noise_atoms
+        if n_ref is None:
+            return torch.ones(num_atoms.shape, dtype=self.alpha_bars.dtype, device=num_atoms.device)
+        return (num_atoms.to(self.alpha_bars.dtype) / n_ref) ** (1 / 3)
+
+    def graph_lattice_noise_scale(self, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+        """(B,) :meth:`lattice_noise_scale` of the crystals of a batch vector (N,)."""
+        return self.lattice_noise_scale(torch.bincount(batch, minlength=num_graphs))
+
     def check_t(self, t: torch.Tensor) -> None:
         if int(t.min()) < 0 or int(t.max()) > self.timesteps:
             raise ValueError(f"diffusion steps must lie in 0 ... {self.timesteps}, got {t.min().item()} ... {t.max().item()}")
@@ -121,7 +154,8 @@ class JointDiffusion(nn.Module):
         abar = self.alpha_bars[t]
         eps_types = _randn(types.shape, types, generator)
         eps_coords = _randn(frac_coords.shape, frac_coords, generator)
-        eps_lattice = _randn(lattice.shape, lattice, generator)
+        scale = self.graph_lattice_noise_scale(batch, lattice.shape[0]).to(lattice.dtype)
+        eps_lattice = scale[:, None, None] * _randn(lattice.shape, lattice, generator)
         a_node = abar[batch][:, None]
         noisy_types = a_node.sqrt() * types + (1 - a_node).sqrt() * eps_types
         noisy_lattice = abar.sqrt()[:, None, None] * lattice + (1 - abar).sqrt()[:, None, None] * eps_lattice
@@ -131,7 +165,7 @@ class JointDiffusion(nn.Module):
         safe_sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
         score = wrapped_normal_score(displacement, safe_sigma.expand_as(displacement))
         score = torch.where(sigma > 0, score, torch.zeros_like(score)) / self.score_norms[t][batch][:, None].sqrt()
-        return NoisyCrystal(noisy_types, noisy_coords, noisy_lattice, t, eps_types, score, eps_lattice, types.argmax(-1))
+        return NoisyCrystal(noisy_types, noisy_coords, noisy_lattice, t, eps_types, score, eps_lattice, types.argmax(-1), scale)
 
     def sample_t(self, n: int, device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n,) training steps drawn uniformly from 1 ... T."""
@@ -140,23 +174,26 @@ class JointDiffusion(nn.Module):
     def loss(self, output: DenoiserOutput, noisy: NoisyCrystal) -> dict[str, torch.Tensor]:
         """The weighted joint loss and its parts (scalars): ``loss``, ``types``, ``coords``, ``lattice``."""
         c = self.config
+        scale = 1.0 if noisy.lattice_scale is None else noisy.lattice_scale[:, None, None]
         parts = {
             "types": nn.functional.cross_entropy(output.type_logits, noisy.clean_types),
             "coords": nn.functional.mse_loss(output.score_coords, noisy.score_coords),
-            "lattice": nn.functional.mse_loss(output.eps_lattice, noisy.eps_lattice),
+            # In units of the noise drawn, whatever its scale per crystal.
+            "lattice": nn.functional.mse_loss(*(x / scale for x in (output.eps_lattice, noisy.eps_lattice))),
         }
         parts["loss"] = c.lambda_types * parts["types"] + c.lambda_coords * parts["coords"] + c.lambda_lattice * parts["lattice"]
         return parts
 
     # ------------------------------------------------------------------ priors and reverse steps
     def prior(self, num_atoms: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """S_T for crystals of ``num_atoms`` (B,): types (N, 100) ~ N(0, I), coords (N, 3) ~ U[0, 1), lattice (B, 3, 3) ~ N(0, I)."""
+        """S_T for crystals of ``num_atoms`` (B,): types (N, 100) ~ N(0, I), coords (N, 3) ~ U[0, 1), lattice (B, 3, 3) ~
+        N(0, s^2 I), s the lattice noise scale (1 Å unless ``lattice_noise_atoms`` is set)."""
         n, b = int(num_atoms.sum()), num_atoms.shape[0]
         device = num_atoms.device
         types = torch.randn(n, NUM_ELEMENTS, generator=generator, device=device)
         coords = torch.rand(n, 3, generator=generator, device=device)
         lattice = torch.randn(b, 3, 3, generator=generator, device=device)
-        return types, coords, lattice
+        return types, coords, lattice * self.lattice_noise_scale(num_atoms).to(lattice.dtype)[:, None, None]
 
     def types_eps(self, type_logits: torch.Tensor, types_t: torch.Tensor, t_nodes: torch.Tensor) -> torch.Tensor:
         """DDPM noise implied by a clean-type prediction: (A_t - sqrt(abar) softmax(logits)) / sqrt(1 - abar), (N, 100)."""
