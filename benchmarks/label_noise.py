@@ -36,7 +36,7 @@ def main() -> None:
     ds = crystaldos.load_dataset(args.data)
     labeller = XTBLabeller.for_dataset(ds.attrs)
     sampler = Sampler.from_pretrained(device="cpu") if args.data is None else None
-    means, overall = element_mean_dos(ds.split("train"))
+    table = element_mean_dos(ds.split("train"))
     test = ds.split("test")
     rows = []
     for index in np.random.default_rng(args.seed).permutation(len(test)):
@@ -51,7 +51,7 @@ def main() -> None:
             print(f"{item.id}: {type(err).__name__}")
             continue
         stored = np.asarray(item.dos.values)
-        baseline = per_element_baseline(item.structure, means, overall)
+        baseline = per_element_baseline(item.structure, table)
         row = {"crystal": f"{item.formula} ({item.id})", "sites": len(item.structure),
                "label noise (another cell)": float(np.abs(stored - other_cell).mean()),
                "per-element mean": float(np.abs(stored - baseline).mean())}

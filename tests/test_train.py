@@ -111,9 +111,15 @@ def test_forward_model_gradients_wrt_coordinates_lattice_and_types_are_finite(sm
 
 def test_config_files_and_overrides(tmp_path):
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("kind: forward\nsteps: 7\nmodel:\n  hidden: 48\n")
+    yaml_file.write_text("kind: forward\nsteps: 7\nema_decay: 9e-1\nmodel:\n  hidden: 48\n")
     config = TrainConfig.from_sources(yaml_file, ["model.n_layers=3", "lr=0.01"], batch_size=4)
     assert (config.kind, config.steps, config.model.hidden, config.model.n_layers, config.lr, config.batch_size) == ("forward", 7, 48, 3, 0.01, 4)
+    # YAML 1.1 reads 1e-4 and 9e-1 (no dot) as text; numeric settings take them as numbers.
+    assert config.ema_decay == 0.9 and TrainConfig.from_sources(None, ["lr=1e-4"]).lr == 1e-4
+    with pytest.raises(ValueError, match="'lr' must be a number"):
+        TrainConfig.from_sources(None, ["lr=fast"])
+    with pytest.raises(ValueError, match="'model.gram_scale' must be a number"):
+        TrainConfig.from_sources(None, ["model.gram_scale=big"])
     assert config.model.conditional is False
     assert TrainConfig.from_dict(config.to_dict()) == config
     for bad in (["model.width=3"], ["nonsense=1"], ["lr"]):
@@ -195,3 +201,33 @@ def test_train_fraction_takes_a_seeded_share_of_the_training_split(small_data, t
     assert half["train"]["data"]["n_train"] == 8 and half["train"]["data"]["n_sites_range"][1] <= 12
     with pytest.raises(ValueError, match=r"train_fraction must lie in \(0, 1\]"):
         train(tiny_config(small_data, tmp_path / "bad", steps=2, extra=["train_fraction=0"]), progress=False)
+
+
+def test_element_mean_table_by_hand():
+    from crystaldos.model.forward_model import element_mean_dos_table
+
+    dos = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 4.0]])
+    table = element_mean_dos_table(torch.tensor([1, 1, 8]), dos)
+    assert table.shape == (100, 2)
+    torch.testing.assert_close(table[0], torch.tensor([2.0, 1.0]))  # H: mean of its two atoms
+    torch.testing.assert_close(table[7], torch.tensor([0.0, 4.0]))  # O
+    torch.testing.assert_close(table[25], dos.mean(0))  # Fe, absent: the mean of all atoms
+
+
+def test_forward_model_with_element_baseline_starts_at_the_per_element_mean(small_data, tmp_path):
+    """model.element_baseline: the released model carries the training split's per-element mean DOS, and before
+    its correction has learnt anything (lr ~ 0) it predicts exactly that mean for every clean atom."""
+    from crystaldos.model.forward_model import element_mean_dos_table
+
+    path = train(tiny_config(small_data, tmp_path, "forward", steps=2, extra=["model.element_baseline=true", "lr=1e-12"]), progress=False)
+    model = build_network(load_checkpoint(path, kind="forward")).eval()
+    ds = crystaldos.load_dataset(small_data)
+    graphs = ds.split("train").to_graphs()
+    table = element_mean_dos_table(torch.cat([g.atom_types for g in graphs]), torch.cat([g.dos for g in graphs]))
+    batch = collate(list(ds.split("val")))
+    with torch.no_grad():
+        pred = model(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, torch.zeros(batch.num_graphs, dtype=torch.long),
+                     batch.edge_index, batch.batch)
+    torch.testing.assert_close(pred, table[batch.atom_types - 1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="element_baseline"):
+        build_network(load_checkpoint(train(tiny_config(small_data, tmp_path / "plain", "forward", steps=1), progress=False))).set_element_baseline(table)

@@ -42,6 +42,9 @@ class ModelConfig(Settings):
             minimum-image length in Å (0 ... ``length_range``), so that bond lengths, which set the
             lattice's scale, need not be assembled from L Lᵀ and fractional differences.
         length_range: Å, the largest centre of that radial basis.
+        element_baseline: forward model only: predict each atom's DOS as the mean DOS of its element in the
+            training split (a table set at the start of training, stored with the weights) plus what the
+            network adds, so that a small data set starts from the per-element baseline instead of learning it.
     """
 
     hidden: int = 128
@@ -57,6 +60,7 @@ class ModelConfig(Settings):
     n_radial: int = 16
     edge_lengths: bool = False
     length_range: float = 8.0
+    element_baseline: bool = False
 
     settings_name = "model"
 

@@ -6,6 +6,17 @@ import torch
 from torch import nn
 
 from crystaldos.model.backbone import ModelConfig, PeriodicBackbone
+from crystaldos.model.features import NUM_ELEMENTS
+
+
+def element_mean_dos_table(atomic_numbers: torch.Tensor, dos: torch.Tensor) -> torch.Tensor:
+    """(NUM_ELEMENTS, n_energies) mean DOS of each element's atoms, from ``atomic_numbers`` (n,) and their
+    ``dos`` (n, n_energies) (states/eV/atom); elements without atoms get the mean of all atoms. Row Z - 1 is
+    element Z. The per-element baseline of the forward model and of its benchmarks."""
+    types = torch.nn.functional.one_hot(atomic_numbers.long() - 1, NUM_ELEMENTS).to(dos.dtype)
+    counts = types.sum(0)
+    table = types.T @ dos / counts.clamp_min(1)[:, None]
+    return torch.where(counts[:, None] > 0, table, dos.mean(0, keepdim=True))
 
 
 class DOSForwardModel(nn.Module):
@@ -24,10 +35,29 @@ class DOSForwardModel(nn.Module):
         h = config.hidden
         self.backbone = PeriodicBackbone(config)
         self.dos_out = nn.Sequential(nn.Linear(h, 2 * h), nn.SiLU(), nn.Linear(2 * h, config.n_energies))
+        if config.element_baseline:
+            # (NUM_ELEMENTS, n_energies) mean DOS per element, units of dos_scale; set by set_element_baseline.
+            self.register_buffer("element_dos", torch.zeros(NUM_ELEMENTS, config.n_energies))
+            # The correction starts at zero: an untrained model is the per-element baseline.
+            nn.init.zeros_(self.dos_out[-1].weight)
+            nn.init.zeros_(self.dos_out[-1].bias)
+
+    def set_element_baseline(self, element_dos: torch.Tensor) -> None:
+        """Store the per-element mean DOS (NUM_ELEMENTS, n_energies), states/eV/atom."""
+        if not self.config.element_baseline:
+            raise ValueError("this forward model was built without element_baseline")
+        self.element_dos.copy_(element_dos / self.config.dos_scale)
 
     def forward_scaled(self, types, frac_coords, lattice, t, edge_index, batch) -> torch.Tensor:
-        """DOS in units of ``config.dos_scale`` (what the loss compares), (N, n_energies)."""
+        """DOS in units of ``config.dos_scale`` (what the loss compares), (N, n_energies).
+
+        Plain: softplus of the network's output (never negative). With ``element_baseline``: the continuous
+        types times the per-element table (exactly the element's mean DOS for a clean atom) plus the
+        network's correction, unconstrained so that the baseline passes through unchanged (it may dip
+        slightly below zero in gaps)."""
         h = self.backbone(types, frac_coords, lattice, t, edge_index, batch)
+        if self.config.element_baseline:
+            return types @ self.element_dos + self.dos_out(h)
         return nn.functional.softplus(self.dos_out(h))
 
     def forward(self, types, frac_coords, lattice, t, edge_index, batch) -> torch.Tensor:

@@ -93,18 +93,29 @@ class TrainConfig(Settings):
                 target = target[p]
             if leaf not in target:
                 raise ValueError(f"unknown setting {key!r}")
-            target[leaf] = yaml.safe_load(value)
+            target[leaf] = _as_number_if_numeric(key, target[leaf], yaml.safe_load(value))
         return cls.from_dict(d)
 
 
-def _merge(base: dict, update: dict) -> None:
+def _as_number_if_numeric(key: str, default, value):
+    """``value`` as a float where the setting is a number and YAML left it a string: YAML 1.1 reads ``1e-4``
+    (no dot) as text, which would fail much later with a TypeError instead of here."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"setting {key!r} must be a number, got {value!r}") from None
+    return value
+
+
+def _merge(base: dict, update: dict, prefix: str = "") -> None:
     for key, value in update.items():
         if key not in base:
-            raise ValueError(f"unknown setting {key!r}")
+            raise ValueError(f"unknown setting {prefix + key!r}")
         if isinstance(base[key], dict) and isinstance(value, dict):
             unknown = set(value) - set(base[key])
             if unknown:
                 raise ValueError(f"unknown settings {sorted(unknown)} in {key!r}")
-            base[key].update(value)
+            _merge(base[key], value, f"{prefix}{key}.")
         else:
-            base[key] = value
+            base[key] = _as_number_if_numeric(prefix + key, base[key], value)

@@ -32,6 +32,7 @@ from crystaldos.device import resolve_device
 from crystaldos.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from crystaldos.diffusion import JointDiffusion
 from crystaldos.model import CrystalDenoiser, DOSForwardModel, NUM_ELEMENTS, one_hot_types
+from crystaldos.model.forward_model import element_mean_dos_table
 from crystaldos.train.config import TrainConfig
 
 #: Steps at which the forward model's DOS error is measured and its noise scale calibrated.
@@ -203,7 +204,11 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
     torch.manual_seed(config.seed)  # initial weights are the same on every rank
     device = run.device
-    model = build_model(config).to(device)
+    model = build_model(config)
+    if config.kind == "forward" and config.model.element_baseline and resume is None:
+        model.set_element_baseline(element_mean_dos_table(torch.cat([g.atom_types for g in train_graphs]),
+                                                          torch.cat([g.dos for g in train_graphs])))
+    model = model.to(device)
     diffusion = JointDiffusion(config.diffusion).to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import torch
 
 from crystaldos.checkpoint import KINDS, build_network, load_checkpoint
 
@@ -56,26 +57,27 @@ def forward_model_test_errors(ckpt: dict, test, steps=(0, 200, 500, 1000)) -> di
     return forward_model_errors(build_network(ckpt), diffusion, DataLoader(graphs, batch_size=64), steps)
 
 
-def element_mean_dos(train) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Mean DOS (n_energies,) of each element's atoms over ``train``, and the mean DOS of all its atoms."""
-    sums, counts = {}, {}
-    for item in train:
-        for site, row in zip(item.structure, np.asarray(item.dos.values)):
-            sums[site.specie.symbol] = sums.get(site.specie.symbol, 0.0) + row
-            counts[site.specie.symbol] = counts.get(site.specie.symbol, 0) + 1
-    return {symbol: sums[symbol] / counts[symbol] for symbol in sums}, sum(sums.values()) / sum(counts.values())
+def element_mean_dos(train) -> np.ndarray:
+    """(NUM_ELEMENTS, n_energies) mean DOS of each element's atoms over the data set ``train`` (row Z - 1;
+    elements absent from it: the mean DOS of all its atoms), states/eV/atom."""
+    from crystaldos.model.forward_model import element_mean_dos_table
+
+    numbers = torch.as_tensor(np.concatenate([item.structure.atomic_numbers for item in train]))
+    dos = torch.as_tensor(np.concatenate([np.asarray(item.dos.values) for item in train]), dtype=torch.float64)
+    return element_mean_dos_table(numbers, dos).numpy()
 
 
-def per_element_baseline(structure, means: dict[str, np.ndarray], overall: np.ndarray) -> np.ndarray:
-    """(n_sites, n_energies) the per-element-mean prediction of a structure's atom-level DOS."""
-    return np.stack([means.get(site.specie.symbol, overall) for site in structure])
+def per_element_baseline(structure, table: np.ndarray) -> np.ndarray:
+    """(n_sites, n_energies) the per-element-mean prediction of a structure's atom-level DOS (``table`` from
+    :func:`element_mean_dos`)."""
+    return table[np.asarray(structure.atomic_numbers) - 1]
 
 
 def per_element_baseline_mae(train, test) -> float:
     """MAE (states/eV/atom) of predicting every test atom's DOS as the mean DOS of its element over ``train``
     (the mean of all training atoms for an element absent from it): the baseline a forward model must beat."""
-    means, overall = element_mean_dos(train)
-    errors = [np.abs(np.asarray(item.dos.values) - per_element_baseline(item.structure, means, overall)) for item in test]
+    table = element_mean_dos(train)
+    errors = [np.abs(np.asarray(item.dos.values) - per_element_baseline(item.structure, table)) for item in test]
     return float(np.concatenate(errors).mean())
 
 
