@@ -1,0 +1,64 @@
+"""The lattice of one CFG checkpoint on its own: the six-crystal lattice test and the first test crystals, from t_start.
+
+    python benchmarks/lattice_cfg_checkpoint.py runs/cfg/model.pt [--lattice-step ddim] [--limit 64] [--t-start 200]
+
+For controlled training runs (e.g. ``crystaldos train --kind cfg --steps 3000 --out-dir runs/a`` against the same
+with ``--set diffusion.lattice_noise_atoms=8``): CFG (omega = 1) needs no other network, so the checkpoint is
+sampled on its own, with its own diffusion settings (the shipped forward model only fills the sampler's slot).
+Prints the lattice-test table (each crystal's 4 samples and their volume errors) and, for the first ``--limit``
+test crystals of the embedded data set, the match rate, median |volume error| and share within 5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import crystaldos
+from crystaldos.checkpoint import PRETRAINED_DIR, build_network, checkpoint_grid, load_checkpoint
+from crystaldos.diffusion import DiffusionConfig, JointDiffusion
+from crystaldos.evaluate import lattice_panel_rows
+from crystaldos.labellers import XTBLabeller
+from crystaldos.metrics import lattice_errors, match
+from crystaldos.sampler import Sampler
+
+
+def cfg_only_sampler(path: Path) -> Sampler:
+    """A sampler around one CFG checkpoint (no unconditional network: CFG only)."""
+    cfg = load_checkpoint(path, kind="cfg")
+    forward = load_checkpoint(PRETRAINED_DIR / "forward.pt", kind="forward", grid=checkpoint_grid(cfg))
+    diffusion = JointDiffusion(DiffusionConfig.from_dict(cfg["diffusion_config"]))
+    return Sampler(build_network(cfg), None, build_network(forward), diffusion, checkpoint_grid(cfg), forward["calibration"], "cpu")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a CFG model.pt")
+    parser.add_argument("--lattice-step", default="ddpm", choices=["ddpm", "ddim"])
+    parser.add_argument("--limit", type=int, default=64, help="first N test crystals")
+    parser.add_argument("--t-start", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    sampler = cfg_only_sampler(args.checkpoint)
+    dataset = crystaldos.load_dataset()
+    print(f"{args.checkpoint}: diffusion {sampler.diffusion.config.to_dict()}; lattice step {args.lattice_step}, "
+          f"t_start {args.t_start}, seed {args.seed}")
+    table = lattice_panel_rows(sampler, XTBLabeller.for_dataset(dataset.attrs), 4, args.t_start, args.seed, args.lattice_step)
+    print(table.to_markdown(index=False))
+    print(f"lattice test: {int((table['within 5 %'] >= 3).sum())} of 6 crystals pass; "
+          f"{int(table['within 5 %'].sum())} of 24 samples within 5 %")
+    items = list(dataset.split("test"))[: args.limit]
+    results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance="cfg", t_start=args.t_start,
+                                  seed=args.seed, progress=False, lattice_step=args.lattice_step)
+    volume = np.abs([lattice_errors(r.structure, i.structure)["volume_error_pct"] for r, i in zip(results, items)])
+    matched = [match(r.structure, i.structure)[0] for r, i in zip(results, items)]
+    print(f"first {len(items)} test crystals: match {100 * np.mean(matched):.1f} %, median |dV| {np.median(volume):.1f} %, "
+          f"within 5 % {100 * np.mean(volume <= 5):.1f} %")
+
+
+if __name__ == "__main__":
+    main()
