@@ -231,3 +231,22 @@ def test_forward_model_with_element_baseline_starts_at_the_per_element_mean(smal
     torch.testing.assert_close(pred, table[batch.atom_types - 1], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="element_baseline"):
         build_network(load_checkpoint(train(tiny_config(small_data, tmp_path / "plain", "forward", steps=1), progress=False))).set_element_baseline(table)
+
+
+def test_forward_model_can_train_on_clean_crystals_only(small_data):
+    """forward_max_t = 0: every training step sees the clean crystal, so the loss is the t = 0 error exactly."""
+    from crystaldos.train.loop import batch_losses, build_model
+
+    config = tiny_config(small_data, "/tmp/unused", "forward", extra=["forward_max_t=0"])
+    model = build_model(config).eval()
+    batch = collate(list(crystaldos.load_dataset(small_data).split("train")[:4]))
+    diffusion = JointDiffusion()
+    with torch.no_grad():
+        loss = batch_losses(model, diffusion, batch, "forward", generator=torch.Generator().manual_seed(0), forward_max_t=0)["dos"]
+        clean = model(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, torch.zeros(batch.num_graphs, dtype=torch.long),
+                      batch.edge_index, batch.batch)
+    scale = model.config.dos_scale
+    torch.testing.assert_close(loss, torch.nn.functional.mse_loss(clean / scale, batch.dos / scale))
+    for bad in (-1, 1001):
+        with pytest.raises(ValueError, match="forward_max_t"):
+            tiny_config(small_data, "/tmp/unused", "forward", extra=[f"forward_max_t={bad}"])

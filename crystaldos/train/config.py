@@ -27,6 +27,8 @@ class TrainConfig(Settings):
             by cosine to ``lr * lr_final_fraction``.
         ema_decay: decay of the exponential moving average of weights (released weights).
         p_uncond: probability of replacing the DOS by the null condition (``cfg`` only).
+        forward_max_t: ``forward`` only: train on steps 0 ... forward_max_t (None: all of 0 ... T). 0 gives a
+            clean-crystal regressor, all the capacity where CBG-DPS uses the model (it evaluates it at t = 0 only).
         val_every, checkpoint_every, log_every: in steps.
         val_batches: validation batches per evaluation (fixed noise, seeded).
         seed: seeds data order, noise and initial weights.
@@ -46,6 +48,7 @@ class TrainConfig(Settings):
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     p_uncond: float = 0.2
+    forward_max_t: int | None = None
     val_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 25
@@ -65,6 +68,8 @@ class TrainConfig(Settings):
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         if self.kind not in ("cfg", "uncond", "forward"):
             raise ValueError(f"unknown model kind {self.kind!r}; choose cfg, uncond or forward")
+        if self.forward_max_t is not None and not 0 <= self.forward_max_t <= self.diffusion.timesteps:
+            raise ValueError(f"forward_max_t must lie in 0 ... {self.diffusion.timesteps} or be None, got {self.forward_max_t}")
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
         # The kind decides whether the network sees the DOS.

@@ -58,14 +58,17 @@ def batch_losses(
     kind: str,
     p_uncond: float = 0.0,
     generator: torch.Generator | None = None,
+    forward_max_t: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Loss parts of one torch-geometric batch for a model of ``kind`` (noise drawn from ``generator``)."""
+    """Loss parts of one torch-geometric batch for a model of ``kind`` (noise drawn from ``generator``; the
+    forward model's steps from 0 ... ``forward_max_t``, default T)."""
     device = batch.frac_coords.device
     types0 = one_hot_types(batch.atom_types)
     n = batch.num_graphs
     if kind == "forward":
         # t = 0 included: the forward model must also predict the DOS of clean crystals.
-        t = torch.randint(0, diffusion.timesteps + 1, (n,), generator=generator, device=device)
+        high = diffusion.timesteps if forward_max_t is None else forward_max_t
+        t = torch.randint(0, high + 1, (n,), generator=generator, device=device)
     else:
         t = diffusion.sample_t(n, device, generator)
     noisy = diffusion.noise(types0, batch.frac_coords, batch.lattice, t, batch.batch, generator)
@@ -85,7 +88,8 @@ def batch_losses(
 
 
 @torch.no_grad()
-def evaluate(model, diffusion, loader, kind: str, seed: int, max_batches: int | None = None) -> dict[str, float]:
+def evaluate(model, diffusion, loader, kind: str, seed: int, max_batches: int | None = None,
+             forward_max_t: int | None = None) -> dict[str, float]:
     """Mean loss parts over a loader with fixed noise (same seed -> same number); condition always on."""
     model.eval()
     device = diffusion.sigmas.device
@@ -95,7 +99,7 @@ def evaluate(model, diffusion, loader, kind: str, seed: int, max_batches: int | 
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        parts = batch_losses(model, diffusion, batch.to(device), kind, 0.0, generator)
+        parts = batch_losses(model, diffusion, batch.to(device), kind, 0.0, generator, forward_max_t)
         for k, v in parts.items():
             totals[k] = totals.get(k, 0.0) + float(v) * batch.num_graphs
         count += batch.num_graphs
@@ -282,7 +286,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             if step >= config.steps:
                 break
             batch = batch.to(device)
-            parts = batch_losses(ddp, diffusion, batch, config.kind, config.p_uncond, generator)
+            parts = batch_losses(ddp, diffusion, batch, config.kind, config.p_uncond, generator, config.forward_max_t)
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -301,7 +305,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 row = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0], "wall_time_s": round(wall, 2)}
                 row |= {f"train_{k}": v / running_n for k, v in running.items()}
                 if step % config.val_every == 0 or step == config.steps:
-                    row |= {f"val_{k}": v for k, v in evaluate(ema.module, diffusion, val_loader, config.kind, config.seed, config.val_batches).items()}
+                    row |= {f"val_{k}": v for k, v in evaluate(ema.module, diffusion, val_loader, config.kind, config.seed, config.val_batches,
+                                                                             config.forward_max_t).items()}
                 history.append(row)
                 running, running_n = {}, 0
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", **({"val": f"{row['val_loss']:.3f}"} if "val_loss" in row else {}))
