@@ -92,3 +92,8 @@ def test_label_resume_and_assemble(tmp_path):
         assert section in card
     assert "| Si        | insulator  |" in card
     assert (tmp_path / "pkg" / "card.png").stat().st_size > 10_000
+    # A preview of some chunks: chunk 1 alone holds only the failure.
+    preview = load_dataset(assemble(work, tmp_path / "preview" / "data.nc", seed=0, command="preview", chunks=range(0, 1)))
+    assert [r.id for r in preview] == ["p0", "p0-s00"] and int(preview.attrs["n_failed"]) == 0
+    with pytest.raises(FileNotFoundError, match="numbered 2-3"):
+        assemble(work, tmp_path / "none.nc", seed=0, command="", chunks=range(2, 4))

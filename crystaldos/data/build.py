@@ -233,18 +233,24 @@ def assign_splits(n: int, seed: int, fractions: dict[str, float] = SPLIT_FRACTIO
     return labels[rng.permutation(n)]
 
 
-def assemble(work_dir: Path, out: Path, seed: int, command: str) -> Path:
-    """Stage 3: merge the chunks, split, write the data file and its card."""
+def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range | None = None) -> Path:
+    """Stage 3: merge the chunks (all, or those numbered in ``chunks``: a preview of a build under way),
+    split, write the data file and its card."""
     from crystaldos.data.card import write_card
     from crystaldos.data.store import open_netcdf, write_netcdf, xarray_to_records
 
-    chunk_files = sorted((work_dir / "labels").glob("chunk_*.nc"))
+    def selected(pattern: str) -> list[Path]:
+        files = sorted((work_dir / "labels").glob(pattern))
+        return [f for f in files if chunks is None or int(f.name.split(".")[0].split("_")[1]) in chunks]
+
+    chunk_files = selected("chunk_*.nc")
     if not chunk_files:
-        raise FileNotFoundError(f"no labelled chunks in {work_dir / 'labels'}; run the labelling stage first")
+        raise FileNotFoundError(f"no labelled chunks{'' if chunks is None else f' numbered {chunks.start}-{chunks.stop - 1}'} "
+                                f"in {work_dir / 'labels'}; run the labelling stage first")
     from crystaldos.labellers.xtb import LabellingError, XTBLabeller
 
     errors: dict[str, str] = {}
-    for f in sorted((work_dir / "labels").glob("chunk_*.errors.json")):
+    for f in selected("chunk_*.errors.json"):
         errors.update(json.loads(f.read_text())["errors"])
     # Chunks labelled before a check was added still pass through it here.
     labeller = XTBLabeller()
@@ -314,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--limit", type=int, default=None, help="label only the first N candidates")
     parser.add_argument("--chunks", type=str, default=None, metavar="FIRST:LAST",
-                        help="label only chunks FIRST ... LAST (inclusive), e.g. on a second machine")
+                        help="label (or assemble) only chunks FIRST ... LAST (inclusive), e.g. on a second machine or "
+                             "for a preview of a build under way")
     parser.add_argument("--stage", choices=["all", "candidates", "label", "assemble"], default="all")
     # Labels are computed on a window that also keeps the deep valence levels, -25 ... +10 eV at the
     # spacing of the standard -10 ... +10 eV / 256-point grid, so that either window can be cut from
@@ -328,14 +335,14 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m crystaldos.data.build " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.stage in ("all", "candidates"):
         print(f"candidates: {make_candidates(args.work_dir, args.seed)}")
+    chunks = None
+    if args.chunks:
+        first, _, last = args.chunks.partition(":")
+        chunks = range(int(first), int(last or first) + 1)
     if args.stage in ("all", "label"):
-        chunks = None
-        if args.chunks:
-            first, _, last = args.chunks.partition(":")
-            chunks = range(int(first), int(last or first) + 1)
         label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit, chunks=chunks)
     if args.stage in ("all", "assemble"):
-        print(f"wrote {assemble(args.work_dir, args.out, args.seed, command)}")
+        print(f"wrote {assemble(args.work_dir, args.out, args.seed, command, chunks)}")
 
 
 if __name__ == "__main__":
