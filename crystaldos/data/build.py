@@ -239,18 +239,21 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
     from crystaldos.data.card import write_card
     from crystaldos.data.store import open_netcdf, write_netcdf, xarray_to_records
 
-    def selected(pattern: str) -> list[Path]:
-        files = sorted((work_dir / "labels").glob(pattern))
-        return [f for f in files if chunks is None or int(f.name.split(".")[0].split("_")[1]) in chunks]
+    labels = work_dir / "labels"
 
-    chunk_files = selected("chunk_*.nc")
+    def selected(suffix: str) -> list[Path]:
+        if chunks is None:
+            return sorted(labels.glob(f"chunk_*{suffix}"))
+        return [p for p in (_chunk_path(labels, k).with_suffix(suffix) for k in chunks) if p.exists()]
+
+    chunk_files = selected(".nc")
     if not chunk_files:
         raise FileNotFoundError(f"no labelled chunks{'' if chunks is None else f' numbered {chunks.start}-{chunks.stop - 1}'} "
-                                f"in {work_dir / 'labels'}; run the labelling stage first")
+                                f"in {labels}; run the labelling stage first")
     from crystaldos.labellers.xtb import LabellingError, XTBLabeller
 
     errors: dict[str, str] = {}
-    for f in selected("chunk_*.errors.json"):
+    for f in selected(".errors.json"):
         errors.update(json.loads(f.read_text())["errors"])
     # Chunks labelled before a check was added still pass through it here.
     labeller = XTBLabeller()

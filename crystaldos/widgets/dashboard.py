@@ -45,7 +45,7 @@ RANDOM = "random"
 DEFAULT_STEPS = 50
 STEPS_NOTE = ("<small>50 strided steps by default: from t_start = 200 they matched 52 % of 64 test crystals with CFG "
               "(all 200 steps: 38 %); from t_start = 1000, 63 % of site types right (all 1000 steps: 70 %). "
-              "CBG from t_start &gt; 500 blows cells up unless the lattice is left unguided "
+              "CBG from noise still inflates a few cells unless the lattice is left unguided "
               "(benchmarks/dashboard_steps.py, README).</small>")
 GUIDANCE_NAMES = {"cbg": "CBG", "cfg": "CFG"}
 GUIDED_LABELS = {"types": "atom types", "coords": "fractional coordinates", "lattice": "lattice"}
