@@ -18,20 +18,11 @@ import numpy as np
 import torch
 
 import crystaldos
-from crystaldos.checkpoint import PRETRAINED_DIR, build_network, checkpoint_grid, load_checkpoint
-from crystaldos.diffusion import DiffusionConfig, JointDiffusion
+from crystaldos.checkpoint import PRETRAINED_DIR
 from crystaldos.evaluate import lattice_panel_rows
 from crystaldos.labellers import XTBLabeller
 from crystaldos.metrics import lattice_errors, match
 from crystaldos.sampler import Sampler
-
-
-def cfg_only_sampler(path: Path) -> Sampler:
-    """A sampler around one CFG checkpoint (no unconditional network: CFG only)."""
-    cfg = load_checkpoint(path, kind="cfg")
-    forward = load_checkpoint(PRETRAINED_DIR / "forward.pt", kind="forward", grid=checkpoint_grid(cfg))
-    diffusion = JointDiffusion(DiffusionConfig.from_dict(cfg["diffusion_config"]))
-    return Sampler(build_network(cfg), None, build_network(forward), diffusion, checkpoint_grid(cfg), forward["calibration"], "cpu")
 
 
 def main() -> None:
@@ -43,7 +34,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    sampler = cfg_only_sampler(args.checkpoint)
+    sampler = Sampler.from_checkpoints(args.checkpoint, PRETRAINED_DIR / "forward.pt", device="cpu")
     dataset = crystaldos.load_dataset()
     print(f"{args.checkpoint}: diffusion {sampler.diffusion.config.to_dict()}; lattice step {args.lattice_step}, "
           f"t_start {args.t_start}, seed {args.seed}")

@@ -2,18 +2,20 @@
 
     python benchmarks/learning_curves.py --fractions 0.25 0.5 1 --steps 3000 --runs build/learning_curves
     python benchmarks/learning_curves.py --fractions 0.25 1 --steps 3000 --set model.hidden=256   # another width
+    python benchmarks/learning_curves.py --data build/preview_v2_37.nc --forward build/runs/fwd_v2_default/model.pt \
+        --runs build/learning_curves_v2 --set diffusion.lattice_noise_atoms=8   # another data file
 
 Trains the CFG denoiser on a seeded 25 / 50 / 100 % of the training split for the same number of steps (the
 runs go in parallel, one CPU thread each, and resume from ``--runs``), then reconstructs a fixed test subset
 (the first ``--limit`` crystals, CFG omega = 1, seed 0) from t_start = 200 with each, and prints site-type
 accuracy, median |volume error| and match rate against the number of training crystals, plus each run's
-final validation loss. ``--plot`` writes the figure (docs/learning_curves.png for docs/training.md).
+final validation loss. ``--data`` trains and tests on another data file; ``--forward`` then names a forward
+model trained on a data file with the same DOS grid (it only predicts the samples' DOS here). ``--plot`` writes the figure (docs/learning_curves.png for docs/training.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,24 +30,22 @@ from crystaldos.checkpoint import PRETRAINED_DIR, load_checkpoint
 from crystaldos.metrics import score
 
 
-def train_runs(fractions, steps: int, runs: Path, overrides: list[str], device: str | None) -> dict[float, Path]:
-    """Train one CFG model per fraction (parallel processes); returns {fraction: folder with cfg/uncond/forward.pt}."""
+def train_runs(fractions, steps: int, runs: Path, overrides: list[str], device: str | None, data: Path | None) -> dict[float, Path]:
+    """Train one CFG model per fraction (parallel processes); returns {fraction: its run folder with model.pt}."""
     procs = {}
     for fraction in fractions:
         out = runs / f"fraction_{fraction:g}"
         cmd = [sys.executable, "-m", "crystaldos.train", "--kind", "cfg", "--out-dir", str(out / "run"), "--steps", str(steps),
                "--num-threads", "1", "--no-progress", "--seed", "0", "--set", f"train_fraction={fraction}"]
         cmd += [x for o in overrides for x in ("--set", o)] + (["--device", device] if device else [])
+        cmd += ["--data", str(data)] if data else []
         out.mkdir(parents=True, exist_ok=True)
         procs[fraction] = (subprocess.Popen(cmd, stdout=open(out / "train.log", "a"), stderr=subprocess.STDOUT), out)
     folders = {}
     for fraction, (process, out) in procs.items():
         if process.wait() != 0:
             raise SystemExit(f"training failed for fraction {fraction}; see {out / 'train.log'}")
-        shutil.copyfile(out / "run" / "model.pt", out / "cfg.pt")
-        for kind in ("uncond", "forward"):  # CFG sampling uses only cfg.pt; the sampler loads all three
-            shutil.copyfile(PRETRAINED_DIR / f"{kind}.pt", out / f"{kind}.pt")
-        folders[fraction] = out
+        folders[fraction] = out / "run"
     return folders
 
 
@@ -57,15 +57,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=64, help="test crystals reconstructed per model")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--data", type=Path, default=None, help="data file (default: the embedded data set)")
+    parser.add_argument("--forward", type=Path, default=PRETRAINED_DIR / "forward.pt",
+                        help="forward-model checkpoint on the data's DOS grid (default: the shipped one)")
     parser.add_argument("--plot", type=Path, default=None, help="write the figure here")
     args = parser.parse_args()
-    folders = train_runs(args.fractions, args.steps, args.runs, args.overrides, args.device)
-    items = list(crystaldos.load_dataset().split("test")[: args.limit])
+    folders = train_runs(args.fractions, args.steps, args.runs, args.overrides, args.device, args.data)
+    items = list(crystaldos.load_dataset(args.data).split("test")[: args.limit])
     rows = []
     for fraction, folder in folders.items():
-        checkpoint = load_checkpoint(folder / "cfg.pt", kind="cfg")
+        checkpoint = load_checkpoint(folder / "model.pt", kind="cfg")
         history = checkpoint["train"]["history"]
-        sampler = Sampler.from_pretrained(folder, device="cpu")
+        sampler = Sampler.from_checkpoints(folder / "model.pt", args.forward, device="cpu")
         results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance="cfg", t_start=200,
                                       seed=0, progress=False)
         scores = [score(r.structure, i.structure, r.dos_pred, i.dos) for r, i in zip(results, items)]

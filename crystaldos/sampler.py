@@ -143,20 +143,50 @@ class Sampler:
         Raises:
             CheckpointError: a missing, corrupt or mismatched checkpoint, naming the file.
         """
+        folder = Path(path) if path is not None else PRETRAINED_DIR
+        return cls.from_checkpoints(folder / "cfg.pt", folder / "forward.pt", folder / "uncond.pt", device=device)
+
+    @classmethod
+    def from_checkpoints(cls, cfg: str | Path, forward: str | Path, uncond: str | Path | None = None,
+                         device: str | None = None) -> "Sampler":
+        """Build a sampler from individual checkpoint files, e.g. the ``model.pt`` of training runs.
+
+        Args:
+            cfg: the CFG denoiser's checkpoint.
+            forward: the forward model's checkpoint (its DOS grid must be the CFG model's).
+            uncond: the unconditional denoiser's; None gives a sampler for CFG only (CBG and
+                unguided sampling then raise).
+
+        Raises:
+            CheckpointError: a missing, corrupt or mismatched checkpoint (another DOS grid or other
+                diffusion settings), naming the file.
+        """
         from crystaldos.checkpoint import CheckpointError
 
-        folder = Path(path) if path is not None else PRETRAINED_DIR
-        cfg = load_checkpoint(folder / "cfg.pt", kind="cfg")
-        grid = checkpoint_grid(cfg)
-        uncond = load_checkpoint(folder / "uncond.pt", kind="uncond", grid=grid)
-        forward = load_checkpoint(folder / "forward.pt", kind="forward", grid=grid)
+        loaded = {"cfg": load_checkpoint(cfg, kind="cfg")}
+        grid = checkpoint_grid(loaded["cfg"])
+        if uncond is not None:
+            loaded["uncond"] = load_checkpoint(uncond, kind="uncond", grid=grid)
+        loaded["forward"] = load_checkpoint(forward, kind="forward", grid=grid)
         # Through DiffusionConfig, so that a setting added later (at its default) compares equal to its absence.
-        configs = {name: DiffusionConfig.from_dict(c["diffusion_config"]).to_dict() for name, c in (("cfg", cfg), ("uncond", uncond), ("forward", forward))}
-        if len({tuple(sorted(c.items())) for c in configs.values()}) != 1:
-            raise CheckpointError(f"the three checkpoints in {folder} use different diffusion settings: {configs}")
-        diffusion = JointDiffusion(DiffusionConfig.from_dict(cfg["diffusion_config"]))
-        sampler = cls(build_network(cfg), build_network(uncond), build_network(forward), diffusion, grid, forward["calibration"], device)
-        sampler.checkpoints = {"cfg": cfg["train"], "uncond": uncond["train"], "forward": forward["train"]}
+        configs = {name: DiffusionConfig.from_dict(c["diffusion_config"]).to_dict() for name, c in loaded.items()}
+        files = {"cfg": cfg, "uncond": uncond, "forward": forward}
+        settings = "; ".join(f"{files[name]}: {c}" for name, c in configs.items())
+        if "uncond" in configs and configs["uncond"] != configs["cfg"]:
+            raise CheckpointError(f"the two denoisers use different diffusion settings: {settings}")
+        # The forward model sees noised crystals only under CBG; a CFG-only sampler may pair it with a denoiser
+        # trained under other noise settings (it then only predicts the clean samples' DOS), but CBG refuses.
+        forward_mismatch = None
+        if configs["forward"] != configs["cfg"]:
+            if uncond is not None:
+                raise CheckpointError(f"the checkpoints use different diffusion settings: {settings}")
+            forward_mismatch = f"the forward model was trained under other diffusion settings than the denoiser ({settings})"
+        diffusion = JointDiffusion(DiffusionConfig.from_dict(loaded["cfg"]["diffusion_config"]))
+        uncond_model = build_network(loaded["uncond"]) if "uncond" in loaded else None
+        sampler = cls(build_network(loaded["cfg"]), uncond_model, build_network(loaded["forward"]), diffusion, grid,
+                      loaded["forward"]["calibration"], device)
+        sampler.checkpoints = {name: c["train"] for name, c in loaded.items()}
+        sampler.forward_mismatch = forward_mismatch
         return sampler
 
     # ------------------------------------------------------------------ inputs
@@ -201,6 +231,8 @@ class Sampler:
         if guidance not in GUIDANCES:
             raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCES}")
         per_variable(strength)  # a finite number, or finite numbers per known variable
+        if guidance.startswith("cbg") and getattr(self, "forward_mismatch", None):
+            raise ValueError(f"{guidance} needs a forward model trained under the denoiser's noise: {self.forward_mismatch}")
         if unconditional not in ("separate", "cfg-null"):
             raise ValueError(f"unconditional must be 'separate' or 'cfg-null', got {unconditional!r}")
         T = self.diffusion.timesteps

@@ -366,3 +366,27 @@ def test_cbg_from_noise_keeps_the_cells_physical(sampler):
                                progress=False)
     volumes = np.array([r.structure.volume / len(r.structure) for r in results])
     assert 3 < np.median(volumes) < 60, volumes
+
+
+def test_a_sampler_from_single_checkpoints_samples_with_cfg_only(sampler, items, tmp_path):
+    from crystaldos.checkpoint import PRETRAINED_DIR, CheckpointError
+
+    cfg_only = Sampler.from_checkpoints(PRETRAINED_DIR / "cfg.pt", PRETRAINED_DIR / "forward.pt")
+    assert cfg_only.uncond_model is None
+    item = items[0]
+    ours = cfg_only.reconstruct(item.structure, item.dos, t_start=20, seed=3, progress=False)[0]
+    shipped = sampler.reconstruct(item.structure, item.dos, t_start=20, seed=3, progress=False)[0]
+    assert ours.structure == shipped.structure  # the same CFG network and noise
+    with pytest.raises(ValueError, match="no separate unconditional model"):
+        cfg_only.reconstruct(item.structure, item.dos, guidance="none", t_start=20, progress=False)
+
+    # A forward model trained under other noise settings may predict clean DOS but not guide.
+    forward = torch.load(PRETRAINED_DIR / "forward.pt", weights_only=True)
+    forward["diffusion_config"]["lattice_noise_atoms"] = 8
+    torch.save(forward, tmp_path / "forward.pt")
+    mixed = Sampler.from_checkpoints(PRETRAINED_DIR / "cfg.pt", tmp_path / "forward.pt")
+    assert mixed.reconstruct(item.structure, item.dos, t_start=20, seed=3, progress=False)[0].structure == ours.structure
+    with pytest.raises(ValueError, match="other diffusion settings"):
+        mixed.reconstruct(item.structure, item.dos, guidance="cbg", unconditional="cfg-null", t_start=20, progress=False)
+    with pytest.raises(CheckpointError, match="different diffusion settings"):
+        Sampler.from_checkpoints(PRETRAINED_DIR / "cfg.pt", tmp_path / "forward.pt", PRETRAINED_DIR / "uncond.pt")
