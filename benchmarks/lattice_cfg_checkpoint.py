@@ -1,12 +1,14 @@
 """The lattice of one CFG checkpoint on its own: the six-crystal lattice test and the first test crystals, from t_start.
 
     python benchmarks/lattice_cfg_checkpoint.py runs/cfg/model.pt [--lattice-step ddim] [--limit 64] [--t-start 200]
+    python benchmarks/lattice_cfg_checkpoint.py runs/v2/model.pt --data build/preview_v2_37.nc --forward runs/fwd_v2/model.pt
 
 For controlled training runs (e.g. ``crystaldos train --kind cfg --steps 3000 --out-dir runs/a`` against the same
 with ``--set diffusion.lattice_noise_atoms=8``): CFG (omega = 1) needs no other network, so the checkpoint is
 sampled on its own, with its own diffusion settings (the shipped forward model only fills the sampler's slot).
 Prints the lattice-test table (each crystal's 4 samples and their volume errors) and, for the first ``--limit``
-test crystals of the embedded data set, the match rate, median |volume error| and share within 5 %.
+test crystals of the embedded data set (or of ``--data``, whose labeller then labels the textbook crystals and
+whose DOS grid ``--forward`` must share), the match rate, median |volume error| and share within 5 %.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=64, help="first N test crystals")
     parser.add_argument("--t-start", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=None, help="data file the checkpoint was trained on (default: embedded)")
+    parser.add_argument("--forward", type=Path, default=PRETRAINED_DIR / "forward.pt", help="forward model on its DOS grid")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    sampler = Sampler.from_checkpoints(args.checkpoint, PRETRAINED_DIR / "forward.pt", device="cpu")
-    dataset = crystaldos.load_dataset()
+    sampler = Sampler.from_checkpoints(args.checkpoint, args.forward, device="cpu")
+    dataset = crystaldos.load_dataset(args.data)
     print(f"{args.checkpoint}: diffusion {sampler.diffusion.config.to_dict()}; lattice step {args.lattice_step}, "
           f"t_start {args.t_start}, seed {args.seed}")
     table = lattice_panel_rows(sampler, XTBLabeller.for_dataset(dataset.attrs), 4, args.t_start, args.seed, args.lattice_step)
