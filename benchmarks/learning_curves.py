@@ -9,7 +9,7 @@ Trains the CFG denoiser on a seeded 25 / 50 / 100 % of the training split for th
 runs go in parallel, one CPU thread each, and resume from ``--runs``), then reconstructs a fixed test subset
 (the first ``--limit`` crystals, CFG omega = 1, seed 0) from t_start = 200 with each, and prints site-type
 accuracy, median |volume error| and match rate against the number of training crystals, plus each run's
-final validation loss. ``--data`` trains and tests on another data file; ``--forward`` then names a forward
+final validation loss (also written to ``<runs>/results.csv``). ``--data`` trains and tests on another data file; ``--forward`` then names a forward
 model trained on a data file with the same DOS grid (it only predicts the samples' DOS here). ``--plot`` writes the figure (docs/learning_curves.png for docs/training.md).
 """
 
@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--forward", type=Path, default=PRETRAINED_DIR / "forward.pt",
                         help="forward-model checkpoint on the data's DOS grid (default: the shipped one)")
     parser.add_argument("--plot", type=Path, default=None, help="write the figure here")
+    parser.add_argument("--label", default=None, help="this run's name in the figure (default: its settings)")
+    parser.add_argument("--series", action="append", default=[], metavar="LABEL=CSV",
+                        help="another run's results.csv to draw beside this one (repeatable)")
     args = parser.parse_args()
     folders = train_runs(args.fractions, args.steps, args.runs, args.overrides, args.device, args.data)
     items = list(crystaldos.load_dataset(args.data).split("test")[: args.limit])
@@ -81,22 +84,35 @@ def main() -> None:
         })
         show_row(rows)
     table = pd.DataFrame(rows)
+    table.to_csv(args.runs / "results.csv", index=False)
     show_table(rows, f"CFG from t_start = 200 on the first {len(items)} test crystals; settings {args.overrides or 'as shipped'}")
     if args.plot:
-        import matplotlib
+        series = {args.label or ", ".join(args.overrides) or "as shipped": table}
+        series.update({label: pd.read_csv(path) for label, path in (s.split("=", 1) for s in args.series)})
+        plot(series, args.plot, f"CFG, {args.steps} steps, t_start = 200, the first {len(items)} test crystals")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-        for ax, column in zip(axes, ("site types (%)", "median |dV| (%)", "match (%)")):
-            ax.plot(table["training crystals"], table[column], "o-")
-            ax.set(xlabel="training crystals", ylabel=column, xscale="log")
-        fig.suptitle(f"CFG, {args.steps} steps, t_start = 200, {len(items)} test crystals", fontsize=9)
-        fig.tight_layout()
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=110)
+def plot(series: dict[str, pd.DataFrame], path: Path, title: str) -> None:
+    """One panel per measure against the number of training crystals, one line per series."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ("final val loss", "site types (%)", "median |dV| (%)", "match (%)")
+    fig, axes = plt.subplots(1, len(columns), figsize=(13, 3.2))
+    for label, table in series.items():
+        for ax, column in zip(axes, columns):
+            ax.plot(table["training crystals"], table[column], "o-", label=label)
+    for ax, column in zip(axes, columns):
+        ax.set(xlabel="training crystals", ylabel=column, xscale="log")
+        if column != "final val loss":
+            ax.set_ylim(0, 100 if column != "median |dV| (%)" else None)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 if __name__ == "__main__":
     main()
