@@ -2,6 +2,7 @@
 
     python benchmarks/lattice_denoising.py --split test --seeds 4
     python benchmarks/lattice_denoising.py --cfg build/runs/lam10/model.pt     # any CFG checkpoint
+    python benchmarks/lattice_denoising.py --cfg runs/v2/model.pt --data build/preview_v2_37.nc --split train --max-sites 2
 
 For every crystal of the split, noise it to step t (cosine DDPM on L, in Å) and take the denoiser's one-step
 estimate of the clean lattice, L0_hat = (L_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t). Reports, per t, the
@@ -40,11 +41,14 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--seeds", type=int, default=4, help="noise draws per crystal and step")
     parser.add_argument("--cfg", default=None, help="a CFG checkpoint (default: the shipped cfg.pt)")
+    parser.add_argument("--data", default=None, help="the checkpoint's data file (default: the embedded data set)")
+    parser.add_argument("--max-sites", type=int, default=None, help="only crystals with at most this many sites")
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.cfg or PRETRAINED_DIR / "cfg.pt", kind="cfg")
     model = build_network(checkpoint).eval()
     diffusion = JointDiffusion(DiffusionConfig.from_dict(checkpoint["diffusion_config"]))
-    items = list(crystaldos.load_dataset().split(args.split))
+    items = [i for i in crystaldos.load_dataset(args.data).split(args.split)
+             if args.max_sites is None or len(i.structure) <= args.max_sites]
     batch = collate(items)
     graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
     types = one_hot_types(batch.atom_types)
@@ -71,7 +75,7 @@ def main() -> None:
             row[f"{name}: within 5 % (%)"] = float(100 * np.mean(e <= 5))
         rows.append(row)
         show_row(rows)
-    show_table(rows, f"{len(items)} crystals of the {args.split} split x {args.seeds} noise draws; {args.cfg or 'shipped cfg.pt'}, "
+    show_table(rows, f"{len(items)} crystals of the {args.split} split{f' with <= {args.max_sites} sites' if args.max_sites else ''} x {args.seeds} noise draws; {args.cfg or 'shipped cfg.pt'}, "
                      f"conditional branch, lambda_lattice = {diffusion.config.lambda_lattice}")
 
 

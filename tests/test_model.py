@@ -35,16 +35,18 @@ def cell():
 
 def networks(cutoff=None):
     """Small conditional denoiser and forward model: fully connected cells, or a radius graph over images (cutoff, Å),
-    or (cutoff "lengths") fully connected with the minimum-image edge lengths as features."""
+    or (cutoff "lengths") fully connected with the minimum-image edge lengths as features, or (cutoff "scale")
+    fully connected with the cell's shape and log volume per atom as features."""
     torch.manual_seed(0)
-    lengths = cutoff == "lengths"
-    graph = dict(cutoff=None if lengths else cutoff, max_neighbours=500, edge_lengths=lengths)  # no truncation: ties at the cap would break permutation symmetry
+    lengths, scale = cutoff == "lengths", cutoff == "scale"
+    graph = dict(cutoff=None if lengths or scale else cutoff, max_neighbours=500, edge_lengths=lengths, lattice_scale_features=scale)  # no truncation: ties at the cap would break permutation symmetry
     cond = CrystalDenoiser(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=True, **graph)).double().eval()
     fwd = DOSForwardModel(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=False, **graph)).double().eval()
     return cond, fwd
 
 
-GRAPHS = pytest.mark.parametrize("cutoff", [None, 4.5, "lengths"], ids=["fully-connected", "radius-graph", "with-lengths"])
+GRAPHS = pytest.mark.parametrize("cutoff", [None, 4.5, "lengths", "scale"],
+                                 ids=["fully-connected", "radius-graph", "with-lengths", "with-scale-features"])
 
 
 def run(cond, fwd, c, types=None, frac=None, lattice=None, dos=None):
@@ -176,3 +178,19 @@ def test_edge_lengths_make_the_output_depend_on_the_scale_of_the_cell(cell):
     # 0.9 of a 4 Å axis is 0.4 Å away through the boundary: the basis peaks at the centre nearest 0.4 Å.
     centres = torch.linspace(0.0, 8.0, rbf.shape[1], dtype=torch.float64)
     assert int(rbf.argmax()) == int(torch.argmin((centres - 0.4).abs()))
+
+
+def test_lattice_scale_features_are_the_shape_and_the_log_volume_per_atom():
+    from pymatgen.core import Lattice
+
+    from crystaldos.model.features import lattice_scale_invariants
+
+    fcc = torch.tensor(Lattice.cubic(3.615).matrix @ np.array([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]).T).T[None]
+    features = lattice_scale_invariants(fcc, torch.tensor([1]))
+    assert math.isclose(float(features[0, 9]), math.log(3.615**3 / 4), rel_tol=1e-9)  # Cu: 11.81 Å³ per atom
+    scaled = lattice_scale_invariants(1.1 * fcc, torch.tensor([1]))
+    torch.testing.assert_close(scaled[0, :9], features[0, :9])  # the shape does not see the size
+    assert math.isclose(float(scaled[0, 9] - features[0, 9]), 3 * math.log(1.1), rel_tol=1e-9)
+    rotation = random_rotation(torch.Generator().manual_seed(0))
+    torch.testing.assert_close(lattice_scale_invariants(fcc @ rotation.T, torch.tensor([1])), features)
+    assert math.isclose(float(lattice_scale_invariants(fcc, torch.tensor([4]))[0, 9]), math.log(3.615**3 / 16), rel_tol=1e-9)

@@ -13,6 +13,7 @@ from crystaldos.model.features import (
     PeriodicFourierFeatures,
     SinusoidalTimeEmbedding,
     lattice_invariants,
+    lattice_scale_invariants,
 )
 from crystaldos.model.layers import PeriodicLayer
 from crystaldos.model.radius_graph import periodic_radius_graph
@@ -42,6 +43,11 @@ class ModelConfig(Settings):
             minimum-image length in Å (0 ... ``length_range``), so that bond lengths, which set the
             lattice's scale, need not be assembled from L Lᵀ and fractional differences.
         length_range: Å, the largest centre of that radial basis.
+        lattice_scale_features: also give every edge the cell's shape, L Lᵀ / V^(2/3) (scale-free), and its
+            size, ln(V / N / 1 Å³), the log volume per atom. With L Lᵀ / 100 Å² alone a 1-atom cell's inputs
+            are ~0.06 and a 4 % change of its volume moves them by ~0.003, so the network hardly resolves the
+            cell's size; the log volume per atom puts that change at 0.04 of an input that the DOS's
+            expected volume can be compared with linearly (docs/lattice.md, section 7).
         element_baseline: forward model only: predict each atom's DOS as the mean DOS of its element in the
             training split (a table set at the start of training, stored with the weights) plus what the
             network adds, so that a small data set starts from the per-element baseline instead of learning it.
@@ -61,6 +67,7 @@ class ModelConfig(Settings):
     edge_lengths: bool = False
     length_range: float = 8.0
     element_baseline: bool = False
+    lattice_scale_features: bool = False
 
     settings_name = "model"
 
@@ -93,6 +100,7 @@ class PeriodicBackbone(nn.Module):
         self.node_in = nn.Linear(h + config.time_dim, h)
         self.fourier = PeriodicFourierFeatures(config.n_frequencies)
         edge_dim = 9 + self.fourier.out_dim + (config.n_radial if config.cutoff is not None or config.edge_lengths else 0)
+        edge_dim += 10 if config.lattice_scale_features else 0
         self.layers = nn.ModuleList(PeriodicLayer(h, edge_dim) for _ in range(config.n_layers))
         self.norm_out = nn.LayerNorm(h)
 
@@ -111,6 +119,8 @@ class PeriodicBackbone(nn.Module):
         if node_condition is not None:
             h = h + node_condition  # the paper's element-wise addition of the projected DOS
         gram = lattice_invariants(lattice) / self.config.gram_scale
+        if self.config.lattice_scale_features:
+            gram = torch.cat([gram, lattice_scale_invariants(lattice, torch.bincount(batch, minlength=lattice.shape[0]))], dim=-1)
         if self.config.cutoff is None:
             source, target = edge_index
             delta = frac_coords[source] - frac_coords[target]

@@ -71,3 +71,11 @@ class PeriodicFourierFeatures(nn.Module):
 def lattice_invariants(lattice: torch.Tensor) -> torch.Tensor:
     """(B, 3, 3) lattices (rows = vectors, Å) -> (B, 9) flattened Gram matrices L Lᵀ (Å²)."""
     return (lattice @ lattice.transpose(-1, -2)).flatten(-2)
+
+
+def lattice_scale_invariants(lattice: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) lattices (Å) and (B,) atom counts -> (B, 10): the shape L Lᵀ / V^(2/3) (9, dimensionless) and
+    ln(V / N / 1 Å³), the log volume per atom; both unchanged by rotations and reflections of the cell."""
+    volume = torch.linalg.det(lattice).abs().clamp_min(1e-6)  # a collapsed noisy cell stays finite
+    shape = lattice_invariants(lattice) / volume[:, None] ** (2 / 3)
+    return torch.cat([shape, torch.log(volume / num_atoms.to(volume.dtype))[:, None]], dim=-1)
