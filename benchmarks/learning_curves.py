@@ -104,8 +104,11 @@ def plot(series: dict[str, pd.DataFrame], path: Path, title: str) -> None:
     for label, table in series.items():
         for ax, column in zip(axes, columns):
             ax.plot(table["training crystals"], table[column], "o-", label=label)
+    counts = sorted({int(n) for table in series.values() for n in table["training crystals"]})
     for ax, column in zip(axes, columns):
         ax.set(xlabel="training crystals", ylabel=column, xscale="log")
+        ax.set_xticks(counts, [str(n) for n in counts])
+        ax.minorticks_off()
         if column != "final val loss":
             ax.set_ylim(0, 100 if column != "median |dV| (%)" else None)
     axes[0].legend(fontsize=7)

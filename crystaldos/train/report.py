@@ -128,6 +128,11 @@ def main(argv: list[str] | None = None) -> None:
         "split; it sees the clean types). Also `python benchmarks/forward_baseline.py`.\n\n"
         "| t | MAE | RMSE | per-element mean MAE | forward model below baseline |\n| --- | --- | --- | --- | --- |\n" + rows + "\n"
     )
+    # Measurements that chose the sizes and steps (benchmarks/learning_curves.py) are written by hand beside
+    # this report; carried into it so that a regenerated report keeps them.
+    extra = out / "learning_curves.md"
+    if extra.exists():
+        text += "\n" + extra.read_text()
     (out / "training.md").write_text(text)
     print(text)
 
