@@ -24,10 +24,22 @@ import crystaldos
 from crystaldos.checkpoint import PRETRAINED_DIR, build_network, load_checkpoint
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
 from crystaldos.data import collate
-from crystaldos.guidance import CrystalState, Graph
 from crystaldos.model import one_hot_types
 
 STEPS = (10, 50, 100, 200, 300, 500, 700, 1000)
+
+
+def one_step_volume_errors(model, diffusion: JointDiffusion, batch, t_value: int, seed: int):
+    """Noise ``batch`` to step ``t_value`` (seeded) and return the signed volume errors (%) of the denoiser's one-step
+    clean-lattice estimate and of "no denoising" (L_t / sqrt(abar)), each (B,), and the noised crystal with the output."""
+    t = torch.full((batch.num_graphs,), t_value)
+    noisy = diffusion.noise(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, t, batch.batch,
+                            torch.Generator().manual_seed(seed))
+    out = model(noisy.types, noisy.frac_coords, noisy.lattice, t, batch.edge_index, batch.batch, batch.dos,
+                torch.ones(batch.num_graphs, dtype=torch.bool))
+    denoised = volume_error_pct(diffusion.clean_from_eps(noisy.lattice, out.eps_lattice, t), batch.lattice)
+    plain = volume_error_pct(noisy.lattice / diffusion.alpha_bars[t_value].sqrt(), batch.lattice)
+    return denoised, plain, noisy, out
 
 
 def volume_error_pct(estimate: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
@@ -50,21 +62,14 @@ def main() -> None:
     items = [i for i in crystaldos.load_dataset(args.data).split(args.split)
              if args.max_sites is None or len(i.structure) <= args.max_sites]
     batch = collate(items)
-    graph = Graph(batch.edge_index, batch.batch, batch.num_graphs)
-    types = one_hot_types(batch.atom_types)
     rows = []
     for t_value in STEPS:
         errors = {"denoiser": [], "no denoising": []}
         losses = []
         for seed in range(args.seeds):
-            t = torch.full((batch.num_graphs,), t_value)
-            noisy = diffusion.noise(types, batch.frac_coords, batch.lattice, t, batch.batch, torch.Generator().manual_seed(seed))
-            out = model(noisy.types, noisy.frac_coords, noisy.lattice, t, graph.edge_index, graph.batch, batch.dos,
-                                    torch.ones(batch.num_graphs, dtype=torch.bool))
-            abar = diffusion.alpha_bars[t_value]
-            estimate = diffusion.clean_from_eps(noisy.lattice, out.eps_lattice, t)
-            errors["denoiser"].append(volume_error_pct(estimate, batch.lattice))
-            errors["no denoising"].append(volume_error_pct(noisy.lattice / abar.sqrt(), batch.lattice))
+            denoised, plain, noisy, out = one_step_volume_errors(model, diffusion, batch, t_value, seed)
+            errors["denoiser"].append(denoised)
+            errors["no denoising"].append(plain)
             losses.append(float((((out.eps_lattice - noisy.eps_lattice) / noisy.lattice_scale[:, None, None]) ** 2).mean()))
         row = {"t": t_value, "noise std (Å)": float((1 - diffusion.alpha_bars[t_value]).sqrt()),
                "eps MSE (loss)": float(np.mean(losses))}

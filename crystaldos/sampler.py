@@ -135,6 +135,8 @@ class Sampler:
         self.diffusion = diffusion.to(self.device)
         self.grid = grid
         self.likelihood = Likelihood(self.forward_model, calibration)
+        # Why CBG must refuse, when the forward model was trained under other noise settings (from_checkpoints).
+        self.forward_mismatch: str | None = None
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | None = None) -> "Sampler":
@@ -154,8 +156,8 @@ class Sampler:
         Args:
             cfg: the CFG denoiser's checkpoint.
             forward: the forward model's checkpoint (its DOS grid must be the CFG model's).
-            uncond: the unconditional denoiser's; None gives a sampler for CFG only (CBG and
-                unguided sampling then raise).
+            uncond: the unconditional denoiser's; None gives a sampler without one (CFG, or CBG and
+                unguided sampling with ``unconditional="cfg-null"``; "separate" then raises).
 
         Raises:
             CheckpointError: a missing, corrupt or mismatched checkpoint (another DOS grid or other
@@ -231,7 +233,7 @@ class Sampler:
         if guidance not in GUIDANCES:
             raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCES}")
         per_variable(strength)  # a finite number, or finite numbers per known variable
-        if guidance.startswith("cbg") and getattr(self, "forward_mismatch", None):
+        if guidance.startswith("cbg") and self.forward_mismatch:
             raise ValueError(f"{guidance} needs a forward model trained under the denoiser's noise: {self.forward_mismatch}")
         if unconditional not in ("separate", "cfg-null"):
             raise ValueError(f"unconditional must be 'separate' or 'cfg-null', got {unconditional!r}")
