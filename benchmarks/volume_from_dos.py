@@ -38,23 +38,24 @@ def composition(item) -> np.ndarray:
     return out
 
 
+def centre_and_width(dos: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean energy and standard deviation (eV) of DOS curves ``dos`` (..., n_energies) on ``energy`` (n_energies,)."""
+    weights = dos / np.maximum(dos.sum(-1, keepdims=True), 1e-9)
+    centre = (weights * energy).sum(-1)
+    width = np.sqrt((weights * (energy - centre[..., None]) ** 2).sum(-1))
+    return centre, width
+
+
 def crystal_dos(item) -> np.ndarray:
     """The atoms' mean DOS (every third point, states/eV/atom) with its mean energy and width (eV)."""
     dos = np.asarray(item.dos.values, float).mean(0)
-    energy = np.asarray(item.dos.energy.values)
-    weights = dos / max(dos.sum(), 1e-9)
-    centre = (weights * energy).sum()
-    width = np.sqrt((weights * (energy - centre) ** 2).sum())
+    centre, width = centre_and_width(dos, np.asarray(item.dos.energy.values))
     return np.concatenate([dos[::3], [centre, width, np.log(width + 1e-3)]])
 
 
 def element_moments(item) -> np.ndarray:
     """(200,) each atom's DOS centre (eV) and log width, averaged by element over the cell."""
-    dos = np.asarray(item.dos.values, float)
-    energy = np.asarray(item.dos.energy.values)
-    weights = dos / np.maximum(dos.sum(1, keepdims=True), 1e-9)
-    centres = (weights * energy).sum(1)
-    widths = np.sqrt((weights * (energy[None] - centres[:, None]) ** 2).sum(1))
+    centres, widths = centre_and_width(np.asarray(item.dos.values, float), np.asarray(item.dos.energy.values))
     z = np.array(item.structure.atomic_numbers)
     one_hot = np.zeros((len(z), N_ELEMENTS))
     one_hot[np.arange(len(z)), z] = 1.0
