@@ -255,3 +255,23 @@ def test_forward_model_can_train_on_clean_crystals_only(small_data):
     for bad in (-1, 1001):
         with pytest.raises(ValueError, match="forward_max_t"):
             tiny_config(small_data, "/tmp/unused", "forward", extra=[f"forward_max_t={bad}"])
+
+
+def test_forward_model_l1_loss_is_the_mean_absolute_error(small_data):
+    """forward_loss = "l1": on clean crystals the loss is the MAE of the prediction (in units of dos_scale), not
+    the MSE; an unknown loss name is refused by the config."""
+    from crystaldos.train.loop import batch_losses, build_model
+
+    config = tiny_config(small_data, "/tmp/unused", "forward", extra=["forward_max_t=0", "forward_loss=l1"])
+    model = build_model(config).eval()
+    batch = collate(list(crystaldos.load_dataset(small_data).split("train")[:4]))
+    with torch.no_grad():
+        parts = {name: batch_losses(model, JointDiffusion(), batch, "forward", generator=torch.Generator().manual_seed(0), forward_max_t=0,
+                                    forward_loss=name)["dos"] for name in ("l1", "mse")}
+        clean = model(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, torch.zeros(batch.num_graphs, dtype=torch.long),
+                      batch.edge_index, batch.batch)
+    error = (clean - batch.dos) / model.config.dos_scale
+    torch.testing.assert_close(parts["l1"], error.abs().mean())
+    torch.testing.assert_close(parts["mse"], error.square().mean())
+    with pytest.raises(ValueError, match="forward_loss"):
+        tiny_config(small_data, "/tmp/unused", "forward", extra=["forward_loss=huber"])

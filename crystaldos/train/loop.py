@@ -59,9 +59,10 @@ def batch_losses(
     p_uncond: float = 0.0,
     generator: torch.Generator | None = None,
     forward_max_t: int | None = None,
+    forward_loss: str = "mse",
 ) -> dict[str, torch.Tensor]:
     """Loss parts of one torch-geometric batch for a model of ``kind`` (noise drawn from ``generator``; the
-    forward model's steps from 0 ... ``forward_max_t``, default T)."""
+    forward model's steps from 0 ... ``forward_max_t``, default T, its loss ``forward_loss``: "mse" or "l1")."""
     device = batch.frac_coords.device
     types0 = one_hot_types(batch.atom_types)
     n = batch.num_graphs
@@ -76,7 +77,8 @@ def batch_losses(
         net = model.module if isinstance(model, DistributedDataParallel) else model
         scale = net.config.dos_scale
         pred = model(noisy.types, noisy.frac_coords, noisy.lattice, t, batch.edge_index, batch.batch) / scale
-        dos_loss = torch.nn.functional.mse_loss(pred, batch.dos / scale)
+        loss = torch.nn.functional.l1_loss if forward_loss == "l1" else torch.nn.functional.mse_loss
+        dos_loss = loss(pred, batch.dos / scale)
         return {"loss": dos_loss, "dos": dos_loss}
     use_condition = None
     dos = None
@@ -89,7 +91,7 @@ def batch_losses(
 
 @torch.no_grad()
 def evaluate(model, diffusion, loader, kind: str, seed: int, max_batches: int | None = None,
-             forward_max_t: int | None = None) -> dict[str, float]:
+             forward_max_t: int | None = None, forward_loss: str = "mse") -> dict[str, float]:
     """Mean loss parts over a loader with fixed noise (same seed -> same number); condition always on."""
     model.eval()
     device = diffusion.sigmas.device
@@ -99,7 +101,7 @@ def evaluate(model, diffusion, loader, kind: str, seed: int, max_batches: int | 
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        parts = batch_losses(model, diffusion, batch.to(device), kind, 0.0, generator, forward_max_t)
+        parts = batch_losses(model, diffusion, batch.to(device), kind, 0.0, generator, forward_max_t, forward_loss)
         for k, v in parts.items():
             totals[k] = totals.get(k, 0.0) + float(v) * batch.num_graphs
         count += batch.num_graphs
@@ -286,7 +288,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             if step >= config.steps:
                 break
             batch = batch.to(device)
-            parts = batch_losses(ddp, diffusion, batch, config.kind, config.p_uncond, generator, config.forward_max_t)
+            parts = batch_losses(ddp, diffusion, batch, config.kind, config.p_uncond, generator, config.forward_max_t,
+                                 config.forward_loss)
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -306,7 +309,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 row |= {f"train_{k}": v / running_n for k, v in running.items()}
                 if step % config.val_every == 0 or step == config.steps:
                     row |= {f"val_{k}": v for k, v in evaluate(ema.module, diffusion, val_loader, config.kind, config.seed, config.val_batches,
-                                                                             config.forward_max_t).items()}
+                                                                             config.forward_max_t, config.forward_loss).items()}
                 history.append(row)
                 running, running_n = {}, 0
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", **({"val": f"{row['val_loss']:.3f}"} if "val_loss" in row else {}))
