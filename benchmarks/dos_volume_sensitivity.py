@@ -40,10 +40,17 @@ def occupied_centre(dos: xr.DataArray) -> float:
     return float((occupied * occupied["energy"]).sum() / occupied.sum())
 
 
-def sensitivity_rows(labeller: XTBLabeller, factors: list[float], table: np.ndarray | None) -> list[dict]:
-    """One row per crystal and volume factor (see the module docstring); each row is printed when measured."""
+def sensitivity_rows(labeller: XTBLabeller, factors: list[float], table: np.ndarray | None, crystals: list[str] | None = None) -> list[dict]:
+    """One row per crystal (of the lattice panel, or those named in ``crystals``) and volume factor (see the module
+    docstring); each row is printed when measured."""
+    panel = lattice_panel()
+    unknown = sorted(set(crystals or []) - set(panel))
+    if unknown:
+        raise ValueError(f"not in the lattice panel: {', '.join(unknown)}; choose from {', '.join(panel)}")
     rows = []
-    for name, structure in lattice_panel().items():
+    for name, structure in panel.items():
+        if crystals and name not in crystals:
+            continue
         try:
             reference = labeller.label(structure)
         except LabellingError as err:
@@ -62,6 +69,7 @@ def sensitivity_rows(labeller: XTBLabeller, factors: list[float], table: np.ndar
                 "MAE to V0": float(np.abs(dos.values - reference.values).mean()),
                 "occupied centre shift (eV)": occupied_centre(dos) - occupied_centre(reference),
                 "per-element baseline MAE at V0": baseline,
+                "SCF T (K)": dos.attrs["scf_temperature_K"],
             })
             show_row(rows, "%.3f")
     return rows
@@ -98,6 +106,7 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="data set whose labeller and training split are used (default: the labeller's defaults, no baseline)")
     parser.add_argument("--factors", type=float, nargs="+", default=[0.85, 0.9, 0.95, 0.97, 1.0, 1.03, 1.05, 1.1, 1.15])
     parser.add_argument("--label-noise", type=float, default=0.03, help="states/eV/atom, drawn as a line (docs/labeller.md)")
+    parser.add_argument("--crystals", nargs="+", default=None, help="names from the lattice panel (default: all six)")
     parser.add_argument("--plot", default=None, help="write the figure here (PNG)")
     args = parser.parse_args()
     if args.data is None:
@@ -105,7 +114,7 @@ def main() -> None:
     else:
         dataset = crystaldos.load_dataset(args.data)
         labeller, table = XTBLabeller.for_dataset(dataset.attrs), element_mean_dos(dataset.split("train"))
-    rows = sensitivity_rows(labeller, sorted(args.factors), table)
+    rows = sensitivity_rows(labeller, sorted(args.factors), table, args.crystals)
     show_table(rows, "MAE (states/eV/atom) between the atom-level DOS at V and at V0; band-centre shift in eV", ".3f")
     if args.plot:
         plot(rows, args.label_noise, args.plot)

@@ -217,6 +217,12 @@ def test_element_mean_table_by_hand():
     torch.testing.assert_close(table[0], torch.tensor([2.0, 1.0]))  # H: mean of its two atoms
     torch.testing.assert_close(table[7], torch.tensor([0.0, 4.0]))  # O
     torch.testing.assert_close(table[25], dos.mean(0))  # Fe, absent: the mean of all atoms
+    three = torch.tensor([[1.0, 0.0], [3.0, 2.0], [8.0, 1.0], [0.0, 4.0]])
+    median = element_mean_dos_table(torch.tensor([1, 1, 1, 8]), three, "median")
+    torch.testing.assert_close(median[0], torch.tensor([3.0, 1.0]))  # H: energy-wise median of its three atoms
+    torch.testing.assert_close(median[25], torch.tensor([1.0, 1.0]))  # absent: torch's lower median of all four
+    with pytest.raises(ValueError, match="statistic"):
+        element_mean_dos_table(torch.tensor([1]), dos[:1], "mode")
 
 
 def test_forward_model_with_element_baseline_starts_at_the_per_element_mean(small_data, tmp_path):

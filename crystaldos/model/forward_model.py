@@ -15,14 +15,19 @@ from crystaldos.model.features import NUM_ELEMENTS
 BASELINE_SHARPNESS = 20.0
 
 
-def element_mean_dos_table(atomic_numbers: torch.Tensor, dos: torch.Tensor) -> torch.Tensor:
-    """(NUM_ELEMENTS, n_energies) mean DOS of each element's atoms, from ``atomic_numbers`` (n,) and their
-    ``dos`` (n, n_energies) (states/eV/atom); elements without atoms get the mean of all atoms. Row Z - 1 is
-    element Z. The per-element baseline of the forward model and of its benchmarks."""
-    types = torch.nn.functional.one_hot(atomic_numbers.long() - 1, NUM_ELEMENTS).to(dos.dtype)
-    counts = types.sum(0)
-    table = types.T @ dos / counts.clamp_min(1)[:, None]
-    return torch.where(counts[:, None] > 0, table, dos.mean(0, keepdim=True))
+def element_mean_dos_table(atomic_numbers: torch.Tensor, dos: torch.Tensor, statistic: str = "mean") -> torch.Tensor:
+    """(NUM_ELEMENTS, n_energies) mean (or, with ``statistic="median"``, energy-wise median) DOS of each element's
+    atoms, from ``atomic_numbers`` (n,) and their ``dos`` (n, n_energies) (states/eV/atom); elements without atoms
+    get the same statistic over all atoms. Row Z - 1 is element Z. The per-element baseline of the forward model
+    and of its benchmarks: the mean minimises the squared error, the median the absolute error (MAE)."""
+    if statistic not in ("mean", "median"):
+        raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}")
+    numbers = atomic_numbers.long()
+    reduce = (lambda rows: rows.mean(0)) if statistic == "mean" else (lambda rows: rows.median(0).values)
+    table = reduce(dos).expand(NUM_ELEMENTS, -1).clone()
+    for z in numbers.unique().tolist():
+        table[z - 1] = reduce(dos[numbers == z])
+    return table
 
 
 class DOSForwardModel(nn.Module):

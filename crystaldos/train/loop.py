@@ -212,8 +212,10 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     device = run.device
     model = build_model(config)
     if config.kind == "forward" and config.model.element_baseline and resume is None:
+        # The table is the statistic the loss is minimised by: the mean for "mse", the median for "l1".
         model.set_element_baseline(element_mean_dos_table(torch.cat([g.atom_types for g in train_graphs]),
-                                                          torch.cat([g.dos for g in train_graphs])))
+                                                          torch.cat([g.dos for g in train_graphs]),
+                                                          "median" if config.forward_loss == "l1" else "mean"))
     model = model.to(device)
     diffusion = JointDiffusion(config.diffusion).to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
