@@ -97,3 +97,14 @@ def test_label_resume_and_assemble(tmp_path):
     assert [r.id for r in preview] == ["p0", "p0-s00"] and int(preview.attrs["n_failed"]) == 0
     with pytest.raises(FileNotFoundError, match="numbered 2-3"):
         assemble(work, tmp_path / "none.nc", seed=0, command="", chunks=range(2, 4))
+    # A label an older labeller made with the dropped 10000 K retry is left out at assembly, named as a failure.
+    import xarray as xr
+
+    chunk = work / "labels" / "chunk_0000.nc"
+    with xr.open_dataset(chunk) as stored:
+        old = stored.load()
+    old["scf_temperature_K"] = old["scf_temperature_K"].copy(data=[3000.0, 10000.0])
+    old.to_netcdf(chunk)
+    dropped = load_dataset(assemble(work, tmp_path / "dropped" / "data.nc", seed=0, command="dropped"))
+    assert [r.id for r in dropped] == ["p0"] and int(dropped.attrs["n_failed"]) == 2
+    assert json.loads(dropped.attrs["failures_by_reason"]) == {"UnsupportedElementError": 1, "SCFConvergenceError": 1}

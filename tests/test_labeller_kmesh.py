@@ -122,3 +122,17 @@ def test_textbook_crystals_that_format_1_could_not_label_now_label_and_mgo_has_a
     assert mgo.attrs["band_gap_eV"] >= 0.5
     # No eigenvalue in the gap: the DOS at E_F is only the tails of the broadened band edges.
     assert float(np.interp(0.0, mgo["energy"].values, mgo.values.mean(axis=0))) < 0.05
+
+
+def test_labels_from_the_dropped_10000_K_retry_are_refused():
+    """The retries are the configured temperature and 5000 K; a stored label whose SCF ran at 10000 K (the retry
+    dropped because it moves labels by 2-10x the label noise) is refused by name, others pass."""
+    from crystaldos.labellers import SCFConvergenceError
+
+    labeller = XTBLabeller()
+    assert [attempt[0] for attempt in labeller.scf_attempts()] == [3000.0, 5000.0]
+    for fine in ({"scf_temperature_K": 3000.0}, {"scf_temperature_K": 5000.0}, {}, {"scf_temperature_K": float("nan")}):
+        labeller.check_scf_settings(fine)
+    with pytest.raises(SCFConvergenceError, match="10000 K"):
+        labeller.check_scf_settings({"scf_temperature_K": 10000.0})
+    assert XTBLabeller(retry_scf=False).scf_attempts() == [(3000.0, 0.4, 8.0, 250)]

@@ -261,6 +261,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
     for record in (r for f in chunk_files for r in xarray_to_records(open_netcdf(f))):
         try:
             labeller.check_spectrum(record.structure, record.properties["band_gap_eV"])
+            labeller.check_scf_settings(record.properties)
             records.append(record)
         except LabellingError as err:
             errors[record.id] = f"{type(err).__name__}: {err}"
