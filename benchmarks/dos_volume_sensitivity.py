@@ -127,13 +127,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default=None, help="write the figure here (PNG)")
     args = parser.parse_args()
+    if args.sample is not None and args.data is None:
+        parser.error("--sample needs --data")
     if args.data is None:
         labeller, table = XTBLabeller(), None
     else:
         dataset = crystaldos.load_dataset(args.data)
         labeller, table = XTBLabeller.for_dataset(dataset.attrs), element_mean_dos(dataset.split("train"))
-    if args.sample is not None and args.data is None:
-        parser.error("--sample needs --data")
     crystals = (sampled_crystals(dataset, args.sample, args.max_sites, args.seed) if args.sample is not None
                 else panel_crystals(args.crystals))
     rows = sensitivity_rows(labeller, sorted(args.factors), table, crystals)

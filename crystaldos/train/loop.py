@@ -33,7 +33,7 @@ from crystaldos.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from crystaldos.diffusion import JointDiffusion
 from crystaldos.model import CrystalDenoiser, DOSForwardModel, NUM_ELEMENTS, one_hot_types
 from crystaldos.model.forward_model import element_mean_dos_table
-from crystaldos.train.config import TrainConfig
+from crystaldos.train.config import FORWARD_LOSSES, TrainConfig
 
 #: Steps at which the forward model's DOS error is measured and its noise scale calibrated.
 CALIBRATION_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
@@ -77,7 +77,7 @@ def batch_losses(
         net = model.module if isinstance(model, DistributedDataParallel) else model
         scale = net.config.dos_scale
         pred = model(noisy.types, noisy.frac_coords, noisy.lattice, t, batch.edge_index, batch.batch) / scale
-        loss = torch.nn.functional.l1_loss if forward_loss == "l1" else torch.nn.functional.mse_loss
+        loss, _statistic = FORWARD_LOSSES[forward_loss]
         dos_loss = loss(pred, batch.dos / scale)
         return {"loss": dos_loss, "dos": dos_loss}
     use_condition = None
@@ -212,10 +212,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     device = run.device
     model = build_model(config)
     if config.kind == "forward" and config.model.element_baseline and resume is None:
-        # The table is the statistic the loss is minimised by: the mean for "mse", the median for "l1".
+        _loss, statistic = FORWARD_LOSSES[config.forward_loss]  # the table the loss is minimised by
         model.set_element_baseline(element_mean_dos_table(torch.cat([g.atom_types for g in train_graphs]),
-                                                          torch.cat([g.dos for g in train_graphs]),
-                                                          "median" if config.forward_loss == "l1" else "mean"))
+                                                          torch.cat([g.dos for g in train_graphs]), statistic))
     model = model.to(device)
     diffusion = JointDiffusion(config.diffusion).to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
