@@ -1,6 +1,6 @@
 """Is the forward model worth its gradient? Its DOS error against the per-element-mean baseline, per noise level.
 
-    python benchmarks/forward_baseline.py [--models DIR | --checkpoint FILE] [--data FILE] [--split test]
+    python benchmarks/forward_baseline.py [--models DIR | --checkpoint FILE] [--data FILE] [--split test] [--device cpu]
 
 Baseline: every atom's DOS predicted as the mean DOS of its element over the training split (elements absent
 from training: the mean DOS of all training atoms); it needs no structure and sees the clean types. The
@@ -29,13 +29,14 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="data file (default: the embedded data set)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--t", type=int, nargs="+", default=[0, 200, 500, 1000])
+    parser.add_argument("--device", default="cpu", help="cpu | auto | cuda (where the model runs)")
     args = parser.parse_args()
     ds = crystaldos.load_dataset(args.data)
     split = ds.split(args.split)
     baseline = per_element_baseline_mae(ds.split("train"), split)
     median = per_element_baseline_mae(ds.split("train"), split, "median")
     checkpoint = load_checkpoint(Path(args.checkpoint or Path(args.models or PRETRAINED_DIR) / "forward.pt"), kind="forward")
-    model = forward_model_test_errors(checkpoint, split, steps=args.t)
+    model = forward_model_test_errors(checkpoint, split, steps=args.t, device=args.device)
     rows = [{"t": t, "forward model MAE": m, "per-element mean MAE": baseline, "below baseline (%)": 100 * (1 - m / baseline),
              "per-element median MAE": median, "below median (%)": 100 * (1 - m / median)}
             for t, m in zip(model["t"], model["mae"])]

@@ -281,3 +281,15 @@ def test_forward_model_l1_loss_is_the_mean_absolute_error(small_data):
     torch.testing.assert_close(parts["mse"], error.square().mean())
     with pytest.raises(ValueError, match="forward_loss"):
         tiny_config(small_data, "/tmp/unused", "forward", extra=["forward_loss=huber"])
+
+
+def test_a_time_limit_releases_early_and_the_rerun_continues(small_data, tmp_path):
+    # 1e-6 min is past at the first check (step log_every = 5): the run stops there, releases, and can resume.
+    limited = tiny_config(small_data, tmp_path, "forward", steps=40, extra=["time_limit_minutes=0.000001"])
+    released = load_checkpoint(train(limited, progress=False))
+    assert released["train"]["step"] == 5
+    assert load_checkpoint(tmp_path / "train_state.pt")["train"]["step"] == 5
+    finished = load_checkpoint(train(tiny_config(small_data, tmp_path, "forward", steps=12), progress=False))
+    assert finished["train"]["step"] == 12
+    with pytest.raises(ValueError, match="time_limit_minutes"):
+        tiny_config(small_data, tmp_path, "forward", extra=["time_limit_minutes=0"])

@@ -38,6 +38,10 @@ class TrainConfig(Settings):
         forward_loss: ``forward`` only: ``"mse"`` (a Gaussian likelihood, the conditional mean) or ``"l1"`` (the
             conditional median, what the reported MAE rewards: on the format-2 preview each element's median DOS is
             10 % below its mean DOS in test MAE, benchmarks/forward_ceiling.py).
+        time_limit_minutes: stop this invocation after so many minutes of training (checked every ``log_every``
+            steps, agreed by all ranks), then checkpoint and release as if ``steps`` were reached; the history's
+            last step says where it stopped, and rerunning the command continues towards ``steps``. For fixed
+            budgets (a lent GPU's minutes); the learning rate is then released before its cosine decay ends.
         val_every, checkpoint_every, log_every: in steps.
         val_batches: validation batches per evaluation (fixed noise, seeded).
         seed: seeds data order, noise and initial weights.
@@ -59,6 +63,7 @@ class TrainConfig(Settings):
     p_uncond: float = 0.2
     forward_max_t: int | None = None
     forward_loss: str = "mse"
+    time_limit_minutes: float | None = None
     val_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 25
@@ -80,6 +85,8 @@ class TrainConfig(Settings):
             raise ValueError(f"unknown model kind {self.kind!r}; choose cfg, uncond or forward")
         if self.forward_max_t is not None and not 0 <= self.forward_max_t <= self.diffusion.timesteps:
             raise ValueError(f"forward_max_t must lie in 0 ... {self.diffusion.timesteps} or be None, got {self.forward_max_t}")
+        if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
+            raise ValueError(f"time_limit_minutes must be positive or None, got {self.time_limit_minutes}")
         if self.forward_loss not in FORWARD_LOSSES:
             raise ValueError(f"unknown forward_loss {self.forward_loss!r}; choose one of {', '.join(FORWARD_LOSSES)}")
         if not 0.0 <= self.p_uncond < 1.0:

@@ -281,12 +281,14 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.kind}", disable=not (progress and run.is_main), dynamic_ncols=True)
     model.train()
     started = time.perf_counter() - wall
+    invocation_started = time.perf_counter()
+    out_of_time = False
     running: dict[str, float] = {}
     running_n = 0
-    while step < config.steps:
+    while step < config.steps and not out_of_time:
         sampler.set_epoch(epoch)
         for batch in loader:
-            if step >= config.steps:
+            if step >= config.steps or out_of_time:
                 break
             batch = batch.to(device)
             parts = batch_losses(ddp, diffusion, batch, config.kind, config.p_uncond, generator, config.forward_max_t,
@@ -316,12 +318,17 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", **({"val": f"{row['val_loss']:.3f}"} if "val_loss" in row else {}))
                 if run.is_main:
                     _write_history(history, out_dir / "history.csv")
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            if config.time_limit_minutes is not None and step % config.log_every == 0:
+                out_of_time = _any_rank(time.perf_counter() - invocation_started > 60 * config.time_limit_minutes, run.world_size)
+            if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
                 states = _gather(generator.get_state(), run.world_size)  # collective: every rank
                 if run.is_main:
                     checkpoint(state_path, release=False, generators=states)
-        epoch += 1
+        if not out_of_time:
+            epoch += 1
     bar.close()
+    if out_of_time and run.is_main:
+        print(f"time limit of {config.time_limit_minutes} min reached at step {step} of {config.steps}; releasing these weights")
 
     checksums = _gather(_parameter_checksum(model), run.world_size)
     if run.is_main:
@@ -334,6 +341,13 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     gc.collect()
     run.close()
     return release_path
+
+
+def _any_rank(flag: bool, world_size: int) -> bool:
+    """True on every rank if ``flag`` is true on any (a collective: all ranks must call it)."""
+    if world_size == 1:
+        return flag
+    return any(_gather(flag, world_size))
 
 
 def _gather(value, world_size: int) -> list:

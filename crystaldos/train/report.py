@@ -45,16 +45,21 @@ def plot_training(checkpoints: dict[str, dict]):
     return fig
 
 
-def forward_model_test_errors(ckpt: dict, test, steps=(0, 200, 500, 1000)) -> dict[str, list[float]]:
-    """MAE/RMSE (states/eV/atom) of the forward model on ``test`` (a data set's test split) at the given steps."""
+def forward_model_test_errors(ckpt: dict, test, steps=(0, 200, 500, 1000), device: str = "cpu") -> dict[str, list[float]]:
+    """MAE/RMSE (states/eV/atom) of the forward model on ``test`` (a data set's test split) at the given steps,
+    computed on ``device`` (``"auto"``: CUDA if present; the noise for t > 0 is drawn there, so a GPU's errors
+    differ from the CPU's by the sampling noise)."""
     from torch_geometric.loader import DataLoader
 
+    from crystaldos.device import resolve_device
     from crystaldos.diffusion import DiffusionConfig, JointDiffusion
     from crystaldos.train.loop import forward_model_errors
 
     graphs = test.to_graphs()
-    diffusion = JointDiffusion(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
-    return forward_model_errors(build_network(ckpt), diffusion, DataLoader(graphs, batch_size=64), steps)
+    device = resolve_device(device)
+    diffusion = JointDiffusion(DiffusionConfig.from_dict(ckpt["diffusion_config"])).to(device)
+    with torch.no_grad():
+        return forward_model_errors(build_network(ckpt).to(device), diffusion, DataLoader(graphs, batch_size=64), steps)
 
 
 def element_mean_dos(train, statistic: str = "mean") -> np.ndarray:
