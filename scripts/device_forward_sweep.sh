@@ -4,15 +4,17 @@
 # median tables (benchmarks/forward_baseline.py). The question it answers: does a bigger or longer-trained
 # forward model fit its training crystals better than the median table, and does that carry to the test split?
 #
-#   device run, carry [".whl", "build/preview_v2_0_61"]:
-#       OUT=$OUT DATA=build/preview_v2_0_61/data.nc STEPS=16000 MINUTES=6 bash scripts/device_forward_sweep.sh
+#   device run, carry [".whl", "build/preview_v2_0_61"] (or, where the tree would pass 64 MiB, the wheels unpacked
+#   and the data file xz-compressed, as in docs/forward_model.md):
+#       OUT=$OUT DATA=build/preview_v2_0_61/data.nc STEPS=3500 MINUTES=6 bash scripts/device_forward_sweep.sh
 #   CPU smoke test (tests/test_train.py):
 #       OUT=/tmp/sweep DATA=... STEPS=4 MINUTES=1 DEVICE=cpu VARIANTS="a|model.hidden=32" bash scripts/device_forward_sweep.sh
 #
 # VARIANTS: newline-separated "name|key=value ..." (TrainConfig overrides added to the common ones below). Each
 # run stops after MINUTES of training (time_limit_minutes) and is released at the step it reached. Writes
-# $OUT/forward_sweep.md (the tables) and $OUT/forward_sweep_runs.tar (each run's history.csv and log; model.pt
-# too where KEEP_WEIGHTS=1).
+# $OUT/forward_sweep.md (the tables), $OUT/forward_sweep_runs.tar (each run's history.csv and log) and, where
+# KEEP_WEIGHTS=1, $OUT/<name>.pt for each run whose model.pt is at most 16 MiB. At most 6 variants with weights:
+# the device tool brings back 8 files.
 set -euo pipefail
 PY=${PYTHON:-python3}
 OUT=${OUT:?set OUT}
@@ -67,7 +69,12 @@ wait || true
 files=()
 for name in "${names[@]}"; do
     for f in "$name.log" "$name/history.csv"; do [ -f "$RUNS/$f" ] && files+=("$f"); done
-    [ "$KEEP_WEIGHTS" = 1 ] && [ -f "$RUNS/$name/model.pt" ] && files+=("$name/model.pt")
+    # Weights as files of their own: the device tool brings back files of at most 16 MiB, so one large model
+    # must not take the histories down with it (a 512-wide, 6-layer model.pt is 44 MB).
+    if [ "$KEEP_WEIGHTS" = 1 ] && [ -f "$RUNS/$name/model.pt" ]; then
+        if [ "$(stat -c %s "$RUNS/$name/model.pt")" -le $((16 * 1024 * 1024)) ]; then cp "$RUNS/$name/model.pt" "$OUT/$name.pt"
+        else echo "not kept: $name/model.pt is over 16 MiB"; fi
+    fi
 done
 tar -cf "$OUT/forward_sweep_runs.tar" -C "$RUNS" "${files[@]}"
 cat "$OUT/forward_sweep.md"

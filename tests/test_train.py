@@ -201,6 +201,25 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(tmp_path):
     assert "per-element mean MAE" in report and report.rstrip().endswith("measured by hand")
 
 
+def test_the_forward_sweep_script_smoke_runs_on_cpu(tmp_path):
+    """scripts/device_forward_sweep.sh with two tiny variants on the CPU: tables for both splits, histories, weights."""
+    root = Path(__file__).resolve().parent.parent
+    ds = crystaldos.load_dataset()
+    records = list(ds.split("train")[:16]) + list(ds.split("val")[:8]) + list(ds.split("test")[:8])
+    data = write_netcdf(records, tmp_path / "sweep.nc", ds.grid, dict(ds.attrs))
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "DATA": str(data), "STEPS": "3", "MINUTES": "5", "DEVICE": "cpu",
+           "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1", "KEEP_WEIGHTS": "1",
+           "VARIANTS": "small|model.hidden=32 model.n_layers=2 forward_max_t=0\nnoisy|model.hidden=32 model.n_layers=2 forward_max_t=50"}
+    done = subprocess.run(["bash", str(root / "scripts" / "device_forward_sweep.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["forward_sweep.md", "forward_sweep_runs.tar", "noisy.pt", "small.pt"]
+    tables = (out / "forward_sweep.md").read_text()
+    assert tables.count("crystals of the train split") == 2 and tables.count("crystals of the test split") == 2
+    assert "3 of 3 steps" in tables and "forward_max_t 50" in tables
+    assert load_checkpoint(out / "small.pt", kind="forward")["train"]["config"]["forward_loss"] == "l1"
+
+
 def test_train_fraction_takes_a_seeded_share_of_the_training_split(small_data, tmp_path):
     half = load_checkpoint(train(tiny_config(small_data, tmp_path / "half", steps=2, extra=["train_fraction=0.5"]), progress=False))
     assert half["train"]["data"]["n_train"] == 8 and half["train"]["data"]["n_sites_range"][1] <= 12
