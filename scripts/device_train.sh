@@ -11,6 +11,11 @@
 # (5 files: the device tool brings back at most 8). Runs go to $RUNS (default /tmp/crystaldos-runs) and resume
 # from there if the same machine is still up. SCALE multiplies the shipped 8,000 steps per network; DATA names
 # a data file (default: the embedded set); extra arguments go to `python -m crystaldos.train.release`.
+#
+# Training longer than one session's device time: pass `--set time_limit_minutes=M` (each run stops and
+# releases after M minutes) and KEEP_STATE=1, which also writes $OUT/<kind>.state.pt (the resumable training
+# state, 8 files in all). Copy those into a folder here, carry it in the next session's call and name it in
+# RESUME_FROM: each run continues from its state towards the same step count.
 set -euo pipefail
 PY=${PYTHON:-python3}
 OUT=${OUT:?set OUT to the folder for the released checkpoints}
@@ -21,8 +26,23 @@ cd "$(dirname "$0")/.."
 source scripts/device_env.sh
 "$PY" -c "import torch; print('torch', torch.__version__, '| cuda:', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 mkdir -p "$OUT"
+if [ -n "${RESUME_FROM:-}" ]; then
+    for kind in cfg uncond forward; do
+        if [ -f "$RESUME_FROM/$kind.state.pt" ]; then
+            mkdir -p "$RUNS/$kind" && cp "$RESUME_FROM/$kind.state.pt" "$RUNS/$kind/train_state.pt"
+            echo "resuming $kind from $RESUME_FROM/$kind.state.pt"
+        fi
+    done
+fi
 start=$(date +%s)
 "$PY" -m crystaldos.train.release --runs "$RUNS" --out "$OUT" --docs "$OUT" --scale "$SCALE" --device "$DEVICE" \
     ${DATA:+--data "$DATA"} "$@"
+if [ "${KEEP_STATE:-0}" = 1 ]; then
+    for kind in cfg uncond forward; do
+        state="$RUNS/$kind/train_state.pt"
+        if [ "$(stat -c %s "$state")" -le $((16 * 1024 * 1024)) ]; then cp "$state" "$OUT/$kind.state.pt"
+        else echo "not kept: $state is over the 16 MiB a file may have to come back"; fi
+    done
+fi
 echo "trained and released in $(( $(date +%s) - start )) s: $(ls "$OUT")"
 tail -n 3 "$RUNS"/*.log

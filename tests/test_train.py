@@ -28,6 +28,14 @@ def small_data(tmp_path_factory):
     return str(write_netcdf(records, tmp_path_factory.mktemp("data") / "small.nc", ds.grid, dict(ds.attrs)))
 
 
+@pytest.fixture(scope="module")
+def small_data_with_test(tmp_path_factory):
+    """16 train + 8 val + 8 test crystals of the embedded data set: scripts that also evaluate on the test split."""
+    ds = crystaldos.load_dataset()
+    records = list(ds.split("train")[:16]) + list(ds.split("val")[:8]) + list(ds.split("test")[:8])
+    return str(write_netcdf(records, tmp_path_factory.mktemp("data") / "small_with_test.nc", ds.grid, dict(ds.attrs)))
+
+
 def tiny_config(data, out_dir, kind="cfg", steps=10, extra=()):
     return TrainConfig.from_sources(None, TINY + list(extra), kind=kind, data=data, out_dir=str(out_dir), steps=steps, batch_size=8, num_threads=1)
 
@@ -201,12 +209,33 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(tmp_path):
     assert "per-element mean MAE" in report and report.rstrip().endswith("measured by hand")
 
 
-def test_the_forward_sweep_script_smoke_runs_on_cpu(tmp_path):
+def test_the_gpu_training_script_carries_training_state_to_a_fresh_machine(small_data_with_test, tmp_path):
+    """KEEP_STATE=1 brings each run's training state back; RESUME_FROM continues it in an empty runs folder (a
+    fresh machine in a later session), towards the same step count."""
+    root = Path(__file__).resolve().parent.parent
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "SCALE": "0.001", "DATA": small_data_with_test}
+    script = ["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32", "--set", "model.n_layers=2"]
+    # A time limit far below one step's time: every run stops at its first check (log_every = 25 steps).
+    done = subprocess.run(script + ["--set", "time_limit_minutes=0.000001", "--set", "log_every=2"],
+                          env=base | {"OUT": str(first), "RUNS": str(tmp_path / "runs1"), "KEEP_STATE": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len(list(first.iterdir())) <= 8 and (first / "cfg.state.pt").exists()
+    assert load_checkpoint(first / "forward.state.pt")["train"]["step"] == 2
+    done = subprocess.run(script, env=base | {"OUT": str(second), "RUNS": str(tmp_path / "runs2"), "RESUME_FROM": str(first)},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.count("resuming") == 3
+    for kind in ("cfg", "uncond", "forward"):
+        history = load_checkpoint(second / f"{kind}.pt")["train"]["history"]
+        assert history[0]["step"] == 2 and history[-1]["step"] == 8, (kind, [h["step"] for h in history])
+
+
+def test_the_forward_sweep_script_smoke_runs_on_cpu(small_data_with_test, tmp_path):
     """scripts/device_forward_sweep.sh with two tiny variants on the CPU: tables for both splits, histories, weights."""
     root = Path(__file__).resolve().parent.parent
-    ds = crystaldos.load_dataset()
-    records = list(ds.split("train")[:16]) + list(ds.split("val")[:8]) + list(ds.split("test")[:8])
-    data = write_netcdf(records, tmp_path / "sweep.nc", ds.grid, dict(ds.attrs))
+    data = small_data_with_test
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "DATA": str(data), "STEPS": "3", "MINUTES": "5", "DEVICE": "cpu",
            "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1", "KEEP_WEIGHTS": "1",
