@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("build/learning_curves"))
     parser.add_argument("--limit", type=int, default=64, help="test crystals reconstructed per model")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="where the runs train and sample (default: train on auto, sample on cpu)")
     parser.add_argument("--data", type=Path, default=None, help="data file (default: the embedded data set)")
     parser.add_argument("--forward", type=Path, default=PRETRAINED_DIR / "forward.pt",
                         help="forward-model checkpoint on the data's DOS grid (default: the shipped one)")
@@ -71,7 +71,8 @@ def main() -> None:
     for fraction, folder in folders.items():
         checkpoint = load_checkpoint(folder / "model.pt", kind="cfg")
         history = checkpoint["train"]["history"]
-        sampler = Sampler.from_checkpoints(folder / "model.pt", args.forward, device="cpu")
+        # Sampling runs where training ran (a lent GPU samples the test subset in seconds); the CPU by default.
+        sampler = Sampler.from_checkpoints(folder / "model.pt", args.forward, device=args.device or "cpu")
         results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance="cfg", t_start=200,
                                       seed=0, progress=False)
         scores = [score(r.structure, i.structure, r.dos_pred, i.dos) for r, i in zip(results, items)]
