@@ -1,9 +1,12 @@
 """The reconstruction experiment end to end on a few test crystals with the shipped models."""
 
+import json
 import subprocess
 import sys
 
+import h5py
 import xarray as xr
+from pymatgen.core import Structure
 
 
 def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
@@ -21,6 +24,11 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     # gradient still moves atoms by up to ~0.15 (V/N)^(1/3) at s = 1, so only CFG's RMSE is held tight).
     assert float(ds.matched.sel(t_start=5).mean()) == 1.0
     assert float(ds.rmse.sel(t_start=5, guidance="cfg").max()) < 0.05
+    # The generated structures are stored compressed and come back as the pymatgen JSON that was written.
+    with h5py.File(out / "results.nc") as raw:
+        assert raw["generated"].compression == "gzip" and raw["dos_pred_total"].compression == "gzip"
+    first = Structure.from_dict(json.loads(str(ds.generated.values[0, 0, 0])))
+    assert len(first) == int(ds.n_atoms.values[0])
     report = (out / "report.md").read_text()
     assert "| guidance" in report and "match rate" in report and "crystaldos evaluate" in report
     for png in ("summary.png", "examples.png"):

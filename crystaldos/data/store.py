@@ -133,6 +133,19 @@ def write_netcdf(
     return path
 
 
+def compressed_encoding(ds: xr.Dataset, level: int = 6) -> dict:
+    """netCDF encoding (h5netcdf engine) that gzips every data variable of ``ds``, lossless: numbers byte-shuffled,
+    text (e.g. structures as pymatgen JSON) as character arrays, which netCDF can compress and variable-length
+    strings cannot. xarray reads both back as they were."""
+    encoding = {}
+    for name, var in ds.data_vars.items():
+        if var.dtype.kind in "UO":
+            encoding[name] = {"dtype": "S1", "zlib": True, "complevel": level}
+        elif var.ndim:
+            encoding[name] = {"zlib": True, "complevel": level, "shuffle": True}
+    return encoding
+
+
 def open_netcdf(path: str | Path, min_format_version: int = 1) -> xr.Dataset:
     """Open and check a crystaldos netCDF file (loaded into memory, file closed).
 
