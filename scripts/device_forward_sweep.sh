@@ -4,9 +4,9 @@
 # median tables (benchmarks/forward_baseline.py). The question it answers: does a bigger or longer-trained
 # forward model fit its training crystals better than the median table, and does that carry to the test split?
 #
-#   device run, carry [".whl", "build/preview_v2_0_61"] (or, where the tree would pass 64 MiB, the wheels unpacked
-#   and the data file xz-compressed, as in docs/forward_model.md):
-#       OUT=$OUT DATA=build/preview_v2_0_61/data.nc STEPS=3500 MINUTES=6 bash scripts/device_forward_sweep.sh
+#   here:  make device-wheels && bash scripts/device_pack.sh build/preview_v2_0_61/data.nc
+#   device run, carry ["build/devpack"]:
+#       OUT=$OUT DATA=/tmp/devpack/data.nc STEPS=3500 MINUTES=6 bash scripts/device_forward_sweep.sh
 #   CPU smoke test (tests/test_train.py):
 #       OUT=/tmp/sweep DATA=... STEPS=4 MINUTES=1 DEVICE=cpu VARIANTS="a|model.hidden=32" bash scripts/device_forward_sweep.sh
 #

@@ -2,8 +2,8 @@
 # Label a range of chunks of the format-2 build on a machine with many CPU cores and no network (the lent GPU
 # machine has 16 cores; tblite runs on CPUs only). The local build and this script must use the same chunk size.
 #
-#   make device-wheels                                   # here, once
-#   device run, carry [".whl"]:  OUT=$OUT FIRST=100 LAST=139 MINUTES=8 bash scripts/device_label.sh
+#   make device-wheels && bash scripts/device_pack.sh              # here, once
+#   device run, carry ["build/devpack"]:  OUT=$OUT FIRST=100 LAST=139 MINUTES=8 bash scripts/device_label.sh
 #   back here:                   tar -xf <files_at>/chunks.tar -C data/default-v2/labels && git add data/default-v2/labels
 #
 # Labels chunks FIRST ... LAST of $WORK (default data/default-v2) with JOBS processes (default: all cores) for at

@@ -3,8 +3,8 @@
 # written for a lent GPU machine (the `device` tool: PyTorch and torch-geometric are there, pymatgen is not,
 # nothing can be downloaded), and runnable anywhere.
 #
-#   make device-wheels                     # here, once: pymatgen & co. as wheels in .whl/ (6 MB, ignored by git)
-#   device run, carry [".whl"]:            OUT=$OUT SCALE=4 bash scripts/device_train.sh --set model.hidden=256
+#   make device-wheels && bash scripts/device_pack.sh [data file]   # here, once: pymatgen & co. in build/devpack/
+#   device run, carry ["build/devpack"]:   OUT=$OUT SCALE=4 bash scripts/device_train.sh --set model.hidden=256
 #   CPU smoke test (tests/test_train.py):  OUT=/tmp/smoke SCALE=0.0005 DEVICE=cpu bash scripts/device_train.sh
 #
 # Writes $OUT/cfg.pt, uncond.pt, forward.pt (release checkpoints), $OUT/training.md and training_curves.png
