@@ -26,3 +26,10 @@ SITE=${DEVICE_SITE:-/tmp/site}
 ) 9> "${TMPDIR:-/tmp}/crystaldos-device-env.lock" || exit 2
 export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
+
+# copy_back SRC DEST: copy a file into $OUT unless it is over the 16 MiB a file may have to come back from the
+# device tool (so that one large file does not cost the call's other results).
+copy_back() {
+    if [ "$(stat -c %s "$1")" -le $((16 * 1024 * 1024)) ]; then cp "$1" "$2"
+    else echo "not kept: $1 is over the 16 MiB a file may have to come back"; fi
+}

@@ -71,10 +71,7 @@ for name in "${names[@]}"; do
     for f in "$name.log" "$name/history.csv"; do [ -f "$RUNS/$f" ] && files+=("$f"); done
     # Weights as files of their own: the device tool brings back files of at most 16 MiB, so one large model
     # must not take the histories down with it (a 512-wide, 6-layer model.pt is 44 MB).
-    if [ "$KEEP_WEIGHTS" = 1 ] && [ -f "$RUNS/$name/model.pt" ]; then
-        if [ "$(stat -c %s "$RUNS/$name/model.pt")" -le $((16 * 1024 * 1024)) ]; then cp "$RUNS/$name/model.pt" "$OUT/$name.pt"
-        else echo "not kept: $name/model.pt is over 16 MiB"; fi
-    fi
+    if [ "$KEEP_WEIGHTS" = 1 ] && [ -f "$RUNS/$name/model.pt" ]; then copy_back "$RUNS/$name/model.pt" "$OUT/$name.pt"; fi
 done
 tar -cf "$OUT/forward_sweep_runs.tar" -C "$RUNS" "${files[@]}"
 cat "$OUT/forward_sweep.md"

@@ -38,11 +38,7 @@ start=$(date +%s)
 "$PY" -m crystaldos.train.release --runs "$RUNS" --out "$OUT" --docs "$OUT" --scale "$SCALE" --device "$DEVICE" \
     ${DATA:+--data "$DATA"} "$@"
 if [ "${KEEP_STATE:-0}" = 1 ]; then
-    for kind in cfg uncond forward; do
-        state="$RUNS/$kind/train_state.pt"
-        if [ "$(stat -c %s "$state")" -le $((16 * 1024 * 1024)) ]; then cp "$state" "$OUT/$kind.state.pt"
-        else echo "not kept: $state is over the 16 MiB a file may have to come back"; fi
-    done
+    for kind in cfg uncond forward; do copy_back "$RUNS/$kind/train_state.pt" "$OUT/$kind.state.pt"; done
 fi
 echo "trained and released in $(( $(date +%s) - start )) s: $(ls "$OUT")"
 tail -n 3 "$RUNS"/*.log

@@ -20,20 +20,22 @@ from crystaldos.train import TrainConfig, train
 TINY = ["model.hidden=32", "model.n_layers=2", "model.time_dim=16", "log_every=5", "val_every=5", "checkpoint_every=5", "val_batches=1"]
 
 
+def _subset_file(tmp_path_factory, name: str, n_test: int) -> str:
+    """16 train + 8 val (+ n_test test) crystals of the embedded data set, as a data file of their own."""
+    ds = crystaldos.load_dataset()
+    records = list(ds.split("train")[:16]) + list(ds.split("val")[:8]) + list(ds.split("test")[:n_test])
+    return str(write_netcdf(records, tmp_path_factory.mktemp("data") / name, ds.grid, dict(ds.attrs)))
+
+
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    """16 train + 8 val crystals of the embedded data set, as a data file of their own."""
-    ds = crystaldos.load_dataset()
-    records = list(ds.split("train")[:16]) + list(ds.split("val")[:8])
-    return str(write_netcdf(records, tmp_path_factory.mktemp("data") / "small.nc", ds.grid, dict(ds.attrs)))
+    return _subset_file(tmp_path_factory, "small.nc", 0)
 
 
 @pytest.fixture(scope="module")
 def small_data_with_test(tmp_path_factory):
-    """16 train + 8 val + 8 test crystals of the embedded data set: scripts that also evaluate on the test split."""
-    ds = crystaldos.load_dataset()
-    records = list(ds.split("train")[:16]) + list(ds.split("val")[:8]) + list(ds.split("test")[:8])
-    return str(write_netcdf(records, tmp_path_factory.mktemp("data") / "small_with_test.nc", ds.grid, dict(ds.attrs)))
+    """With 8 test crystals: for scripts that also evaluate on the test split."""
+    return _subset_file(tmp_path_factory, "small_with_test.nc", 8)
 
 
 def tiny_config(data, out_dir, kind="cfg", steps=10, extra=()):

@@ -288,7 +288,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     while step < config.steps and not out_of_time:
         sampler.set_epoch(epoch)
         for batch in loader:
-            if step >= config.steps or out_of_time:
+            if step >= config.steps:
                 break
             batch = batch.to(device)
             parts = batch_losses(ddp, diffusion, batch, config.kind, config.p_uncond, generator, config.forward_max_t,
@@ -324,6 +324,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 states = _gather(generator.get_state(), run.world_size)  # collective: every rank
                 if run.is_main:
                     checkpoint(state_path, release=False, generators=states)
+            if out_of_time:
+                break
         if not out_of_time:
             epoch += 1
     bar.close()
