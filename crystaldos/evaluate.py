@@ -13,6 +13,7 @@ Writes ``results.nc`` (xarray), ``report.md`` and figures to ``--out``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import time
@@ -22,10 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from pymatgen.core import Structure
 
 from crystaldos.data.store import compressed_encoding
 from crystaldos.dos import total_dos
 from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
+from crystaldos.parts import PartsMismatchError, PartStore
+
+#: DOS agreement of the xTB-recomputed DOS of a generated crystal with the target (``xtb_`` variables).
+XTB_FIELDS = ("site_mae", "total_mae", "total_wasserstein")
 
 SCORE_FIELDS = (
     "valid", "matched", "rmse", "valid_cdvae", "reference_valid_cdvae", "matched_cdvae", "volume_error_pct", "length_error_pct",
@@ -48,6 +54,8 @@ def run_experiment(
     unconditional: str = "separate",
     family_seen: Sequence[bool] | None = None,
     spacing: str = "logsnr",
+    parts: str | Path | None = None,
+    models: dict | None = None,
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -61,6 +69,12 @@ def run_experiment(
     ``unconditional`` is the score CBG and ``"none"`` build on (see :meth:`Sampler.reconstruct`).
     ``family_seen`` (n,) marks the items whose prototype family has members in the training split
     (``test.family_seen_in(train)``); the summary then gives match rates for both groups.
+    ``parts`` names a folder (:class:`crystaldos.parts.PartStore`) that keeps every finished batch, so that a
+    killed run continues where it stopped and a run may be split over sessions or machines (each doing some
+    guidances or t_starts into the same folder); ``models`` (e.g. checkpoint digests) joins its settings.
+
+    Raises:
+        PartsMismatchError: ``parts`` holds batches made with other settings, crystals or models.
     """
     from tqdm.auto import tqdm
 
@@ -69,33 +83,49 @@ def run_experiment(
     n, energies = len(items), items[0].dos["energy"].values
     shape = (len(guidances), len(t_starts), n)
     arrays = {f: np.full(shape, np.nan) for f in SCORE_FIELDS}
-    arrays |= {f"xtb_{f}": np.full(shape, np.nan) for f in ("site_mae", "total_mae", "total_wasserstein")}
+    arrays |= {f"xtb_{f}": np.full(shape, np.nan) for f in XTB_FIELDS}
     generated = np.full(shape, "", dtype=object)
     formulas = np.full(shape, "", dtype=object)
     dos_pred = np.zeros(shape + (energies.size,), dtype=np.float32)
     seconds = np.zeros(shape[:2])
     matcher = structure_matcher()
+    store = None
+    if parts is not None:
+        store = PartStore(parts, experiment_settings(items, strengths, steps, seed, batch_size, unconditional, spacing,
+                                                     models))
+        done = len([name for name in store.names() if not name.startswith("xtb")])
+        if done and progress:
+            print(f"resuming from {parts}: {done} finished batches there")
     for gi, guidance in enumerate(guidances):
         for ti, t_start in enumerate(tqdm(t_starts, desc=f"{guidance}", disable=not progress)):
-            started = time.perf_counter()
-            results = []
             for b in range(0, n, batch_size):
                 chunk = items[b : b + batch_size]
-                results += sampler.reconstruct(
-                    [i.structure for i in chunk], [i.dos for i in chunk], guidance=guidance, strength=strengths[guidance],
-                    t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b, progress=progress,
-                    unconditional=unconditional, spacing=spacing,
-                )
-            seconds[gi, ti] = time.perf_counter() - started
-            for k, (item, result) in enumerate(zip(items, results)):
-                s = score(result.structure, item.structure, result.dos_pred, item.dos, matcher)
+                name = f"{guidance}_t{t_start}_b{b:05d}"
+                part = store.load(name) if store else None
+                if part is None:
+                    part = _sample_batch(sampler, chunk, matcher, guidance=guidance, strength=strengths[guidance],
+                                         t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b,
+                                         progress=progress, unconditional=unconditional, spacing=spacing)
+                    if store:
+                        store.save(name, part)
+                elif list(part["structure"].values) != [i.id for i in chunk]:
+                    raise PartsMismatchError(f"part {store.path(name)} holds other crystals than batch {b} of this run")
                 for f in SCORE_FIELDS:
-                    arrays[f][gi, ti, k] = float(getattr(s, f))
-                generated[gi, ti, k] = json.dumps(result.structure.as_dict())
-                formulas[gi, ti, k] = result.structure.composition.reduced_formula
-                dos_pred[gi, ti, k] = total_dos(result.dos_pred).values / len(result.structure)
+                    arrays[f][gi, ti, b : b + len(chunk)] = part[f].values
+                generated[gi, ti, b : b + len(chunk)] = part["generated"].values
+                formulas[gi, ti, b : b + len(chunk)] = part["generated_formula"].values
+                dos_pred[gi, ti, b : b + len(chunk)] = part["dos_pred_total"].values
+                seconds[gi, ti] += float(part.attrs["sampling_time_s"])
             if xtb_limit:
-                _xtb_scores(items, results, arrays, (gi, ti), xtb_limit, labeller)
+                name = f"xtb{xtb_limit}_{guidance}_t{t_start}"
+                part = store.load(name) if store else None
+                if part is None:
+                    structures = [Structure.from_dict(json.loads(g)) for g in generated[gi, ti]]
+                    part = _xtb_scores(items, structures, xtb_limit, labeller)
+                    if store:
+                        store.save(name, part)
+                for f in XTB_FIELDS:
+                    arrays[f"xtb_{f}"][gi, ti] = part[f].values
     ds = xr.Dataset(
         {f: (("guidance", "t_start", "structure"), v) for f, v in arrays.items()}
         | {
@@ -128,22 +158,55 @@ def run_experiment(
     return ds
 
 
-def _xtb_scores(items, results, arrays, index, limit: int, labeller=None) -> None:
-    """Recompute the DOS of the first ``limit`` valid generated crystals with GFN1-xTB and score it."""
+def _sample_batch(sampler, chunk, matcher, **reconstruct_kwargs) -> xr.Dataset:
+    """Reconstruct one batch of items and score it: one part of the experiment (dims structure[, energy])."""
+    started = time.perf_counter()
+    results = sampler.reconstruct([i.structure for i in chunk], [i.dos for i in chunk], **reconstruct_kwargs)
+    elapsed = time.perf_counter() - started
+    scores = [score(r.structure, i.structure, r.dos_pred, i.dos, matcher) for i, r in zip(chunk, results)]
+    return xr.Dataset(
+        {f: ("structure", np.array([float(getattr(s, f)) for s in scores])) for f in SCORE_FIELDS}
+        | {
+            "generated": ("structure", np.array([json.dumps(r.structure.as_dict()) for r in results], dtype=str)),
+            "generated_formula": ("structure", np.array([r.structure.composition.reduced_formula for r in results], dtype=str)),
+            "dos_pred_total": (("structure", "energy"), np.stack(
+                [total_dos(r.dos_pred).values / len(r.structure) for r in results]).astype(np.float32)),
+        },
+        coords={"structure": [i.id for i in chunk], "energy": chunk[0].dos["energy"].values},
+        attrs={"sampling_time_s": elapsed},
+    )
+
+
+def _xtb_scores(items, structures, limit: int, labeller=None) -> xr.Dataset:
+    """Recompute the DOS of the first ``limit`` valid generated crystals with xTB and score it against the
+    items' targets: one variable per :data:`XTB_FIELDS` (dim structure), NaN where not computed or failed."""
     from crystaldos.labellers import LabellingError, XTBLabeller
     from crystaldos.metrics import is_plausible_cell, is_valid
 
-    chosen = [k for k, r in enumerate(results) if is_valid(r.structure) and is_plausible_cell(r.structure)][:limit]
-    if not chosen:
-        return
-    labeller = labeller or XTBLabeller.for_dataset(items[0].dos.attrs)
-    outcomes = labeller.label_many([results[k].structure for k in chosen], n_jobs=1, progress=False, errors="return")
-    for k, dos in zip(chosen, outcomes):
-        if isinstance(dos, LabellingError):
-            continue
-        agreement = dos_agreement(dos, items[k].dos)
-        for f, v in agreement.items():
-            arrays[f"xtb_{f}"][index + (k,)] = v
+    values = {f: np.full(len(items), np.nan) for f in XTB_FIELDS}
+    chosen = [k for k, s in enumerate(structures) if is_valid(s) and is_plausible_cell(s)][:limit]
+    if chosen:
+        labeller = labeller or XTBLabeller.for_dataset(items[0].dos.attrs)
+        outcomes = labeller.label_many([structures[k] for k in chosen], n_jobs=1, progress=False, errors="return")
+        for k, dos in zip(chosen, outcomes):
+            if isinstance(dos, LabellingError):
+                continue
+            for f, v in dos_agreement(dos, items[k].dos).items():
+                values[f][k] = v
+    return xr.Dataset({f: ("structure", v) for f, v in values.items()}, coords={"structure": [i.id for i in items]})
+
+
+def experiment_settings(items, strengths: dict, steps, seed: int, batch_size: int, unconditional: str, spacing: str,
+                        models: dict | None = None) -> dict:
+    """What a part of the experiment depends on besides its (guidance, t_start, batch): a parts folder made with
+    other settings, other crystals or other target DOS (digest of ids and DOS values) cannot be resumed."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(str(item.id).encode())
+        digest.update(np.ascontiguousarray(item.dos.values, dtype=np.float32).tobytes())
+    return {"strengths": strengths, "steps": steps or 0, "seed": seed, "batch_size": batch_size,
+            "unconditional": unconditional, "spacing": spacing, "n_items": len(items),
+            "items_sha256": digest.hexdigest(), "models": models or {}}
 
 
 def summary_table(ds: xr.Dataset) -> pd.DataFrame:
@@ -340,6 +403,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default="results/evaluation")
+    parser.add_argument("--parts", default=None,
+                        help="folder that keeps every finished batch, so that a killed run resumes (default: <out>/parts); "
+                             "runs of some guidances or t_starts on other machines may share it")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -352,7 +418,11 @@ def run(args: argparse.Namespace) -> None:
     from crystaldos.labellers import XTBLabeller
     from crystaldos.sampler import Sampler
 
+    from crystaldos.checkpoint import PRETRAINED_DIR
+
     sampler = Sampler.from_pretrained(args.models, device=args.device)
+    folder = Path(args.models) if args.models else PRETRAINED_DIR
+    models = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.pt"))}
     dataset = load_dataset(args.data)
     split = dataset.split(args.split)[: args.limit]
     items = list(split)
@@ -365,7 +435,7 @@ def run(args: argparse.Namespace) -> None:
     ds = run_experiment(
         sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength, "cbg-dps": args.cbg_strength},
         args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
-        args.unconditional, family_seen, args.spacing,
+        args.unconditional, family_seen, args.spacing, parts=args.parts or Path(args.out) / "parts", models=models,
     )
     command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
     report = write_report(ds, args.out, command)

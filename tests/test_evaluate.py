@@ -33,6 +33,10 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     assert "| guidance" in report and "match rate" in report and "crystaldos evaluate" in report
     for png in ("summary.png", "examples.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Every finished batch is kept (a killed run resumes), tied to the models that made it.
+    settings = json.loads((out / "parts" / "settings.json").read_text())
+    assert set(settings["models"]) == {"cfg.pt", "uncond.pt", "forward.pt"}
+    assert len(list((out / "parts").glob("*.nc"))) == 4
 
 
 def test_experiment_records_which_unconditional_score_cbg_used():
@@ -52,3 +56,49 @@ def test_experiment_records_which_unconditional_score_cbg_used():
     assert row["match seen (%, n=1)"] == 100 * matched[0] and row["match unseen (%, n=1)"] == 100 * matched[1]
     # Two different networks under the same noise: different generated crystals.
     assert not (runs["separate"].generated.values == runs["cfg-null"].generated.values).all()
+
+
+def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
+    import pytest
+
+    import crystaldos
+    from crystaldos import Sampler
+    from crystaldos.evaluate import run_experiment
+    from crystaldos.parts import PartsMismatchError
+
+    sampler = Sampler.from_pretrained(device="cpu")
+    items = crystaldos.load_dataset().split("test")[:3]
+    settings = dict(guidances=["cfg"], t_starts=[20], steps=4, batch_size=2, progress=False)
+    in_memory = run_experiment(sampler, items, **settings)
+    parts = tmp_path / "parts"
+    kept = run_experiment(sampler, items, parts=parts, **settings)
+    assert sorted(p.name for p in parts.glob("*.nc")) == ["cfg_t20_b00000.nc", "cfg_t20_b00002.nc"]
+    timeless = ["sampling_time_s"]
+    xr.testing.assert_identical(kept.drop_vars(timeless), in_memory.drop_vars(timeless))
+
+    class CountingSampler:
+        """The sampler, counting the crystals it is asked to reconstruct."""
+
+        def __init__(self):
+            self.asked = []
+
+        def reconstruct(self, structures, *args, **kwargs):
+            self.asked.append(len(structures))
+            return sampler.reconstruct(structures, *args, **kwargs)
+
+    # Killed before the second batch was written: only that batch (one crystal) is sampled again.
+    (parts / "cfg_t20_b00002.nc").unlink()
+    counting = CountingSampler()
+    resumed = run_experiment(counting, items, parts=parts, **settings)
+    assert counting.asked == [1]
+    xr.testing.assert_identical(resumed.drop_vars(timeless), in_memory.drop_vars(timeless))
+    # Another guidance into the same folder (e.g. on another machine) adds its parts and reuses the CFG ones.
+    counting = CountingSampler()
+    both = run_experiment(counting, items, parts=parts, **settings | {"guidances": ["cfg", "none"]})
+    assert counting.asked == [2, 1]
+    xr.testing.assert_identical(both.generated.sel(guidance=["cfg"]), in_memory.generated)
+    # Parts of other settings or other crystals are never mixed in.
+    with pytest.raises(PartsMismatchError, match="steps: 4 there, 5 now"):
+        run_experiment(sampler, items, parts=parts, **settings | {"steps": 5})
+    with pytest.raises(PartsMismatchError, match="items_sha256"):
+        run_experiment(sampler, items[1:], parts=parts, **settings)
