@@ -44,7 +44,7 @@ browser:
 
 # With chromium present the browser test must run (a missing browser fails it instead of skipping).
 test: $(VENV)/.installed browser
-	OMP_NUM_THREADS=1 CRYSTALDOS_REQUIRE_BROWSER=$$(command -v chromium >/dev/null 2>&1 && echo 1) $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 CRYSTALDOS_REQUIRE_BROWSER=$$(command -v chromium >/dev/null 2>&1 && echo 1) $(PY) -m pytest -q --durations=15
 
 # The README's dashboard screenshot, taken by the browser test.
 screenshot: $(VENV)/.installed browser

@@ -198,7 +198,8 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(tmp_path):
     (out / "learning_curves.md").write_text("## Learning curves\n\nmeasured by hand\n")
     env = {**os.environ, "OUT": str(out), "SCALE": "0.0005", "DEVICE": "cpu", "PYTHON": sys.executable,
            "RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32"], env=env,
+    done = subprocess.run(["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32",
+                           "--set", "forward:weight_decay=0.1", "--steps", "forward=4000"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     # At most 8 files come back from the device machine: the three release checkpoints and the report.
@@ -206,6 +207,10 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(tmp_path):
                                                      "training_curves.png", "uncond.pt"]
     sampler = crystaldos.Sampler.from_pretrained(out, device="cpu")
     assert sampler.checkpoints["cfg"]["step"] == 4 and sampler.checkpoints["cfg"]["config"]["model"]["hidden"] == 32
+    # Settings and step counts scoped to one network reach that network only.
+    forward = sampler.checkpoints["forward"]
+    assert forward["step"] == 2 and forward["config"]["weight_decay"] == 0.1 and forward["config"]["model"]["hidden"] == 32
+    assert sampler.checkpoints["uncond"]["config"]["weight_decay"] == 0.0
     assert "trained and released in" in done.stdout
     report = (out / "training.md").read_text()
     assert "per-element mean MAE" in report and report.rstrip().endswith("measured by hand")
@@ -343,3 +348,23 @@ def test_a_time_limit_releases_early_and_the_rerun_continues(small_data, tmp_pat
     assert finished["train"]["step"] == 12
     with pytest.raises(ValueError, match="time_limit_minutes"):
         tiny_config(small_data, tmp_path, "forward", extra=["time_limit_minutes=0"])
+
+
+def test_release_settings_scoped_to_one_network_and_bad_scopes_named():
+    import argparse
+
+    from crystaldos.train.release import training_commands
+
+    def commands(overrides, steps=()):
+        return training_commands(argparse.Namespace(runs="r", scale=1.0, data=None, device=None,
+                                                    overrides=list(overrides), steps=list(steps)))
+
+    built = commands(["model.hidden=256", "forward:weight_decay=0.1", "data_path=a:b"], ["cfg=12000"])
+    assert built["forward"].count("--set") == 3 and "weight_decay=0.1" in built["forward"]
+    assert "weight_decay=0.1" not in built["cfg"] and "data_path=a:b" in built["cfg"] and "model.hidden=256" in built["uncond"]
+    assert built["cfg"][built["cfg"].index("--steps") + 1] == "12000"
+    assert built["uncond"][built["uncond"].index("--steps") + 1] == "8000"
+    with pytest.raises(SystemExit, match="unknown network 'foward'"):
+        commands(["foward:weight_decay=0.1"])
+    with pytest.raises(SystemExit, match="--steps cfg:100"):
+        commands([], ["cfg:100"])
