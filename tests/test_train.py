@@ -66,13 +66,20 @@ def test_release_checkpoint_format_and_round_trip(small_data, tmp_path):
 
 
 def test_resume_continues_from_the_saved_step(small_data, tmp_path):
-    train(tiny_config(small_data, tmp_path, "uncond", steps=5), progress=False)
+    constant_lr = ["lr_final_fraction=1.0"]  # the cosine schedule depends on the total step count
+    train(tiny_config(small_data, tmp_path, "uncond", steps=5, extra=constant_lr), progress=False)
     state = load_checkpoint(tmp_path / "train_state.pt")
     assert state["train"]["step"] == 5
-    path = train(tiny_config(small_data, tmp_path, "uncond", steps=10), progress=False)
+    path = train(tiny_config(small_data, tmp_path, "uncond", steps=10, extra=constant_lr), progress=False)
     ckpt = load_checkpoint(path)
     assert ckpt["train"]["step"] == 10
     assert [row["step"] for row in ckpt["train"]["history"]] == [5, 10]
+    # Stopped half-way through an epoch (5 steps of 2 batches each) and resumed, it draws the batches and noise
+    # of a run that was never interrupted: the same weights.
+    uninterrupted = load_checkpoint(train(tiny_config(small_data, tmp_path / "once", "uncond", steps=10, extra=constant_lr),
+                                          progress=False))
+    for name, weights in uninterrupted["state_dict"].items():
+        torch.testing.assert_close(weights, ckpt["state_dict"][name], rtol=0, atol=0, msg=name)
     # A different architecture in the same run directory is refused, not silently mixed.
     with pytest.raises(CheckpointError, match="model"):
         train(tiny_config(small_data, tmp_path, "uncond", steps=12, extra=["model.hidden=48"]), progress=False)
@@ -368,3 +375,24 @@ def test_release_settings_scoped_to_one_network_and_bad_scopes_named():
         commands(["foward:weight_decay=0.1"])
     with pytest.raises(SystemExit, match="--steps cfg:100"):
         commands([], ["cfg:100"])
+
+
+def test_keep_best_releases_the_weights_of_the_lowest_validation_loss_and_remembers_them_on_resume(small_data, tmp_path):
+    # A constant learning rate, so that a run's first k steps are the same whatever its length.
+    extra = ["keep_best=true", "lr=0.01", "lr_final_fraction=1.0", "ema_decay=0.5", "model.element_baseline=true"]
+    long = load_checkpoint(train(tiny_config(small_data, tmp_path / "long", "forward", steps=60, extra=extra), progress=False))
+    val = {h["step"]: h["val_loss"] for h in long["train"]["history"] if "val_loss" in h}
+    best_step = min(val, key=val.get)
+    assert long["train"]["released_step"] == best_step == long["train"]["best"]["step"] and long["train"]["step"] == 60
+    assert best_step < 60, val  # on 16 training crystals at this learning rate the validation loss turns up
+    # The same run stopped at the best step releases the same weights.
+    short = load_checkpoint(train(tiny_config(small_data, tmp_path / "short", "forward", steps=best_step, extra=extra[1:]),
+                                  progress=False))
+    for name, weights in long["state_dict"].items():
+        torch.testing.assert_close(weights, short["state_dict"][name], msg=name)
+    # Interrupted half-way and resumed: the best weights survive in the training state.
+    train(tiny_config(small_data, tmp_path / "resumed", "forward", steps=30, extra=extra), progress=False)
+    resumed = load_checkpoint(train(tiny_config(small_data, tmp_path / "resumed", "forward", steps=60, extra=extra), progress=False))
+    assert resumed["train"]["released_step"] == best_step
+    for name, weights in long["state_dict"].items():
+        torch.testing.assert_close(weights, resumed["state_dict"][name], msg=name)

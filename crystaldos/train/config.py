@@ -42,6 +42,10 @@ class TrainConfig(Settings):
             steps, agreed by all ranks), then checkpoint and release as if ``steps`` were reached; the history's
             last step says where it stopped, and rerunning the command continues towards ``steps``. For fixed
             budgets (a lent GPU's minutes); the learning rate is then released before its cosine decay ends.
+        keep_best: release the EMA weights of the validation with the lowest loss instead of the last step's (the
+            checkpoint's ``released_step`` says which), so that a run longer than the data support gives back its
+            best point; the weights are kept in the training state, so a resumed run remembers them. Needs a
+            validation split; without one the last weights are released.
         val_every, checkpoint_every, log_every: in steps.
         val_batches: validation batches per evaluation (fixed noise, seeded).
         seed: seeds data order, noise and initial weights.
@@ -64,6 +68,7 @@ class TrainConfig(Settings):
     forward_max_t: int | None = None
     forward_loss: str = "mse"
     time_limit_minutes: float | None = None
+    keep_best: bool = False
     val_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 25

@@ -15,7 +15,9 @@ weights, which the run checks at the end (``train["replica_checksums"]``).
 
 from __future__ import annotations
 
+import copy
 import gc
+import itertools
 import math
 import os
 import time
@@ -225,6 +227,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     )
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + run.rank)
     step, epoch, history, wall = 0, 0, [], 0.0
+    batches_into_epoch = 0  # of the current epoch, so that a resumed run skips what it has already seen
+    best, best_weights = None, None  # keep_best: {"step", "val_loss"} and the EMA weights there
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
         ema.load_state_dict(resume["ema_state_dict"])
@@ -233,9 +237,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         if run.rank < len(resume["generator"]):  # a run resumed on more processes seeds the new ranks afresh
             generator.set_state(resume["generator"][run.rank])
         step, epoch, history, wall = resume["train"]["step"], resume["train"]["epoch"], resume["train"]["history"], resume["train"]["wall_time_s"]
+        best, best_weights = resume["train"].get("best"), resume.get("best_ema_state_dict")
+        batches_into_epoch = resume["train"].get("batches_into_epoch", 0)
 
     ddp = DistributedDataParallel(model) if run.world_size > 1 else model
-    sampler = DistributedSampler(train_graphs, num_replicas=run.world_size, rank=run.rank, shuffle=True, seed=config.seed, drop_last=True)
+    sampler = _ResumableSampler(DistributedSampler(train_graphs, num_replicas=run.world_size, rank=run.rank, shuffle=True,
+                                                   seed=config.seed, drop_last=True))
     loader = DataLoader(train_graphs, batch_size=config.batch_size, sampler=sampler, drop_last=len(train_graphs) >= config.batch_size * run.world_size)
     val_loader = DataLoader(val_graphs, batch_size=config.batch_size, shuffle=False)
 
@@ -245,10 +252,14 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             "config": config.to_dict(),
             "step": step,
             "epoch": epoch,
+            "batches_into_epoch": batches_into_epoch,
             "history": history,
             "wall_time_s": wall,
             "world_size": run.world_size,
             "replica_checksums": checksums or [],
+            "best": best,
+            # Which step's EMA weights a release holds (keep_best: the lowest validation loss).
+            "released_step": best["step"] if release and best_weights is not None else step,
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "data": {k: dataset.attrs[k] for k in ("title", "build_command", "seed") if k in dataset.attrs}
             | {"n_train": len(train_graphs), "n_val": len(val_graphs),
@@ -264,9 +275,13 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             "train": train_info,
         }
         if release:
-            extra = {"state_dict": ema.module.state_dict()}
+            released = ema.module
+            if best_weights is not None:
+                released = copy.deepcopy(ema.module)
+                released.load_state_dict(best_weights)
+            extra = {"state_dict": released.state_dict()}
             if config.kind == "forward":
-                extra["calibration"] = forward_model_errors(ema.module, diffusion, val_loader)
+                extra["calibration"] = forward_model_errors(released, diffusion, val_loader)
                 train_info["calibration_split"] = "val"
         else:
             extra = {
@@ -276,6 +291,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 "schedule": schedule.state_dict(),
                 "generator": generators,
             }
+            if best_weights is not None:
+                extra["best_ema_state_dict"] = best_weights
         save_checkpoint(common | extra, path)
 
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.kind}", disable=not (progress and run.is_main), dynamic_ncols=True)
@@ -286,7 +303,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     running: dict[str, float] = {}
     running_n = 0
     while step < config.steps and not out_of_time:
-        sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch, skip=batches_into_epoch * config.batch_size)
         for batch in loader:
             if step >= config.steps:
                 break
@@ -302,6 +319,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             schedule.step()
             ema.update_parameters(model)
             step += 1
+            batches_into_epoch += 1
             bar.update(1)
             for k, v in parts.items():
                 running[k] = running.get(k, 0.0) + float(v.detach())
@@ -314,6 +332,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                     row |= {f"val_{k}": v for k, v in evaluate(ema.module, diffusion, val_loader, config.kind, config.seed, config.val_batches,
                                                                              config.forward_max_t, config.forward_loss).items()}
                 history.append(row)
+                if config.keep_best and math.isfinite(row.get("val_loss", math.nan)) and (best is None or row["val_loss"] < best["val_loss"]):
+                    best = {"step": step, "val_loss": row["val_loss"]}
+                    best_weights = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
                 running, running_n = {}, 0
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", **({"val": f"{row['val_loss']:.3f}"} if "val_loss" in row else {}))
                 if run.is_main:
@@ -326,8 +347,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                     checkpoint(state_path, release=False, generators=states)
             if out_of_time:
                 break
-        if not out_of_time:
-            epoch += 1
+        if not out_of_time and step < config.steps:
+            epoch, batches_into_epoch = epoch + 1, 0
     bar.close()
     if out_of_time and run.is_main:
         print(f"time limit of {config.time_limit_minutes} min reached at step {step} of {config.steps}; releasing these weights")
@@ -343,6 +364,25 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     gc.collect()
     run.close()
     return release_path
+
+
+class _ResumableSampler(torch.utils.data.Sampler):
+    """A :class:`DistributedSampler` whose epoch can start part-way: a run resumed in the middle (or at the end)
+    of an epoch goes on with the same order and skips the crystals it has already seen, so that the resumed run
+    draws the same batches as one that was never interrupted."""
+
+    def __init__(self, inner: DistributedSampler) -> None:
+        self.inner, self.skip = inner, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.inner.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.inner), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.inner) - self.skip)
 
 
 def _any_rank(flag: bool, world_size: int) -> bool:

@@ -33,6 +33,9 @@ def plot_training(checkpoints: dict[str, dict]):
         val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
         if val:
             ax.plot(*zip(*val), "o-", ms=3, lw=1.2, label="validation (EMA)")
+        released = ckpt["train"].get("released_step", ckpt["train"]["step"])
+        if released != ckpt["train"]["step"]:
+            ax.axvline(released, color="0.4", ls=":", lw=1, label=f"released (step {released})")
         if kind != "forward":
             for part, style in (("types", ":"), ("coords", "--"), ("lattice", "-.")):
                 ax.plot(steps, [h[f"train_{part}"] for h in history], style, lw=0.8, label=f"train {part}")
@@ -87,16 +90,25 @@ def per_element_baseline_mae(train, test, statistic: str = "mean") -> float:
     return float(np.concatenate(errors).mean())
 
 
+def _released(info: dict) -> str:
+    """Which weights a release holds: the last step's, or (keep_best) those of the lowest validation loss."""
+    best, step = info.get("best"), info.get("released_step", info["step"])
+    if best and step == best["step"]:
+        return f"step {step} (lowest val loss)"
+    return f"step {step} (last)"
+
+
 def training_table(checkpoints: dict[str, dict]) -> str:
     """Markdown: parameters, steps, wall time, final train/val losses per model."""
-    lines = ["| model | parameters | steps | epochs | wall time | final train loss | final val loss |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | parameters | steps | released weights | wall time | final train loss | final val loss |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for kind, ckpt in checkpoints.items():
         info = ckpt["train"]
         history = info["history"]
         last_train = history[-1]["train_loss"]
         last_val = next((h["val_loss"] for h in reversed(history) if "val_loss" in h), float("nan"))
         lines.append(
-            f"| {kind} | {info['n_parameters']:,} | {info['step']} | {info['epoch']} | {info['wall_time_s'] / 60:.1f} min "
+            f"| {kind} | {info['n_parameters']:,} | {info['step']} | {_released(info)} | {info['wall_time_s'] / 60:.1f} min "
             f"| {last_train:.4f} | {last_val:.4f} |"
         )
     return "\n".join(lines)
