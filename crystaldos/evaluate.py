@@ -39,6 +39,10 @@ SCORE_FIELDS = (
 )
 
 
+class TimeLimitReached(RuntimeError):
+    """A time-limited experiment stopped before its last batch (the finished batches are in its parts folder)."""
+
+
 def run_experiment(
     sampler,
     items,
@@ -56,6 +60,7 @@ def run_experiment(
     spacing: str = "logsnr",
     parts: str | Path | None = None,
     models: dict | None = None,
+    time_limit_minutes: float | None = None,
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -72,9 +77,11 @@ def run_experiment(
     ``parts`` names a folder (:class:`crystaldos.parts.PartStore`) that keeps every finished batch, so that a
     killed run continues where it stopped and a run may be split over sessions or machines (each doing some
     guidances or t_starts into the same folder); ``models`` (e.g. checkpoint digests) joins its settings.
+    ``time_limit_minutes`` (with ``parts``): start no new batch after so many minutes (a lent machine's budget).
 
     Raises:
         PartsMismatchError: ``parts`` holds batches made with other settings, crystals or models.
+        TimeLimitReached: the time limit came before the last batch; the finished ones are in ``parts``.
     """
     from tqdm.auto import tqdm
 
@@ -90,6 +97,9 @@ def run_experiment(
     seconds = np.zeros(shape[:2])
     matcher = structure_matcher()
     store = None
+    if time_limit_minutes is not None and parts is None:
+        raise ValueError("time_limit_minutes needs a parts folder to keep the finished batches in")
+    started = time.perf_counter()
     if parts is not None:
         store = PartStore(parts, experiment_settings(items, strengths, steps, seed, batch_size, unconditional, spacing,
                                                      models))
@@ -103,6 +113,9 @@ def run_experiment(
                 name = f"{guidance}_t{t_start}_b{b:05d}"
                 part = store.load(name) if store else None
                 if part is None:
+                    if time_limit_minutes is not None and time.perf_counter() - started > 60 * time_limit_minutes:
+                        raise TimeLimitReached(f"time limit of {time_limit_minutes} min reached with "
+                                               f"{len(store.names())} parts finished in {parts}; rerun to continue")
                     part = _sample_batch(sampler, chunk, matcher, guidance=guidance, strength=strengths[guidance],
                                          t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b,
                                          progress=progress, unconditional=unconditional, spacing=spacing)
@@ -406,6 +419,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", default=None,
                         help="folder that keeps every finished batch, so that a killed run resumes (default: <out>/parts); "
                              "runs of some guidances or t_starts on other machines may share it")
+    parser.add_argument("--time-limit-minutes", type=float, default=None,
+                        help="start no new batch after so many minutes (the parts keep what is done; rerun to continue)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -413,12 +428,11 @@ def run(args: argparse.Namespace) -> None:
     import shlex
     import sys
 
+    from crystaldos.checkpoint import PRETRAINED_DIR
     from crystaldos.data import load_dataset
     from crystaldos.data.store import DataFormatError
     from crystaldos.labellers import XTBLabeller
     from crystaldos.sampler import Sampler
-
-    from crystaldos.checkpoint import PRETRAINED_DIR
 
     sampler = Sampler.from_pretrained(args.models, device=args.device)
     folder = Path(args.models) if args.models else PRETRAINED_DIR
@@ -432,11 +446,17 @@ def run(args: argparse.Namespace) -> None:
         print(f"note: no match rates by prototype family (seen in training or not): data format version "
               f"{dataset.attrs.get('format_version')} keeps no prototype family")
         family_seen = None
-    ds = run_experiment(
-        sampler, items, tuple(args.guidance), tuple(args.t_start), {"cfg": args.cfg_strength, "cbg": args.cbg_strength, "cbg-dps": args.cbg_strength},
-        args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
-        args.unconditional, family_seen, args.spacing, parts=args.parts or Path(args.out) / "parts", models=models,
-    )
+    try:
+        ds = run_experiment(
+            sampler, items, tuple(args.guidance), tuple(args.t_start),
+            {"cfg": args.cfg_strength, "cbg": args.cbg_strength, "cbg-dps": args.cbg_strength},
+            args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
+            args.unconditional, family_seen, args.spacing, parts=args.parts or Path(args.out) / "parts", models=models,
+            time_limit_minutes=args.time_limit_minutes,
+        )
+    except TimeLimitReached as stop:
+        print(stop)
+        return
     command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
     report = write_report(ds, args.out, command)
     print(report.read_text())

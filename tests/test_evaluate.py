@@ -63,7 +63,7 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
 
     import crystaldos
     from crystaldos import Sampler
-    from crystaldos.evaluate import run_experiment
+    from crystaldos.evaluate import TimeLimitReached, run_experiment
     from crystaldos.parts import PartsMismatchError
 
     sampler = Sampler.from_pretrained(device="cpu")
@@ -102,3 +102,10 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
         run_experiment(sampler, items, parts=parts, **settings | {"steps": 5})
     with pytest.raises(PartsMismatchError, match="items_sha256"):
         run_experiment(sampler, items[1:], parts=parts, **settings)
+    # A time limit (a lent machine's minutes) starts no batch once it has passed: what is done stays in the parts.
+    counting = CountingSampler()
+    with pytest.raises(TimeLimitReached, match="4 parts finished"):
+        run_experiment(counting, items, parts=parts, time_limit_minutes=1e-9, **settings | {"guidances": ["cfg", "none", "cbg"]})
+    assert counting.asked == []
+    with pytest.raises(ValueError, match="needs a parts folder"):
+        run_experiment(sampler, items, time_limit_minutes=1.0, **settings)
