@@ -104,7 +104,7 @@ def run_experiment(
         store = PartStore(parts, experiment_settings(items, strengths, steps, seed, batch_size, unconditional, spacing,
                                                      models))
         done = len([name for name in store.names() if not name.startswith("xtb")])
-        if done and progress:
+        if done:
             print(f"resuming from {parts}: {done} finished batches there")
     for gi, guidance in enumerate(guidances):
         for ti, t_start in enumerate(tqdm(t_starts, desc=f"{guidance}", disable=not progress)):

@@ -109,3 +109,29 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
     assert counting.asked == []
     with pytest.raises(ValueError, match="needs a parts folder"):
         run_experiment(sampler, items, time_limit_minutes=1.0, **settings)
+
+
+def test_the_device_evaluation_script_carries_its_parts_from_call_to_call(tmp_path):
+    """scripts/device_evaluate.sh as two calls on a lent machine would run it, here on the CPU: the first does CFG,
+    the second brings the first's parts, samples only the unguided batches and writes the report for both."""
+    import os
+    import tarfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = ["bash", str(root / "scripts" / "device_evaluate.sh"), "--device", "cpu", "--limit", "3", "--batch-size", "2",
+              "--t-start", "20", "--steps", "4"]
+    base = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "MINUTES": "8"}
+    first, second = tmp_path / "first", tmp_path / "second"
+    done = subprocess.run(script + ["--guidance", "cfg"], env=base | {"OUT": str(first), "WORKDIR": str(tmp_path / "w1")},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with tarfile.open(first / "parts.tar.xz") as tar:
+        assert sorted(n for n in tar.getnames() if n.endswith(".nc")) == ["./cfg_t20_b00000.nc", "./cfg_t20_b00002.nc"]
+    done = subprocess.run(script + ["--guidance", "cfg", "none"], capture_output=True, text=True, timeout=600,
+                          env=base | {"OUT": str(second), "WORKDIR": str(tmp_path / "w2"), "PARTS_IN": str(first / "parts.tar.xz")})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "resuming" in (tmp_path / "w2" / "evaluate.log").read_text() and "4 parts" in done.stdout
+    assert sorted(p.name for p in second.iterdir()) == ["examples.png", "parts.tar.xz", "report.md", "results.nc", "summary.png"]
+    ds = xr.open_dataset(second / "results.nc", engine="h5netcdf")
+    assert list(ds.guidance.values) == ["cfg", "none"] and ds.sizes["structure"] == 3
