@@ -23,14 +23,14 @@ from pathlib import Path
 SHIPPED_STEPS = {"cfg": 8_000, "uncond": 8_000, "forward": 8_000}
 
 
-def _kind_scoped(values: list[str], option: str, separator: str) -> dict[str, list[str]]:
-    """Split ``KIND<separator>REST`` values by kind (a value without a known kind applies to all three runs)."""
+def _overrides_by_kind(values: list[str]) -> dict[str, list[str]]:
+    """The ``--set`` values of each run: ``KIND:KEY=VALUE`` for that run only, ``KEY=VALUE`` for all three."""
     scoped: dict[str, list[str]] = {kind: [] for kind in SHIPPED_STEPS}
     for value in values:
-        head, sep, rest = value.partition(separator)
+        head, sep, rest = value.partition(":")
         if sep and "=" not in head and "." not in head:
             if head not in SHIPPED_STEPS:
-                raise SystemExit(f"{option} {value}: unknown network {head!r}; one of {', '.join(SHIPPED_STEPS)}")
+                raise SystemExit(f"--set {value}: unknown network {head!r}; one of {', '.join(SHIPPED_STEPS)}")
             scoped[head].append(rest)
         else:
             for kind in scoped:
@@ -46,7 +46,7 @@ def training_commands(args: argparse.Namespace) -> dict[str, list[str]]:
         if kind not in SHIPPED_STEPS or not n.isdigit():
             raise SystemExit(f"--steps {value}: expected KIND=N with KIND one of {', '.join(SHIPPED_STEPS)}")
         steps[kind] = int(n)
-    overrides = _kind_scoped(args.overrides, "--set", ":")
+    overrides = _overrides_by_kind(args.overrides)
     commands = {}
     for kind, n in steps.items():
         cmd = [sys.executable, "-m", "crystaldos.train", "--kind", kind, "--out-dir", f"{args.runs}/{kind}",
