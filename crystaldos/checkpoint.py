@@ -23,7 +23,6 @@ key                     content
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ import torch
 #: Folder of the shipped (released) checkpoints.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
+from crystaldos.atomic_files import atomic_write
 from crystaldos.dos import DosGrid
 
 FORMAT = "crystaldos-checkpoint"
@@ -46,13 +46,10 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
     """Write a checkpoint dict atomically (a crash never leaves a half-written file)."""
     from crystaldos import __version__
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = _plain({"format": FORMAT, "format_version": FORMAT_VERSION, "crystaldos_version": __version__, **checkpoint})
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 def _plain(value):

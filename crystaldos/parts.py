@@ -13,10 +13,11 @@ commit, so a run may also continue on another machine or in another working sess
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import xarray as xr
+
+from crystaldos.atomic_files import atomic_write
 
 
 class PartsMismatchError(ValueError):
@@ -71,9 +72,8 @@ class PartStore:
         from crystaldos.data.store import compressed_encoding
 
         path = self.path(name)
-        tmp = path.with_suffix(".nc.tmp")
-        part.to_netcdf(tmp, engine="h5netcdf", encoding=compressed_encoding(part))
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            part.to_netcdf(tmp, engine="h5netcdf", encoding=compressed_encoding(part))
         return path
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crystaldos.atomic_files import atomic_write, write_text_atomic
 from crystaldos.dos import DosGrid
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "default" / "crystaldos_default.nc"
@@ -84,11 +85,8 @@ def make_candidates(
         "by_origin": {o: sum(c.origin == o for c in ordered) for o in sorted({c.origin for c in ordered})},
     }
     (work_dir / "candidates.stats.json").write_text(json.dumps(stats, indent=1))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt") as handle:
+    with atomic_write(path) as tmp, gzip.open(tmp, "wt") as handle:
         json.dump([c.to_dict() for c in ordered], handle)
-    tmp.replace(path)
     return path
 
 
@@ -220,7 +218,7 @@ def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid
         records.append(CrystalDOS(candidate.id, candidate.structure, result, source=candidate.source, properties=properties))
     if records:
         write_netcdf(records, path, grid, labeller.describe(), dos_storage="float16")  # atomic (tmp file + rename)
-    path.with_suffix(".errors.json").write_text(json.dumps({"errors": errors}, indent=1))
+    write_text_atomic(path.with_suffix(".errors.json"), json.dumps({"errors": errors}, indent=1))  # the done marker
 
 
 def assign_splits(n: int, seed: int, fractions: dict[str, float] = SPLIT_FRACTIONS) -> np.ndarray:

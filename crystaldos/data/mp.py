@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
+from crystaldos.atomic_files import atomic_write, write_text_atomic
 from crystaldos.data.build import SPLIT_FRACTIONS, count_reasons
 from crystaldos.dos import DosGrid, DOSValidationError, from_complete_dos
 
@@ -252,17 +253,13 @@ class _Folder:
         chunks = self._chunks()
         index = int(chunks[-1].name[7:12]) + 1 if chunks else 0
         path = self.out / f"mp_dos_{index:05d}.jsonl.gz"
-        tmp = path.with_name(path.name + ".tmp")
-        with gzip.open(tmp, "wt") as handle:
+        with atomic_write(path) as tmp, gzip.open(tmp, "wt") as handle:
             handle.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
         self.in_progress.unlink()
         self.n_pending = 0
 
     def save_manifest(self) -> None:
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=1))
-        os.replace(tmp, self.manifest_path)
+        write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=1))
 
 
 def download_mp_dos(

@@ -35,6 +35,7 @@ import numpy as np
 import xarray as xr
 from pymatgen.core import Lattice, Structure
 
+from crystaldos.atomic_files import atomic_write
 from crystaldos.data.records import CrystalDOS
 from crystaldos.dos import DosGrid, DOSValidationError, from_complete_dos, site_dos, validate_site_dos
 
@@ -126,10 +127,8 @@ def write_netcdf(
     ds.attrs["dos_storage"] = dos_storage
     encoding = {name: {"compression": "gzip", "compression_opts": 6} for name in ("dos", "frac_coords", "lattice")}
     encoding["dos"].update(chunksizes=(min(4096, ds.sizes["site"]), ds.sizes["energy"]), shuffle=True)
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding, invalid_netcdf=True)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding, invalid_netcdf=True)
     return path
 
 

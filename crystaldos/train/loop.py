@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data.distributed import DistributedSampler
 
+from crystaldos.atomic_files import atomic_write
 from crystaldos.device import resolve_device
 from crystaldos.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from crystaldos.diffusion import JointDiffusion
@@ -404,7 +405,5 @@ def _gather(value, world_size: int) -> list:
 def _write_history(history: list[dict], path: Path) -> None:
     import pandas as pd
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(history).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
