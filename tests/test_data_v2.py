@@ -160,3 +160,62 @@ def test_the_device_labelling_script_labels_only_its_chunks_and_packs_them(tmp_p
 
     labelled = open_netcdf(work / "labels" / "chunk_0001.nc")
     assert list(labelled["structure_id"].values) == ["c2", "c3"] and labelled.attrs["labeller_sampling"] == "kmesh"
+
+
+def _write_prototypes(work_dir):
+    """Three hand-built parents (rock salt, fcc metal, diamond) as the cached prototype list of a build."""
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    diamond = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    parents = [Candidate(name, s.get_primitive_structure(), "prototype", name, "test", label, "pymatgen")
+               for name, s, label in (("p-nacl", rocksalt, "AB_cF8_225_a_b"), ("p-cu", fcc, "A_cF4_225_a"), ("p-si", diamond, "A_cF8_227_a"))]
+    work_dir.mkdir(parents=True)
+    with gzip.open(work_dir / "prototypes.json.gz", "wt") as handle:
+        json.dump({"prototypes": [c.to_dict() for c in parents], "dropped": {}}, handle)
+
+
+def test_a_candidate_top_up_appends_and_refuses_a_list_it_would_not_continue(tmp_path):
+    from crystaldos.data.build import CandidatesMismatchError, load_candidates, make_candidates
+
+    work = tmp_path / "work"
+    _write_prototypes(work)
+    make_candidates(work, seed=0, per_prototype=4, target=6, cache_dir=None)
+    first = load_candidates(work)
+    assert len(first) == 6 and [c.source for c in first[:3]] == ["prototype"] * 3
+    # Raising the target appends: the six labelled-or-not candidates stay where they are, new ones follow.
+    make_candidates(work, seed=0, per_prototype=4, target=None, cache_dir=None)
+    grown = load_candidates(work)
+    assert len(grown) > 6 and [c.id for c in grown[:6]] == [c.id for c in first]
+    assert len({c.id for c in grown}) == len(grown)
+    stats = json.loads((work / "candidates.stats.json").read_text())
+    assert stats["topped_up_from"] == 6 and stats["selected"] == len(grown)
+    # A lower target than the file holds is a no-op.
+    make_candidates(work, seed=0, per_prototype=4, target=3, cache_dir=None)
+    assert len(load_candidates(work)) == len(grown)
+    # A list the generation does not reproduce (here: another seed) is refused, and left as it was.
+    before = (work / "candidates.json.gz").read_bytes()
+    with pytest.raises(CandidatesMismatchError, match="candidate 3 of the work folder"):
+        make_candidates(work, seed=1, per_prototype=6, target=len(grown) + 20, cache_dir=None)
+    assert (work / "candidates.json.gz").read_bytes() == before
+
+
+def test_labelling_refuses_finished_chunks_of_another_size_or_cut_short(tmp_path):
+    from crystaldos.data.build import ChunkMismatchError, label_chunks
+    from crystaldos.dos import DosGrid
+    from crystaldos.labellers import XTBLabeller
+
+    work = tmp_path / "work"
+    _write_candidates(work, 5)
+    grid = DosGrid(n_points=64)
+    labeller = XTBLabeller.gamma_point(grid=grid)
+    label_chunks(work, grid, jobs=1, chunk_size=2, limit=3, labeller=labeller)  # chunk 1 finished with c2 only
+    assert sorted(p.name for p in (work / "labels").glob("*.errors.json")) == ["chunk_0000.errors.json", "chunk_0001.errors.json"]
+    label_chunks(work, grid, jobs=1, chunk_size=2, limit=3, labeller=labeller)  # the same run resumes: nothing to do
+    with pytest.raises(ChunkMismatchError, match="chunk_0001.nc was finished without 1 of its candidates .e.g. c3"):
+        label_chunks(work, grid, jobs=1, chunk_size=2, labeller=labeller)
+    with pytest.raises(ChunkMismatchError, match="chunk_0001.nc holds crystals that are not chunk 1's at chunk size 3"):
+        label_chunks(work, grid, jobs=1, chunk_size=3, limit=3, labeller=labeller)
+    for path in (work / "labels").glob("chunk_0001.*"):  # as the message says: delete the short chunk ...
+        path.unlink()
+    label_chunks(work, grid, jobs=1, chunk_size=2, labeller=labeller)  # ... and the full run completes it
+    assert len(list((work / "labels").glob("*.errors.json"))) == 3

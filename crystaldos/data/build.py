@@ -1,17 +1,19 @@
 """Build the embedded default data set (resumable, in chunks).
 
-Regenerate the shipped file with::
+Regenerate the data file of format 2 with::
 
-    python -m crystaldos.data.build --work-dir build/default --jobs 2
+    python -m crystaldos.data.build --work-dir data/default-v2 --chunk-size 40 --jobs 2
 
 Stages (each skipped when its output exists in ``--work-dir``):
 
 1. ``candidates.json.gz``: prototypes + substitutions, deduplicated, in a seeded
-   order (prototypes first, then substitutions shuffled), see
-   :mod:`crystaldos.data.candidates`.
-2. ``labels/chunk_NNNN.nc``: GFN1-xTB atom-level DOS of each chunk of
-   candidates, with ``chunk_NNNN.errors.json`` for the ones that failed.
-   Interrupt at any time; a rerun continues with the first missing chunk.
+   order (prototypes first, then substitutions round robin over their parents), see
+   :mod:`crystaldos.data.candidates`. ``--target N`` raised after labelling began
+   appends candidates (the chunks labelled so far keep theirs).
+2. ``labels/chunk_NNNN.nc``: atom-level DOS from the converged labeller
+   (:class:`crystaldos.labellers.XTBLabeller`) of each chunk of candidates, with
+   ``chunk_NNNN.errors.json`` for the ones that failed. Interrupt at any time; a
+   rerun continues with the first missing chunk.
 3. The final file (``--out``, default the packaged
    ``crystaldos/data/default/crystaldos_default.nc``): every labelled record,
    a seeded 0.6/0.2/0.2 train/test/val split, provenance attributes, plus the
@@ -35,6 +37,8 @@ from crystaldos.atomic_files import atomic_write, write_text_atomic
 from crystaldos.dos import DosGrid
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "default" / "crystaldos_default.nc"
+#: Candidates of the format-2 build: about 8,000 labelled crystals at its ~85 % yield.
+DEFAULT_TARGET = 9600
 SPLIT_FRACTIONS = {"train": 0.6, "test": 0.2, "val": 0.2}
 #: The labelling grid of the rebuild: the standard grid's spacing (20/255 eV), extended down by 191 points.
 WIDE_GRID = DosGrid(e_min=-10.0 - 191 * 20.0 / 255, e_max=10.0, n_points=256 + 191)
@@ -45,20 +49,29 @@ def make_candidates(
     seed: int,
     max_sites: int = 20,
     per_prototype: int = 24,
-    target: int | None = 9600,
+    target: int | None = DEFAULT_TARGET,
     cache_dir: Path | None = Path("build/cache"),
 ) -> Path:
-    """Stage 1: write ``candidates.json.gz`` (no-op if present).
+    """Stage 1: write ``candidates.json.gz``.
 
     Real prototypes from pymatgen and (with ``cache_dir``) the AFLOW Encyclopedia, their
     substitutions, deduplicated; all prototypes plus a prototype-balanced seeded sample of
     substitutions, ``target`` in all (None: every one). Drop counts go to ``candidates.stats.json``.
+
+    A no-op when the file already holds ``target`` candidates or more. With fewer (a top-up: the target
+    raised after labelling began), the generation is rerun: the seeded selection of a larger target
+    starts with that of the smaller one, so the file's candidates must come first in it, else
+    :class:`CandidatesMismatchError` names the first that differs (e.g. another pymatgen moved a
+    substitution). The new candidates are appended: labelled chunks keep theirs, new chunks follow.
     """
     from crystaldos.data.candidates import Candidate, deduplicate, real_prototypes, select, substituted_structures
 
     path = work_dir / "candidates.json.gz"
-    if path.exists():
-        return path
+    if path.exists() and target is not None:
+        with gzip.open(path, "rt") as handle:
+            if len(json.load(handle)) >= target:  # plain JSON: no Structure objects for a no-op
+                return path
+    existing = load_candidates(work_dir) if path.exists() else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cached = work_dir / "prototypes.json.gz"  # the slow part (primitive cells of ~1,400 crystals)
@@ -69,25 +82,46 @@ def make_candidates(
         else:
             prototypes, dropped = real_prototypes(max_sites, cache_dir)
             prototypes = deduplicate(prototypes)
-            work_dir.mkdir(parents=True, exist_ok=True)
-            with gzip.open(cached, "wt") as handle:
+            with atomic_write(cached) as tmp, gzip.open(tmp, "wt") as handle:
                 json.dump({"prototypes": [c.to_dict() for c in prototypes], "dropped": dropped}, handle)
         substituted = substituted_structures(prototypes, per_prototype)
         unique = deduplicate(prototypes + substituted)
     ordered = select(unique, target or len(unique), seed)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    if existing is not None:
+        _check_prefix(existing, ordered)
+        if len(ordered) == len(existing):
+            return path  # every candidate there is is already in the file
     stats = {
         "prototypes_dropped": dropped,
         "prototypes": len(prototypes),
         "substitutions_generated": len(substituted),
         "unique": len(unique),
         "selected": len(ordered),
+        **({"topped_up_from": len(existing)} if existing is not None else {}),
         "by_origin": {o: sum(c.origin == o for c in ordered) for o in sorted({c.origin for c in ordered})},
     }
-    (work_dir / "candidates.stats.json").write_text(json.dumps(stats, indent=1))
+    write_text_atomic(work_dir / "candidates.stats.json", json.dumps(stats, indent=1))
     with atomic_write(path) as tmp, gzip.open(tmp, "wt") as handle:
         json.dump([c.to_dict() for c in ordered], handle)
     return path
+
+
+class CandidatesMismatchError(RuntimeError):
+    """A rerun of the candidate generation does not reproduce the candidates already in the work folder."""
+
+
+def _check_prefix(existing: list, regenerated: list) -> None:
+    """Refuse a top-up unless the regenerated selection starts with the file's candidates, same ids and cells."""
+    for i, (old, new) in enumerate(zip(existing, regenerated)):
+        same = old.id == new.id and len(old.structure) == len(new.structure) and np.allclose(
+            old.structure.lattice.matrix, new.structure.lattice.matrix, atol=1e-6)
+        if not same:
+            raise CandidatesMismatchError(
+                f"candidate {i} of the work folder is {old.id} ({old.structure.composition.reduced_formula}), the rerun "
+                f"gives {new.id} ({new.structure.composition.reduced_formula}): the generation changed (another pymatgen "
+                "or smact?), so a top-up would not continue this build; keep the candidate list as it is")
+    if len(regenerated) < len(existing):
+        raise CandidatesMismatchError(f"the rerun gives {len(regenerated)} candidates, fewer than the {len(existing)} in the work folder")
 
 
 def load_candidates(work_dir: Path):
@@ -95,6 +129,39 @@ def load_candidates(work_dir: Path):
 
     with gzip.open(work_dir / "candidates.json.gz", "rt") as handle:
         return [Candidate.from_dict(d) for d in json.load(handle)]
+
+
+class ChunkMismatchError(RuntimeError):
+    """A finished chunk does not hold the candidates its number gives at this chunk size."""
+
+
+def _check_finished_chunks(out_dir: Path, candidates: list, chunk_size: int, finished: list[int], limit: int | None) -> None:
+    """Every finished chunk must hold its own candidates (labelled or failed), and all of those the run asks for.
+
+    Catches a rerun with another ``--chunk-size`` (chunk k would be skipped while holding other crystals)
+    and a chunk finished short (``--limit``, or before a top-up) that would otherwise never be completed.
+    """
+    import h5py  # reads the ids alone: 100x faster than opening each chunk with xarray
+
+    chunks = {}  # k -> (its candidates at this chunk size, the ids it holds)
+    for k in finished:
+        path = _chunk_path(out_dir, k)
+        done = set(json.loads(path.with_suffix(".errors.json").read_text())["errors"])
+        if path.exists():
+            with h5py.File(path, "r") as h5:
+                done |= {i.decode() if isinstance(i, bytes) else str(i) for i in h5["structure_id"][:]}
+        chunks[k] = ([c.id for c in candidates[k * chunk_size : (k + 1) * chunk_size]], done)
+    for k, (own, done) in chunks.items():  # first: another chunk size (the cause of short chunks too, then)
+        if not done <= set(own):
+            raise ChunkMismatchError(
+                f"{_chunk_path(out_dir, k).name} holds crystals that are not chunk {k}'s at chunk size {chunk_size} (e.g. "
+                f"{sorted(done - set(own))[0]}): label with the chunk size the build started with")
+    for k, (own, done) in chunks.items():
+        wanted = set(own[: None if limit is None else max(0, limit - k * chunk_size)])
+        if not wanted <= done:
+            raise ChunkMismatchError(
+                f"chunk_{k:04d}.nc was finished without {len(wanted - done)} of its candidates (e.g. {sorted(wanted - done)[0]}; "
+                f"labelled with --limit, or before the candidate list grew): delete chunk_{k:04d}.* to label chunk {k} whole")
 
 
 STOP_FILE = "STOP"
@@ -132,16 +199,16 @@ def label_chunks(
 
     from crystaldos.labellers.xtb import XTBLabeller, local_pool
 
-    candidates = load_candidates(work_dir)[:limit]
+    all_candidates = load_candidates(work_dir)
+    candidates = all_candidates[:limit]
     labeller = labeller or XTBLabeller(grid=grid)
     out_dir = work_dir / "labels"
     out_dir.mkdir(parents=True, exist_ok=True)
     stop_file = work_dir / STOP_FILE
     n_chunks = (len(candidates) + chunk_size - 1) // chunk_size
-    todo = [
-        k for k in range(n_chunks)
-        if (chunks is None or k in chunks) and not _chunk_path(out_dir, k).with_suffix(".errors.json").exists()
-    ]
+    finished = sorted(int(p.name[6:10]) for p in out_dir.glob("chunk_*.errors.json"))
+    _check_finished_chunks(out_dir, all_candidates, chunk_size, finished, limit)
+    todo = [k for k in range(n_chunks) if (chunks is None or k in chunks) and k not in finished]
     pool = local_pool(jobs) if executor is None and jobs > 1 else None
     runner = executor or pool
     in_flight: deque = deque()
@@ -324,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", type=str, default=None, metavar="FIRST:LAST",
                         help="label (or assemble) only chunks FIRST ... LAST (inclusive), e.g. on a second machine or "
                              "for a preview of a build under way")
+    parser.add_argument("--target", type=int, default=DEFAULT_TARGET,
+                        help="candidates in all; raised after labelling began, it appends candidates (a top-up)")
     parser.add_argument("--stage", choices=["all", "candidates", "label", "assemble"], default="all")
     # Labels are computed on a window that also keeps the deep valence levels, -25 ... +10 eV at the
     # spacing of the standard -10 ... +10 eV / 256-point grid, so that either window can be cut from
@@ -336,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     grid = DosGrid(e_min=args.e_min, e_max=args.e_max, n_points=args.n_points, sigma=args.sigma)
     command = "python -m crystaldos.data.build " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.stage in ("all", "candidates"):
-        print(f"candidates: {make_candidates(args.work_dir, args.seed)}")
+        print(f"candidates: {make_candidates(args.work_dir, args.seed, target=args.target)}")
     chunks = None
     if args.chunks:
         first, _, last = args.chunks.partition(":")
