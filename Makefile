@@ -52,8 +52,11 @@ screenshot: $(VENV)/.installed browser
 	cp build/test-artifacts/dashboard_after.png docs/dashboard.png
 
 # Regenerate the shipped artefacts (long; all resumable).
-dataset: $(VENV)/.installed          # about 1 h: crystaldos/data/default/
-	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir build/default --jobs 2
+# The format-2 rebuild: continues the chunks committed in data/default-v2/ (all 240: ~35 h of 2 cores), then
+# assembles build/default-v2/ (data file + card); it replaces crystaldos/data/default/ with the retrained models.
+dataset: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v2 --chunk-size 40 --jobs 2 \
+		--out build/default-v2/crystaldos_default.nc
 
 pretrained: $(VENV)/.installed       # about 1 h: crystaldos/pretrained/*.pt and docs/training.md
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --runs build/runs --docs docs

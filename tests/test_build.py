@@ -69,7 +69,7 @@ def test_label_resume_and_assemble(tmp_path):
     work = tmp_path / "work"
     _tiny_candidates(work)
     grid = DosGrid(n_points=128)
-    label_chunks(work, grid, jobs=1, chunk_size=2)
+    assert label_chunks(work, grid, jobs=1, chunk_size=2) == 0  # none left
     chunks = sorted((work / "labels").glob("chunk_*"))
     assert [c.name for c in chunks] == ["chunk_0000.errors.json", "chunk_0000.nc", "chunk_0001.errors.json"]
     errors = json.loads((work / "labels" / "chunk_0001.errors.json").read_text())["errors"]

@@ -107,8 +107,8 @@ def test_a_pooled_build_stops_cleanly_on_the_stop_file_and_labels_like_one_proce
     script = (
         "import sys; from pathlib import Path; from crystaldos.data.build import label_chunks; from crystaldos.dos import DosGrid; "
         "from crystaldos.labellers import XTBLabeller; "
-        "label_chunks(Path(sys.argv[1]), DosGrid(n_points=64), jobs=int(sys.argv[2]), chunk_size=1, "
-        "labeller=XTBLabeller.gamma_point(grid=DosGrid(n_points=64)))"
+        "print('chunks left:', label_chunks(Path(sys.argv[1]), DosGrid(n_points=64), jobs=int(sys.argv[2]), chunk_size=1, "
+        "labeller=XTBLabeller.gamma_point(grid=DosGrid(n_points=64))))"
     )
     process = subprocess.Popen([sys.executable, "-c", script, str(pooled), "2"], stdout=subprocess.PIPE, text=True)
     labels = pooled / "labels"
@@ -121,6 +121,7 @@ def test_a_pooled_build_stops_cleanly_on_the_stop_file_and_labels_like_one_proce
     finished = sorted(int(p.name[6:10]) for p in labels.glob("*.errors.json"))
     assert 1 <= len(finished) < 6, "the stop came too late to test anything"
     assert finished == list(range(len(finished)))  # written in order: a resume skips exactly these
+    assert f"chunks left: {6 - len(finished)}" in out  # what `--stage all` checks before it assembles
     subprocess.run([sys.executable, "-c", script, str(pooled), "2"], check=True, timeout=300)
     subprocess.run([sys.executable, "-c", script, str(serial), "1"], check=True, timeout=300)
     for k in range(6):

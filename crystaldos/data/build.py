@@ -176,8 +176,8 @@ def label_chunks(
     labeller=None,
     executor=None,
     chunks: range | None = None,
-) -> None:
-    """Stage 2: label candidates chunk by chunk; finished chunks are skipped.
+) -> int:
+    """Stage 2: label candidates chunk by chunk; finished chunks are skipped. Returns the chunks left (after a STOP).
 
     A chunk is finished when its ``chunk_NNNN.errors.json`` exists; it is written after the
     chunk's netCDF file, so a run killed at any moment loses at most the chunks in flight. Work
@@ -243,6 +243,7 @@ def label_chunks(
     if stop_file.exists():
         stop_file.unlink()
         print(f"stopped on {stop_file}; {len(todo)} chunks left")
+    return len(todo)
 
 
 class _Deferred:
@@ -411,7 +412,11 @@ def main(argv: list[str] | None = None) -> None:
         first, _, last = args.chunks.partition(":")
         chunks = range(int(first), int(last or first) + 1)
     if args.stage in ("all", "label"):
-        label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit, chunks=chunks)
+        left = label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit, chunks=chunks)
+        if left and args.stage == "all":
+            print(f"not assembling: {left} chunks are not labelled yet (rerun to continue; --stage assemble --chunks FIRST:LAST "
+                  "assembles a preview of those labelled)")
+            return
     if args.stage in ("all", "assemble"):
         print(f"wrote {assemble(args.work_dir, args.out, args.seed, command, chunks)}")
 
