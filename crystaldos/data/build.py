@@ -67,11 +67,13 @@ def make_candidates(
     from crystaldos.data.candidates import Candidate, deduplicate, real_prototypes, select, substituted_structures
 
     path = work_dir / "candidates.json.gz"
-    if path.exists() and target is not None:
+    existing = None
+    if path.exists():
         with gzip.open(path, "rt") as handle:
-            if len(json.load(handle)) >= target:  # plain JSON: no Structure objects for a no-op
-                return path
-    existing = load_candidates(work_dir) if path.exists() else None
+            saved_candidates = json.load(handle)
+        if target is not None and len(saved_candidates) >= target:  # a no-op builds no Structure objects
+            return path
+        existing = [Candidate.from_dict(d) for d in saved_candidates]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cached = work_dir / "prototypes.json.gz"  # the slow part (primitive cells of ~1,400 crystals)
@@ -159,9 +161,10 @@ def _check_finished_chunks(out_dir: Path, candidates: list, chunk_size: int, fin
     for k, (own, done) in chunks.items():
         wanted = set(own[: None if limit is None else max(0, limit - k * chunk_size)])
         if not wanted <= done:
+            path = _chunk_path(out_dir, k)
             raise ChunkMismatchError(
-                f"chunk_{k:04d}.nc was finished without {len(wanted - done)} of its candidates (e.g. {sorted(wanted - done)[0]}; "
-                f"labelled with --limit, or before the candidate list grew): delete chunk_{k:04d}.* to label chunk {k} whole")
+                f"{path.name} was finished without {len(wanted - done)} of its candidates (e.g. {sorted(wanted - done)[0]}; "
+                f"labelled with --limit, or before the candidate list grew): delete {path.stem}.* to label chunk {k} whole")
 
 
 STOP_FILE = "STOP"
@@ -206,7 +209,7 @@ def label_chunks(
     out_dir.mkdir(parents=True, exist_ok=True)
     stop_file = work_dir / STOP_FILE
     n_chunks = (len(candidates) + chunk_size - 1) // chunk_size
-    finished = sorted(int(p.name[6:10]) for p in out_dir.glob("chunk_*.errors.json"))
+    finished = sorted(_chunk_number(p) for p in out_dir.glob("chunk_*.errors.json"))  # also those beyond this run's list
     _check_finished_chunks(out_dir, all_candidates, chunk_size, finished, limit)
     todo = [k for k in range(n_chunks) if (chunks is None or k in chunks) and k not in finished]
     pool = local_pool(jobs) if executor is None and jobs > 1 else None
@@ -263,6 +266,11 @@ class _Deferred:
 
 def _chunk_path(out_dir: Path, k: int) -> Path:
     return out_dir / f"chunk_{k:04d}.nc"
+
+
+def _chunk_number(path: Path) -> int:
+    """k of a chunk's file (``chunk_0042.nc`` or ``chunk_0042.errors.json`` -> 42), the inverse of :func:`_chunk_path`."""
+    return int(path.name.removeprefix("chunk_").split(".")[0])
 
 
 def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid) -> None:
