@@ -230,9 +230,18 @@ def wasserstein(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
     Tolerant to small rigid shifts: moving a whole curve by dE costs exactly dE.
     Computed with :func:`scipy.stats.wasserstein_distance` on the energy grid.
     Curves with zero area give NaN.
+
+    Raises:
+        ValueError: a curve with negative values (a DOS is never negative; the distance between
+            probability densities is undefined for them), naming the curve and its lowest value.
     """
     from scipy.stats import wasserstein_distance
 
+    for name, curve in (("first", a), ("second", b)):
+        lowest = float(curve.min())
+        if lowest < 0:
+            raise ValueError(f"wasserstein: the {name} DOS has negative values (lowest {lowest:.3g} states/eV"
+                             f"{_where_lowest(curve)}); a DOS is never negative: clip it at 0 first")
     a, b = xr.broadcast(a, b)
     energies = a["energy"].values
     av = np.asarray(a.transpose(..., "energy").values, dtype=float).reshape(-1, energies.size)
@@ -244,6 +253,16 @@ def wasserstein(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
     dims = [d for d in a.transpose(..., "energy").dims if d != "energy"]
     shape = [a.sizes[d] for d in dims]
     return xr.DataArray(out.reshape(shape), dims=dims, name="wasserstein_eV")
+
+
+def _where_lowest(curve: xr.DataArray) -> str:
+    """' at site=3, energy=-1.2 eV'-style location of a curve's lowest value (empty for a bare array)."""
+    index = np.unravel_index(int(np.argmin(curve.values)), curve.shape)
+    parts = []
+    for dim, i in zip(curve.dims, index):
+        coord = curve[dim].values[i] if dim in curve.coords else i
+        parts.append(f"{dim}={coord:.3g}" if isinstance(coord, float | np.floating) else f"{dim}={coord}")
+    return f" at {', '.join(parts)}" if parts else ""
 
 
 def from_complete_dos(

@@ -362,8 +362,8 @@ class Sampler:
             return []
         clean = self._batch_of(structures)
         t = torch.zeros(clean.num_graphs, dtype=torch.long, device=self.device)
-        pred = self.forward_model(one_hot_types(clean.atom_types), clean.frac_coords, clean.lattice, t, clean.edge_index,
-                                  clean.batch).cpu().numpy()
+        pred = self.forward_model.predict_dos(one_hot_types(clean.atom_types), clean.frac_coords, clean.lattice, t,
+                                              clean.edge_index, clean.batch).cpu().numpy()
         out, start = [], 0
         for s in structures:
             out.append(site_dos(pred[start:start + len(s)], [site.specie.symbol for site in s], self.grid, source="forward model"))

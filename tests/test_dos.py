@@ -156,3 +156,11 @@ def test_plot_dos_draws_total_and_elements():
     ax = plot_dos(_two_site_dos())
     labels = [line.get_label() for line in ax.get_lines()]
     assert "total" in labels and "Na" in labels and "Cl" in labels
+
+
+def test_wasserstein_names_a_curve_with_negative_values():
+    grid = DosGrid(n_points=201)
+    a = site_dos(broaden(np.array([0.0, 1.0]), np.ones((1, 2)), grid), ["Si"], grid)
+    dipped = a.copy(data=a.values - 0.02 * (np.abs(a.energy.values + 5) < 0.2))  # a dip where there are no states
+    with pytest.raises(ValueError, match=r"second DOS has negative values \(lowest -0.02 states/eV at site=0, energy="):
+        wasserstein(a, dipped)

@@ -194,3 +194,18 @@ def test_lattice_scale_features_are_the_shape_and_the_log_volume_per_atom():
     rotation = random_rotation(torch.Generator().manual_seed(0))
     torch.testing.assert_close(lattice_scale_invariants(fcc @ rotation.T, torch.tensor([1])), features)
     assert math.isclose(float(lattice_scale_invariants(fcc, torch.tensor([4]))[0, 9]), math.log(3.615**3 / 16), rel_tol=1e-9)
+
+
+def test_the_predicted_dos_is_never_negative_though_the_raw_output_of_a_baseline_model_may_be(cell):
+    """With element_baseline the raw output (what the loss and CBG's gradient see) may dip below zero in gaps;
+    the DOS a user or a metric gets is clipped at 0 and equals the raw output wherever that is positive."""
+    torch.manual_seed(0)
+    fwd = DOSForwardModel(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=False, element_baseline=True)).double().eval()
+    # A table whose gaps are slightly negative, as a mean of float16-stored curves plus a correction may give.
+    table = torch.linspace(-0.5, 1.5, N_E, dtype=torch.float64).repeat(NUM_ELEMENTS, 1)
+    fwd.set_element_baseline(table)
+    args = (cell["types"], cell["frac"], cell["lattice"], cell["t"], cell["edge_index"], cell["batch"])
+    raw, physical = fwd(*args), fwd.predict_dos(*args)
+    assert float(raw.min()) < 0 and float(physical.min()) == 0.0
+    positive = raw > 0
+    assert torch.equal(physical[positive], raw[positive]) and bool((physical[~positive] == 0).all())

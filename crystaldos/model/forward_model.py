@@ -75,3 +75,11 @@ class DOSForwardModel(nn.Module):
     def forward(self, types, frac_coords, lattice, t, edge_index, batch) -> torch.Tensor:
         """Predicted DOS, states/eV/atom, (N, n_energies)."""
         return self.forward_scaled(types, frac_coords, lattice, t, edge_index, batch) * self.config.dos_scale
+
+    def predict_dos(self, types, frac_coords, lattice, t, edge_index, batch) -> torch.Tensor:
+        """The predicted DOS as a physical curve, states/eV/atom, (N, n_energies): :meth:`forward` clipped at 0.
+
+        A DOS is never negative, but with ``element_baseline`` the raw output may dip below zero in gaps;
+        training and classifier-based guidance use the raw output (a clip would stop their gradients there),
+        while every DOS handed to a user or a metric comes from here."""
+        return self.forward(types, frac_coords, lattice, t, edge_index, batch).clamp_min(0.0)
