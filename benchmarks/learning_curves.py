@@ -10,7 +10,12 @@ runs go in parallel, one CPU thread each, and resume from ``--runs``), then reco
 (the first ``--limit`` crystals, CFG omega = 1, seed 0) from t_start = 200 with each, and prints site-type
 accuracy, median |volume error| and match rate against the number of training crystals, plus each run's
 final validation loss (also written to ``<runs>/results.csv``). ``--data`` trains and tests on another data file; ``--forward`` then names a forward
-model trained on a data file with the same DOS grid (it only predicts the samples' DOS here). ``--plot`` writes the figure (docs/learning_curves.png for docs/training.md).
+model trained on a data file with the same DOS grid (it only predicts the samples' DOS here). ``--plot`` writes the figure; ``--plot-only`` redraws it from committed results, e.g. docs/learning_curves.png:
+
+    python benchmarks/learning_curves.py --plot-only --plot docs/learning_curves.png \
+        --series "37 chunks, 64 test crystals=docs/learning_curves/preview_37_chunks.csv" \
+        --series "37 chunks, + scale features=docs/learning_curves/preview_37_chunks_scale_features.csv" \
+        --series "117 chunks, + scale features, 128 test crystals=docs/learning_curves/preview_117_chunks.csv"
 """
 
 from __future__ import annotations
@@ -64,7 +69,15 @@ def main() -> None:
     parser.add_argument("--label", default=None, help="this run's name in the figure (default: its settings)")
     parser.add_argument("--series", action="append", default=[], metavar="LABEL=CSV",
                         help="another run's results.csv to draw beside this one (repeatable)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="draw the --series CSVs into --plot without training or sampling (the shipped figure)")
     args = parser.parse_args()
+    if args.plot_only:
+        if not (args.plot and args.series):
+            raise SystemExit("--plot-only needs --plot PATH and at least one --series LABEL=CSV")
+        series = {label: pd.read_csv(path) for label, path in (s.split("=", 1) for s in args.series)}
+        plot(series, args.plot, f"CFG, {args.steps} steps, t_start = 200, one seed")
+        return
     folders = train_runs(args.fractions, args.steps, args.runs, args.overrides, args.device, args.data)
     items = list(crystaldos.load_dataset(args.data).split("test")[: args.limit])
     rows = []
@@ -105,14 +118,17 @@ def plot(series: dict[str, pd.DataFrame], path: Path, title: str) -> None:
     for label, table in series.items():
         for ax, column in zip(axes, columns):
             ax.plot(table["training crystals"], table[column], "o-", label=label)
-    counts = sorted({int(n) for table in series.values() for n in table["training crystals"]})
+    counts = []
+    for n in sorted({int(n) for table in series.values() for n in table["training crystals"]}):
+        if not counts or n > 1.1 * counts[-1]:  # one tick for nearly equal sizes (793 and 796): no overprint
+            counts.append(n)
     for ax, column in zip(axes, columns):
         ax.set(xlabel="training crystals", ylabel=column, xscale="log")
         ax.set_xticks(counts, [str(n) for n in counts])
         ax.minorticks_off()
         if column != "final val loss":
             ax.set_ylim(0, 100 if column != "median |dV| (%)" else None)
-    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="lower right")  # the empty corner below the site-type curve
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
