@@ -75,8 +75,9 @@ def main() -> None:
     if args.plot_only:
         if not (args.plot and args.series):
             raise SystemExit("--plot-only needs --plot PATH and at least one --series LABEL=CSV")
-        series = {label: pd.read_csv(path) for label, path in (s.split("=", 1) for s in args.series)}
-        plot(series, args.plot, f"CFG, {args.steps} steps, t_start = 200, one seed")
+        series = read_series(args.series)
+        steps = sorted({int(n) for table in series.values() for n in table["steps"]})
+        plot(series, args.plot, f"CFG, {' / '.join(map(str, steps))} steps, t_start = 200, one seed")
         return
     folders = train_runs(args.fractions, args.steps, args.runs, args.overrides, args.device, args.data)
     items = list(crystaldos.load_dataset(args.data).split("test")[: args.limit])
@@ -102,8 +103,13 @@ def main() -> None:
     show_table(rows, f"CFG from t_start = 200 on the first {len(items)} test crystals; settings {args.overrides or 'as shipped'}")
     if args.plot:
         series = {args.label or ", ".join(args.overrides) or "as shipped": table}
-        series.update({label: pd.read_csv(path) for label, path in (s.split("=", 1) for s in args.series)})
+        series.update(read_series(args.series))
         plot(series, args.plot, f"CFG, {args.steps} steps, t_start = 200, the first {len(items)} test crystals")
+
+
+def read_series(values: list[str]) -> dict[str, pd.DataFrame]:
+    """The ``--series LABEL=CSV`` values as {label: that run's results table}."""
+    return {label: pd.read_csv(path) for label, path in (value.split("=", 1) for value in values)}
 
 
 def plot(series: dict[str, pd.DataFrame], path: Path, title: str) -> None:

@@ -99,6 +99,7 @@ def test_chunked_build_survives_a_kill_and_loses_no_finished_chunk(tmp_path):
 def test_a_pooled_build_stops_cleanly_on_the_stop_file_and_labels_like_one_process(tmp_path):
     """Two worker processes, work queued across chunk boundaries: a STOP file ends the run after the chunks
     in flight, finished chunks form an unbroken prefix, and the resumed run gives the one-process labels."""
+    from crystaldos.data.build import _chunk_number
     from crystaldos.data.store import open_netcdf
 
     pooled, serial = tmp_path / "pooled", tmp_path / "serial"
@@ -118,7 +119,7 @@ def test_a_pooled_build_stops_cleanly_on_the_stop_file_and_labels_like_one_proce
     (pooled / "STOP").touch()
     out, _ = process.communicate(timeout=240)
     assert process.returncode == 0 and "stopped on" in out and not (pooled / "STOP").exists()
-    finished = sorted(int(p.name[6:10]) for p in labels.glob("*.errors.json"))
+    finished = sorted(_chunk_number(p) for p in labels.glob("*.errors.json"))
     assert 1 <= len(finished) < 6, "the stop came too late to test anything"
     assert finished == list(range(len(finished)))  # written in order: a resume skips exactly these
     assert f"chunks left: {6 - len(finished)}" in out  # what `--stage all` checks before it assembles

@@ -201,7 +201,7 @@ def test_the_predicted_dos_is_never_negative_though_the_raw_output_of_a_baseline
     the DOS a user or a metric gets is clipped at 0 and equals the raw output wherever that is positive."""
     torch.manual_seed(0)
     fwd = DOSForwardModel(ModelConfig(hidden=32, n_layers=2, n_energies=N_E, conditional=False, element_baseline=True)).double().eval()
-    # A table whose gaps are slightly negative, as a mean of float16-stored curves plus a correction may give.
+    # A table that dips below zero, so that the raw output does too (in a trained model the correction can).
     table = torch.linspace(-0.5, 1.5, N_E, dtype=torch.float64).repeat(NUM_ELEMENTS, 1)
     fwd.set_element_baseline(table)
     args = (cell["types"], cell["frac"], cell["lattice"], cell["t"], cell["edge_index"], cell["batch"])
