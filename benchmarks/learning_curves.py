@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="data file (default: the embedded data set)")
     parser.add_argument("--forward", type=Path, default=PRETRAINED_DIR / "forward.pt",
                         help="forward-model checkpoint on the data's DOS grid (default: the shipped one)")
+    parser.add_argument("--lattice-step", choices=("ddpm", "ddim"), default="ddpm",
+                        help="the reverse step of the lattice when sampling (docs/lattice.md section 2)")
     parser.add_argument("--plot", type=Path, default=None, help="write the figure here")
     parser.add_argument("--label", default=None, help="this run's name in the figure (default: its settings)")
     parser.add_argument("--series", action="append", default=[], metavar="LABEL=CSV",
@@ -88,7 +90,7 @@ def main() -> None:
         # Sampling runs where training ran (a lent GPU samples the test subset in seconds); the CPU by default.
         sampler = Sampler.from_checkpoints(folder / "model.pt", args.forward, device=args.device or "cpu")
         results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance="cfg", t_start=200,
-                                      seed=0, progress=False)
+                                      seed=0, progress=False, lattice_step=args.lattice_step)
         scores = [score(r.structure, i.structure, r.dos_pred, i.dos) for r, i in zip(results, items)]
         rows.append({
             "fraction": fraction, "training crystals": checkpoint["train"]["data"]["n_train"], "steps": checkpoint["train"]["step"],
@@ -100,7 +102,8 @@ def main() -> None:
         show_row(rows)
     table = pd.DataFrame(rows)
     table.to_csv(args.runs / "results.csv", index=False)
-    show_table(rows, f"CFG from t_start = 200 on the first {len(items)} test crystals; settings {args.overrides or 'as shipped'}")
+    show_table(rows, f"CFG from t_start = 200 ({args.lattice_step} lattice steps) on the first {len(items)} test crystals; "
+                     f"settings {args.overrides or 'as shipped'}")
     if args.plot:
         series = {args.label or ", ".join(args.overrides) or "as shipped": table}
         series.update(read_series(args.series))

@@ -49,7 +49,7 @@ def test_batch_offsets_and_round_trip(records):
 def test_bad_input_is_rejected(records):
     structure = records[0].structure
     with pytest.raises(ValueError, match="shape"):
-        structure_to_data(structure, np.zeros((len(structure) + 1, 256)))
+        structure_to_data(structure, np.zeros((len(structure) + 1, records[0].dos.sizes["energy"])))
     disordered = structure.copy()
     disordered.replace(0, {"Cu": 0.5, "Au": 0.5})
     with pytest.raises(ValueError, match="ordered"):

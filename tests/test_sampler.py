@@ -222,7 +222,7 @@ def test_bad_inputs_are_named(sampler, items):
     with pytest.raises(DOSValidationError, match="negative"):
         sampler.reconstruct(item.structure, negative, progress=False)
     with pytest.raises(ValueError, match="2-D"):
-        sampler.reconstruct(item.structure, np.zeros(256), progress=False)
+        sampler.reconstruct(item.structure, np.zeros(item.dos.sizes["energy"]), progress=False)
     with pytest.raises(ValueError, match="steps"):
         sampler.reconstruct(item.structure, item.dos, t_start=100, steps=200, progress=False)
     with pytest.raises(ValueError, match="2 structures but 1 DOS"):
@@ -275,11 +275,12 @@ def test_a_dos_as_nested_lists_is_one_dos(sampler, items):
     # Several DOS as one (n_crystals, n_sites, n_energies) array-like.
     two = sampler.generate([len(item.structure)] * 2, [item.dos.values.tolist()] * 2, steps=2, progress=False)
     assert len(two) == 2
+    n_energies = item.dos.sizes["energy"]
     with pytest.raises(ValueError, match=r"rectangular array of numbers of shape \(n_sites, n_energies\)"):
-        sampler.generate(2, [[0.0] * 256, [0.0] * 10], progress=False)
+        sampler.generate(2, [[0.0] * n_energies, [0.0] * 10], progress=False)
     with pytest.raises(ValueError, match=r"shape \(n_sites, n_energies\)"):
-        sampler.generate(2, [0.0] * 256, progress=False)
-    with pytest.raises(ValueError, match=r"2 atom counts but 1 DOS \(shapes \(\d+, 256\)\)"):
+        sampler.generate(2, [0.0] * n_energies, progress=False)
+    with pytest.raises(ValueError, match=rf"2 atom counts but 1 DOS \(shapes \(\d+, {n_energies}\)\)"):
         sampler.generate([2, 3], item.dos, progress=False)
 
 
