@@ -61,6 +61,7 @@ def run_experiment(
     parts: str | Path | None = None,
     models: dict | None = None,
     time_limit_minutes: float | None = None,
+    lattice_step: str = "ddpm",
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -78,6 +79,7 @@ def run_experiment(
     killed run continues where it stopped and a run may be split over sessions or machines (each doing some
     guidances or t_starts into the same folder); ``models`` (e.g. checkpoint digests) joins its settings.
     ``time_limit_minutes`` (with ``parts``): start no new batch after so many minutes (a lent machine's budget).
+    ``lattice_step`` is the lattice's reverse step, ``"ddpm"`` (DiffCSP's) or ``"ddim"`` (see :meth:`Sampler.reconstruct`).
 
     Raises:
         PartsMismatchError: ``parts`` holds batches made with other settings, crystals or models.
@@ -102,7 +104,7 @@ def run_experiment(
     started = time.perf_counter()
     if parts is not None:
         store = PartStore(parts, experiment_settings(items, strengths, steps, seed, batch_size, unconditional, spacing,
-                                                     models))
+                                                     models, lattice_step))
         done = len([name for name in store.names() if not name.startswith("xtb")])
         if done:
             print(f"resuming from {parts}: {done} finished batches there")
@@ -118,7 +120,8 @@ def run_experiment(
                                                f"{len(store.names())} parts finished in {parts}; rerun to continue")
                     part = _sample_batch(sampler, chunk, matcher, guidance=guidance, strength=strengths[guidance],
                                          t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b,
-                                         progress=progress, unconditional=unconditional, spacing=spacing)
+                                         progress=progress, unconditional=unconditional, spacing=spacing,
+                                         lattice_step=lattice_step)
                     if store:
                         store.save(name, part)
                 elif list(part["structure"].values) != [i.id for i in chunk]:
@@ -157,6 +160,7 @@ def run_experiment(
             "seed": seed,
             "unconditional": unconditional,
             "spacing": spacing,
+            "lattice_step": lattice_step,
             "matcher": json.dumps(MATCHER_SETTINGS),
             "dos_units": "states/eV/atom; wasserstein in eV",
             "xtb_limit": xtb_limit,
@@ -210,7 +214,7 @@ def _xtb_scores(items, structures, limit: int, labeller=None) -> xr.Dataset:
 
 
 def experiment_settings(items, strengths: dict, steps, seed: int, batch_size: int, unconditional: str, spacing: str,
-                        models: dict | None = None) -> dict:
+                        models: dict | None = None, lattice_step: str = "ddpm") -> dict:
     """What a part of the experiment depends on besides its (guidance, t_start, batch): a parts folder made with
     other settings, other crystals or other target DOS (digest of ids and DOS values) cannot be resumed."""
     digest = hashlib.sha256()
@@ -218,7 +222,7 @@ def experiment_settings(items, strengths: dict, steps, seed: int, batch_size: in
         digest.update(str(item.id).encode())
         digest.update(np.ascontiguousarray(item.dos.values, dtype=np.float32).tobytes())
     return {"strengths": strengths, "steps": steps or 0, "seed": seed, "batch_size": batch_size,
-            "unconditional": unconditional, "spacing": spacing, "n_items": len(items),
+            "unconditional": unconditional, "spacing": spacing, "lattice_step": lattice_step, "n_items": len(items),
             "items_sha256": digest.hexdigest(), "models": models or {}}
 
 
@@ -382,6 +386,7 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
         + f"{ds.sizes['structure']} test crystals; strengths {ds.attrs['strengths']}; "
         + (f"{ds.attrs['steps']} reverse steps" if ds.attrs["steps"] else "one reverse step per diffusion step")
         + f"; seed {ds.attrs['seed']}; unconditional score for CBG/none: {ds.attrs.get('unconditional', 'separate')}"
+        + f"; lattice steps: {ds.attrs.get('lattice_step', 'ddpm')}"
         + f"; StructureMatcher {ds.attrs['matcher']}.\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")
         + "\n\n![summary](summary.png)\n\n![examples](examples.png)\n"
@@ -409,6 +414,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: t_start)")
     parser.add_argument("--spacing", default="logsnr", choices=["logsnr", "uniform"],
                         help="where strided steps fall (results before 2026-11-27 used uniform)")
+    parser.add_argument("--lattice-step", default="ddpm", choices=["ddpm", "ddim"],
+                        help="the lattice's reverse step: ancestral (DiffCSP's) or deterministic (docs/lattice.md)")
     parser.add_argument("--unconditional", default="separate", choices=["separate", "cfg-null"],
                         help="score under CBG and 'none': the separate unconditional model or the CFG model's null branch")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -452,7 +459,7 @@ def run(args: argparse.Namespace) -> None:
             {"cfg": args.cfg_strength, "cbg": args.cbg_strength, "cbg-dps": args.cbg_strength},
             args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
             args.unconditional, family_seen, args.spacing, parts=args.parts or Path(args.out) / "parts", models=models,
-            time_limit_minutes=args.time_limit_minutes,
+            time_limit_minutes=args.time_limit_minutes, lattice_step=args.lattice_step,
         )
     except TimeLimitReached as stop:
         print(stop)

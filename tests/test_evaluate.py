@@ -105,6 +105,8 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
         run_experiment(sampler, items, parts=parts, **settings | {"steps": 5})
     with pytest.raises(PartsMismatchError, match="items_sha256"):
         run_experiment(sampler, items[1:], parts=parts, **settings)
+    with pytest.raises(PartsMismatchError, match="lattice_step: \"ddpm\" there, \"ddim\" now"):
+        run_experiment(sampler, items, parts=parts, **settings | {"lattice_step": "ddim"})
     # A time limit (a lent machine's minutes) starts no batch once it has passed: what is done stays in the parts.
     counting = CountingSampler()
     with pytest.raises(TimeLimitReached, match="4 parts finished"):
@@ -112,6 +114,10 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
     assert counting.asked == []
     with pytest.raises(ValueError, match="needs a parts folder"):
         run_experiment(sampler, items, time_limit_minutes=1.0, **settings)
+    # Deterministic lattice steps reach the sampler: the same atoms' noise, other cells, and the results say which.
+    ddim = run_experiment(sampler, items, lattice_step="ddim", **settings)
+    assert ddim.attrs["lattice_step"] == "ddim" and in_memory.attrs["lattice_step"] == "ddpm"
+    assert not (ddim.generated.values == in_memory.generated.values).all()
 
 
 def test_the_device_evaluation_script_carries_its_parts_from_call_to_call(tmp_path):
