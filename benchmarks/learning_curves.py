@@ -9,7 +9,8 @@ Trains the CFG denoiser on a seeded 25 / 50 / 100 % of the training split for th
 runs go in parallel, one CPU thread each, and resume from ``--runs``), then reconstructs a fixed test subset
 (the first ``--limit`` crystals, CFG omega = 1, seed 0) from t_start = 200 with each, and prints site-type
 accuracy, median |volume error| and match rate against the number of training crystals, plus each run's
-final validation loss (also written to ``<runs>/results.csv``). ``--data`` trains and tests on another data file; ``--forward`` then names a forward
+final validation loss (also written to ``<runs>/results.csv``, or ``results_ddim.csv`` with ``--lattice-step ddim``, so
+that sampling one run's models both ways keeps both tables). ``--data`` trains and tests on another data file; ``--forward`` then names a forward
 model trained on a data file with the same DOS grid (it only predicts the samples' DOS here). ``--plot`` writes the figure; ``--plot-only`` redraws it from committed results, e.g. docs/learning_curves.png:
 
     python benchmarks/learning_curves.py --plot-only --plot docs/learning_curves.png \
@@ -101,7 +102,7 @@ def main() -> None:
         })
         show_row(rows)
     table = pd.DataFrame(rows)
-    table.to_csv(args.runs / "results.csv", index=False)
+    table.to_csv(args.runs / ("results.csv" if args.lattice_step == "ddpm" else f"results_{args.lattice_step}.csv"), index=False)
     show_table(rows, f"CFG from t_start = 200 ({args.lattice_step} lattice steps) on the first {len(items)} test crystals; "
                      f"settings {args.overrides or 'as shipped'}")
     if args.plot:
