@@ -15,6 +15,7 @@ posterior and the VE reverse step between the two noise levels).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -393,6 +394,8 @@ class Sampler:
         schedule = self._check_options(guidance, strength, t_start, steps, n_samples, unconditional, spacing)
         if lattice_step not in ("ddpm", "ddim"):
             raise ValueError(f"lattice_step must be 'ddpm' or 'ddim', got {lattice_step!r}")
+        if not (math.isfinite(step_lr) and step_lr >= 0):
+            raise ValueError(f"step_lr must be a finite number >= 0 (0: no Langevin corrector), got {step_lr!r}")
         if any(c < 1 for c in counts):
             raise ValueError(f"every crystal needs at least one atom, got counts {counts}")
         targets = [self._dos_tensor(d, c) for d, c in zip(doses, counts)]

@@ -118,6 +118,14 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
     ddim = run_experiment(sampler, items, lattice_step="ddim", **settings)
     assert ddim.attrs["lattice_step"] == "ddim" and in_memory.attrs["lattice_step"] == "ddpm"
     assert not (ddim.generated.values == in_memory.generated.values).all()
+    # So does the corrector's step (0: no Langevin corrector), and the parts folder keeps the two apart.
+    with pytest.raises(PartsMismatchError, match="step_lr: 1e-05 there, 0.0 now"):
+        run_experiment(sampler, items, parts=parts, **settings | {"step_lr": 0.0})
+    no_corrector = run_experiment(sampler, items, step_lr=0.0, **settings)
+    assert no_corrector.attrs["step_lr"] == 0.0 and in_memory.attrs["step_lr"] == 1e-5
+    assert not (no_corrector.generated.values == in_memory.generated.values).all()
+    with pytest.raises(ValueError, match="step_lr must be a finite number >= 0"):
+        run_experiment(sampler, items, step_lr=-1e-5, **settings)
 
 
 def test_the_device_evaluation_script_carries_its_parts_from_call_to_call(tmp_path):

@@ -1,0 +1,116 @@
+"""Why reconstructions fail to match: types, lattice shape or coordinates?
+
+    python benchmarks/match_failures.py build/lc_all_f1_edges/fraction_1/run/model.pt --data build/preview_all/data.nc \
+        --forward build/runs/fwd_preview_all/model.pt --limit 128 --lattice-step ddim --csv docs/lattice/match_failures_117_chunks.csv
+
+Reconstructs the first ``--limit`` test crystals with a CFG checkpoint (omega = 1, seed 0) from ``--t-start``
+(default 200) and sorts every miss by what repairs it. Each generated crystal keeps its site order (the DOS of
+site i conditions atom i), so one part of it can be swapped for the truth's and the pair matched again
+(``crystaldos.metrics.match``: CDVAE's StructureMatcher, which scales both cells to the same volume, so the
+volume itself never decides a match; the lattice's *shape* does):
+
+* ``true types``: the generated lattice and coordinates with the reference's species;
+* ``true lattice``: the generated species and fractional coordinates in the reference's cell;
+* ``true coordinates``: the generated species and cell with the reference's fractional coordinates.
+
+From t_start = 200 the generated cell is the noised reference cell denoised, so its fractional coordinates live
+in the same basis as the reference's and the swaps are meaningful; from pure noise they are not, so above
+t_start = 500 only the match and the composition are reported. Prints one table and writes one row per crystal
+to ``--csv``. ``--step-lr`` sets the Langevin corrector's step on X (0: no corrector).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Structure
+from tables import show_table
+
+import crystaldos
+from crystaldos import Sampler
+from crystaldos.metrics import match, structure_matcher
+
+PARTS = ("types", "lattice", "coordinates")
+
+
+def swapped(generated: Structure, reference: Structure, part: str) -> Structure:
+    """``generated`` with one part (types, lattice or fractional coordinates) taken from ``reference``."""
+    species = reference.species if part == "types" else generated.species
+    lattice = reference.lattice if part == "lattice" else generated.lattice
+    coords = reference.frac_coords if part == "coordinates" else generated.frac_coords
+    return Structure(lattice, species, coords)
+
+
+def diagnose(generated: Structure, reference: Structure, matcher, swaps: bool = True) -> dict:
+    """Match of the sample and of its three repairs, plus the facts a miss is sorted by."""
+    row = {"formula": reference.composition.reduced_formula, "sites": len(reference),
+           "matched": match(generated, reference, matcher)[0],
+           "composition right": generated.composition.reduced_formula == reference.composition.reduced_formula,
+           "site types right": float(np.mean([a.specie == b.specie for a, b in zip(generated, reference)])),
+           "volume error (%)": 100 * ((generated.volume / len(generated)) / (reference.volume / len(reference)) - 1)}
+    for part in PARTS:
+        row[f"matches with true {part}"] = (row["matched"] or match(swapped(generated, reference, part), reference, matcher)[0]
+                                            if swaps else np.nan)
+    return row
+
+
+def cause(row: dict) -> str:
+    """The smallest repair that makes a miss match (``matched`` for a match, ``more than one part`` otherwise)."""
+    if row["matched"]:
+        return "matched"
+    if not row["matches with true types"] == row["matches with true types"]:  # NaN: no swaps from pure noise
+        return "composition right" if row["composition right"] else "composition wrong"
+    fixes = [part for part in PARTS if row[f"matches with true {part}"]]
+    if not fixes:
+        return "more than one part"
+    return " or ".join(fixes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="a CFG denoiser checkpoint")
+    parser.add_argument("--data", type=Path, default=None, help="data file (default: the embedded set)")
+    parser.add_argument("--forward", type=Path, required=True,
+                        help="a forward model on the same DOS grid (the sampler needs one; it plays no part here)")
+    parser.add_argument("--limit", type=int, default=128, help="first N test crystals")
+    parser.add_argument("--t-start", type=int, default=200)
+    parser.add_argument("--lattice-step", choices=("ddpm", "ddim"), default="ddpm")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--step-lr", type=float, default=1e-5, help="Langevin corrector step on X (DiffCSP's step_lr)")
+    parser.add_argument("--csv", type=Path, default=None, help="write one row per crystal here")
+    args = parser.parse_args()
+    items = list(crystaldos.load_dataset(args.data).split("test")[: args.limit])
+    sampler = Sampler.from_checkpoints(args.checkpoint, args.forward, device="cpu")
+    results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance="cfg",
+                                  t_start=args.t_start, seed=args.seed, lattice_step=args.lattice_step,
+                                  step_lr=args.step_lr)
+    matcher = structure_matcher()
+    rows = [diagnose(r.structure, i.structure, matcher, swaps=args.t_start <= 500) | {"id": i.id} for r, i in zip(results, items)]
+    table = pd.DataFrame(rows)
+    table["cause"] = [cause(row) for row in rows]
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False, float_format="%.4g")
+    n = len(table)
+    summary = []
+    for label, group in table.groupby("cause", sort=False):
+        summary.append({"outcome (smallest repair)": label, "crystals": len(group), "share (%)": 100 * len(group) / n,
+                        "composition right (%)": 100 * group["composition right"].mean(),
+                        "median |dV| (%)": float(np.nanmedian(group["volume error (%)"].abs())),
+                        "median sites": float(group["sites"].median())})
+    order = {"matched": 0, "types": 1, "lattice": 2, "coordinates": 3}
+    summary.sort(key=lambda r: order.get(r["outcome (smallest repair)"], 4))
+    show_table(summary, f"CFG from t_start = {args.t_start} ({args.lattice_step} lattice steps), first {n} test crystals, "
+                        f"seed {args.seed}, step_lr {args.step_lr:g}: {args.checkpoint}")
+    for part in PARTS if args.t_start <= 500 else ():
+        print(f"match with the true {part}: {100 * table[f'matches with true {part}'].mean():.1f} %")
+    wrong = table[~table["composition right"]]
+    print(f"composition wrong: {len(wrong)} of {n}; of the misses with the composition right, "
+          f"{int((~table['matched'] & table['composition right']).sum())}")
+
+
+if __name__ == "__main__":
+    main()
