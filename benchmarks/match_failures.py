@@ -31,9 +31,11 @@ from tables import show_table
 
 import crystaldos
 from crystaldos import Sampler
-from crystaldos.metrics import match, structure_matcher
+from crystaldos.metrics import match, score, structure_matcher
 
 PARTS = ("types", "lattice", "coordinates")
+#: Above this t_start the generated cell no longer shares the reference's basis, so parts cannot be swapped.
+MAX_SWAP_T_START = 500
 
 
 def swapped(generated: Structure, reference: Structure, part: str) -> Structure:
@@ -44,13 +46,14 @@ def swapped(generated: Structure, reference: Structure, part: str) -> Structure:
     return Structure(lattice, species, coords)
 
 
-def diagnose(generated: Structure, reference: Structure, matcher, swaps: bool = True) -> dict:
-    """Match of the sample and of its three repairs, plus the facts a miss is sorted by."""
-    row = {"formula": reference.composition.reduced_formula, "sites": len(reference),
-           "matched": match(generated, reference, matcher)[0],
-           "composition right": generated.composition.reduced_formula == reference.composition.reduced_formula,
-           "site types right": float(np.mean([a.specie == b.specie for a, b in zip(generated, reference)])),
-           "volume error (%)": 100 * ((generated.volume / len(generated)) / (reference.volume / len(reference)) - 1)}
+def diagnose(result, item, matcher, swaps: bool = True) -> dict:
+    """Match of a sample (a :class:`SampleResult` of ``item``) and of its three repairs, plus the facts a miss is
+    sorted by (from :func:`crystaldos.metrics.score`)."""
+    generated, reference = result.structure, item.structure
+    scores = score(generated, reference, result.dos_pred, item.dos, matcher)
+    row = {"formula": reference.composition.reduced_formula, "sites": len(reference), "matched": scores.matched,
+           "composition right": scores.composition_match, "site types right": scores.site_type_accuracy,
+           "volume error (%)": scores.volume_error_pct}
     for part in PARTS:
         row[f"matches with true {part}"] = (row["matched"] or match(swapped(generated, reference, part), reference, matcher)[0]
                                             if swaps else np.nan)
@@ -61,7 +64,7 @@ def cause(row: dict) -> str:
     """The smallest repair that makes a miss match (``matched`` for a match, ``more than one part`` otherwise)."""
     if row["matched"]:
         return "matched"
-    if not row["matches with true types"] == row["matches with true types"]:  # NaN: no swaps from pure noise
+    if pd.isna(row["matches with true types"]):  # no swaps from pure noise
         return "composition right" if row["composition right"] else "composition wrong"
     fixes = [part for part in PARTS if row[f"matches with true {part}"]]
     if not fixes:
@@ -88,7 +91,8 @@ def main() -> None:
                                   t_start=args.t_start, seed=args.seed, lattice_step=args.lattice_step,
                                   step_lr=args.step_lr)
     matcher = structure_matcher()
-    rows = [diagnose(r.structure, i.structure, matcher, swaps=args.t_start <= 500) | {"id": i.id} for r, i in zip(results, items)]
+    swaps = args.t_start <= MAX_SWAP_T_START
+    rows = [diagnose(r, i, matcher, swaps) | {"id": i.id} for r, i in zip(results, items)]
     table = pd.DataFrame(rows)
     table["cause"] = [cause(row) for row in rows]
     if args.csv:
@@ -101,14 +105,13 @@ def main() -> None:
                         "composition right (%)": 100 * group["composition right"].mean(),
                         "median |dV| (%)": float(np.nanmedian(group["volume error (%)"].abs())),
                         "median sites": float(group["sites"].median())})
-    order = {"matched": 0, "types": 1, "lattice": 2, "coordinates": 3}
-    summary.sort(key=lambda r: order.get(r["outcome (smallest repair)"], 4))
+    order = {"matched": 0} | {part: k + 1 for k, part in enumerate(PARTS)}
+    summary.sort(key=lambda r: order.get(r["outcome (smallest repair)"], len(order)))
     show_table(summary, f"CFG from t_start = {args.t_start} ({args.lattice_step} lattice steps), first {n} test crystals, "
                         f"seed {args.seed}, step_lr {args.step_lr:g}: {args.checkpoint}")
-    for part in PARTS if args.t_start <= 500 else ():
+    for part in PARTS if swaps else ():
         print(f"match with the true {part}: {100 * table[f'matches with true {part}'].mean():.1f} %")
-    wrong = table[~table["composition right"]]
-    print(f"composition wrong: {len(wrong)} of {n}; of the misses with the composition right, "
+    print(f"composition wrong: {int((~table['composition right']).sum())} of {n}; of the misses with the composition right, "
           f"{int((~table['matched'] & table['composition right']).sum())}")
 
 

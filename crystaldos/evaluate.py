@@ -30,6 +30,9 @@ from crystaldos.dos import total_dos
 from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
 from crystaldos.parts import PartsMismatchError, PartStore
 
+#: DiffCSP's Langevin corrector step on X, the sampler's default (also what results without a ``step_lr`` attr used).
+DIFFCSP_STEP_LR = 1e-5
+
 #: DOS agreement of the xTB-recomputed DOS of a generated crystal with the target (``xtb_`` variables).
 XTB_FIELDS = ("site_mae", "total_mae", "total_wasserstein")
 
@@ -62,7 +65,7 @@ def run_experiment(
     models: dict | None = None,
     time_limit_minutes: float | None = None,
     lattice_step: str = "ddpm",
-    step_lr: float = 1e-5,
+    step_lr: float = DIFFCSP_STEP_LR,
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -217,7 +220,7 @@ def _xtb_scores(items, structures, limit: int, labeller=None) -> xr.Dataset:
 
 
 def experiment_settings(items, strengths: dict, steps, seed: int, batch_size: int, unconditional: str, spacing: str,
-                        models: dict | None = None, lattice_step: str = "ddpm", step_lr: float = 1e-5) -> dict:
+                        models: dict | None = None, lattice_step: str = "ddpm", step_lr: float = DIFFCSP_STEP_LR) -> dict:
     """What a part of the experiment depends on besides its (guidance, t_start, batch): a parts folder made with
     other settings, other crystals or other target DOS (digest of ids and DOS values) cannot be resumed."""
     digest = hashlib.sha256()
@@ -348,7 +351,7 @@ def plot_examples(ds: xr.Dataset, n_examples: int = 3, t_start: int | None = Non
 
 
 def lattice_panel_rows(sampler, labeller, samples: int = 4, t_start: int = 200, seed: int = 0,
-                       lattice_step: str = "ddpm", step_lr: float = 1e-5) -> pd.DataFrame:
+                       lattice_step: str = "ddpm", step_lr: float = DIFFCSP_STEP_LR) -> pd.DataFrame:
     """The lattice test: each crystal of :func:`crystaldos.labellers.panel.lattice_panel`, labelled by ``labeller``
     (the one the models' data set was built with), reconstructed with CFG (omega = 1) from ``t_start``,
     ``samples`` times (all in one batch). One row per crystal: the samples' formulas, their signed volume-per-atom errors (%) and
@@ -392,7 +395,7 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
         + (f"{ds.attrs['steps']} reverse steps" if ds.attrs["steps"] else "one reverse step per diffusion step")
         + f"; seed {ds.attrs['seed']}; unconditional score for CBG/none: {ds.attrs.get('unconditional', 'separate')}"
         + f"; lattice steps: {ds.attrs.get('lattice_step', 'ddpm')}"
-        + f"; Langevin corrector step on X: {ds.attrs.get('step_lr', 1e-5):g}"
+        + f"; Langevin corrector step on X: {ds.attrs.get('step_lr', DIFFCSP_STEP_LR):g}"
         + f"; StructureMatcher {ds.attrs['matcher']}.\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")
         + "\n\n![summary](summary.png)\n\n![examples](examples.png)\n"
@@ -422,7 +425,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where strided steps fall (results before 2026-11-27 used uniform)")
     parser.add_argument("--lattice-step", default="ddpm", choices=["ddpm", "ddim"],
                         help="the lattice's reverse step: ancestral (DiffCSP's) or deterministic (docs/lattice.md)")
-    parser.add_argument("--step-lr", type=float, default=1e-5,
+    parser.add_argument("--step-lr", type=float, default=DIFFCSP_STEP_LR,
                         help="Langevin corrector step on the coordinates (DiffCSP's 1e-5; 0: no corrector, docs/lattice.md)")
     parser.add_argument("--unconditional", default="separate", choices=["separate", "cfg-null"],
                         help="score under CBG and 'none': the separate unconditional model or the CFG model's null branch")
