@@ -71,6 +71,14 @@ def test_silicon_dos_does_not_depend_on_the_cell(silicon_dos):
     assert old > 2 * mae
 
 
+def test_equivalent_silicon_atoms_get_one_dos(silicon_dos):
+    """The two Si of the primitive cell (and the eight of the conventional one) are equivalent: one DOS, and the
+    spread the labeller averaged away stays below the label noise."""
+    for dos in silicon_dos:
+        assert 0 <= dos.attrs["equivalent_site_spread"] < 0.03
+        assert np.all(dos.values == dos.values[0])
+
+
 def test_silicon_is_an_insulator_with_an_empty_gap(silicon_dos):
     primitive, _ = silicon_dos
     assert primitive.attrs["band_gap_eV"] > 0.5

@@ -324,6 +324,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
     if not chunk_files:
         raise FileNotFoundError(f"no labelled chunks{'' if chunks is None else f' numbered {chunks.start}-{chunks.stop - 1}'} "
                                 f"in {labels}; run the labelling stage first")
+    from crystaldos.labellers.symmetry import SYMPREC
     from crystaldos.labellers.xtb import LabellingError, XTBLabeller
 
     errors: dict[str, str] = {}
@@ -332,13 +333,18 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
     # Chunks labelled before a check was added still pass through it here.
     labeller = XTBLabeller()
     records = []
-    for record in (r for f in chunk_files for r in xarray_to_records(open_netcdf(f))):
-        try:
-            labeller.check_spectrum(record.structure, record.properties["band_gap_eV"])
-            labeller.check_scf_settings(record.properties)
-            records.append(record)
-        except LabellingError as err:
-            errors[record.id] = f"{type(err).__name__}: {err}"
+    for chunk in map(open_netcdf, chunk_files):
+        converged = chunk.attrs.get("labeller_sampling", "gamma") == "kmesh"
+        for record in xarray_to_records(chunk):
+            try:
+                labeller.check_spectrum(record.structure, record.properties["band_gap_eV"])
+                labeller.check_scf_settings(record.properties)
+                if converged:  # labels made before the labeller averaged over equivalent sites
+                    record.dos = labeller.symmetrise(record.structure, record.dos)
+                    record.properties["equivalent_site_spread"] = float(record.dos.attrs["equivalent_site_spread"])
+                records.append(record)
+            except LabellingError as err:
+                errors[record.id] = f"{type(err).__name__}: {err}"
     first = open_netcdf(chunk_files[0])
     grid = DosGrid.from_attrs(first.attrs)
     for record, split in zip(records, assign_splits(len(records), seed)):
@@ -349,8 +355,11 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
     attrs = {k: v for k, v in open_netcdf(chunk_files[-1]).attrs.items() if k.startswith("labeller_")}
     method = attrs.get("labeller_method", "GFN1-xTB")
     if attrs.get("labeller_sampling", "gamma") == "kmesh":
+        # The assembly's own symmetry settings, which chunks labelled before them lack.
+        attrs.update(labeller_max_equivalent_spread=labeller.max_equivalent_spread, labeller_symmetry_symprec=SYMPREC)
         dos_text = (f"tblite {method}, Bloch sums of two-centre matrices on a k-mesh of {attrs.get('labeller_k_density', '?')} "
-                    "points per 1/Å with the SCF potential of a Gamma-point supercell of the primitive cell, Mulliken projection")
+                    "points per 1/Å with the SCF potential of a Gamma-point supercell of the primitive cell, Mulliken projection, "
+                    "averaged over symmetry-equivalent sites")
     else:
         dos_text = f"tblite {method}, Gamma-point supercells, Mulliken projection"
     origins = sorted({str(r.properties.get("origin", "")) for r in records} - {""})

@@ -5,6 +5,7 @@ from crystaldos.labellers.xtb import (
     IllConditionedBasisError,
     LabellingError,
     SCFConvergenceError,
+    SymmetryBrokenError,
     TooCloseAtomsError,
     UnsupportedElementError,
     XTBLabeller,
@@ -19,5 +20,6 @@ __all__ = [
     "DisorderedStructureError",
     "TooCloseAtomsError",
     "SCFConvergenceError",
+    "SymmetryBrokenError",
     "IllConditionedBasisError",
 ]

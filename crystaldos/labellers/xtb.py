@@ -31,6 +31,7 @@ import xarray as xr
 
 from crystaldos.dos import DosGrid, broaden, site_dos
 from crystaldos.geometry import implausible_cell_reason, perpendicular_widths
+from crystaldos.labellers.symmetry import MAX_EQUIVALENT_SPREAD, symmetrise_site_dos
 
 BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
 EV_PER_HARTREE = 27.211386245988
@@ -56,6 +57,11 @@ class TooCloseAtomsError(LabellingError):
 
 class SCFConvergenceError(LabellingError):
     """The self-consistent charge iterations did not converge."""
+
+
+class SymmetryBrokenError(LabellingError):
+    """Symmetry-equivalent sites got DOS further apart than the label noise: the SCF broke the crystal's symmetry,
+    so the label is not the crystal's DOS (``crystaldos.labellers.symmetry``)."""
 
 
 class IllConditionedBasisError(LabellingError):
@@ -110,6 +116,9 @@ class XTBLabeller:
         overlap_threshold: overlap eigenvalues below this are dropped at each k (canonical
             orthogonalisation of the near-null space of diffuse functions).
         retry_scf: retry a failed SCF with the :meth:`scf_attempts` settings.
+        max_equivalent_spread: k-mesh labels are averaged over symmetry-equivalent sites; a label whose
+            sites differed from their orbit's mean by more than this (states/eV/atom, the label noise) is
+            refused with :class:`SymmetryBrokenError`. None: average, never refuse.
     """
 
     grid: DosGrid = field(default_factory=DosGrid)
@@ -127,6 +136,7 @@ class XTBLabeller:
     overlap_tolerance: float = 1e-4
     overlap_threshold: float = 1e-3
     retry_scf: bool = True
+    max_equivalent_spread: float | None = MAX_EQUIVALENT_SPREAD
 
     @classmethod
     def gamma_point(cls, **settings) -> "XTBLabeller":
@@ -224,7 +234,7 @@ class XTBLabeller:
             scf = self._converged_scf(primitive)
             values, efermi, gap, extra = self._kmesh_dos(structure, scf, primitive, site_map)
         self.check_spectrum(structure, gap)
-        return site_dos(
+        dos = site_dos(
             np.clip(values, 0.0, None),
             [site.specie.symbol for site in structure],
             self.grid,
@@ -240,6 +250,23 @@ class XTBLabeller:
             wall_time_s=time.perf_counter() - start,
             **extra,
         )
+        # Format 1 (Gamma-point levels) stays as it was labelled; converged labels obey the crystal's symmetry.
+        return dos if self.sampling == "gamma" else self.symmetrise(structure, dos)
+
+    def symmetrise(self, structure, dos: xr.DataArray) -> xr.DataArray:
+        """``dos`` averaged over symmetry-equivalent sites (:func:`~crystaldos.labellers.symmetry.symmetrise_site_dos`).
+
+        Raises:
+            SymmetryBrokenError: the sites differed from their orbit's mean by more than ``max_equivalent_spread``.
+        """
+        symmetric, spread = symmetrise_site_dos(dos, structure)
+        if self.max_equivalent_spread is not None and spread > self.max_equivalent_spread:
+            raise SymmetryBrokenError(
+                f"{structure.composition.reduced_formula}: symmetry-equivalent sites' DOS differ from their mean by up to "
+                f"{spread:.3f} states/eV/atom (> {self.max_equivalent_spread}, the label noise): the SCF broke the "
+                "crystal's symmetry, so this is not its DOS"
+            )
+        return symmetric
 
     def scf_attempts(self) -> list[tuple[float, float, float, int]]:
         """(electronic temperature K, mixer damping, supercell width Å, iterations) tried in turn until the
@@ -503,7 +530,7 @@ class XTBLabeller:
 
     def describe(self) -> dict:
         """Labeller settings as flat netCDF-friendly attributes."""
-        settings = {k: (int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items() if k != "grid"}
+        settings = {k: (int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items() if k != "grid" and v is not None}
         return {f"labeller_{k}": v for k, v in settings.items()} | self.grid.to_attrs()
 
 
