@@ -16,7 +16,8 @@ volume itself never decides a match; the lattice's *shape* does):
 From t_start = 200 the generated cell is the noised reference cell denoised, so its fractional coordinates live
 in the same basis as the reference's and the swaps are meaningful; from pure noise they are not, so above
 t_start = 500 only the match and the composition are reported. Prints one table and writes one row per crystal
-to ``--csv``. ``--step-lr`` sets the Langevin corrector's step on X (0: no corrector).
+to ``--csv``. ``--step-lr`` sets the Langevin corrector's step on X (0: no corrector); ``--tie-types`` gives sites with
+identical target DOS one type, ``--symmetrise`` averages the targets over symmetry-equivalent sites first.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tables import show_table
 
 import crystaldos
 from crystaldos import Sampler
+from crystaldos.labellers.symmetry import symmetrise_site_dos
 from crystaldos.metrics import match, score, structure_matcher
 
 PARTS = ("types", "lattice", "coordinates")
@@ -83,13 +85,17 @@ def main() -> None:
     parser.add_argument("--lattice-step", choices=("ddpm", "ddim"), default="ddpm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--step-lr", type=float, default=1e-5, help="Langevin corrector step on X (DiffCSP's step_lr)")
+    parser.add_argument("--tie-types", action="store_true", help="sites with identical target DOS share one type (Sampler tie_types)")
+    parser.add_argument("--symmetrise", action="store_true",
+                        help="average the target DOS over symmetry-equivalent sites first (labels stored before assembly did)")
     parser.add_argument("--csv", type=Path, default=None, help="write one row per crystal here")
     args = parser.parse_args()
     items = list(crystaldos.load_dataset(args.data).split("test")[: args.limit])
+    targets = [symmetrise_site_dos(i.dos, i.structure)[0] if args.symmetrise else i.dos for i in items]
     sampler = Sampler.from_checkpoints(args.checkpoint, args.forward, device="cpu")
-    results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance="cfg",
+    results = sampler.reconstruct([i.structure for i in items], targets, guidance="cfg",
                                   t_start=args.t_start, seed=args.seed, lattice_step=args.lattice_step,
-                                  step_lr=args.step_lr)
+                                  step_lr=args.step_lr, tie_types=args.tie_types)
     matcher = structure_matcher()
     swaps = args.t_start <= MAX_SWAP_T_START
     rows = [diagnose(r, i, matcher, swaps) | {"id": i.id} for r, i in zip(results, items)]
@@ -108,7 +114,8 @@ def main() -> None:
     order = {"matched": 0} | {part: k + 1 for k, part in enumerate(PARTS)}
     summary.sort(key=lambda r: order.get(r["outcome (smallest repair)"], len(order)))
     show_table(summary, f"CFG from t_start = {args.t_start} ({args.lattice_step} lattice steps), first {n} test crystals, "
-                        f"seed {args.seed}, step_lr {args.step_lr:g}: {args.checkpoint}")
+                        f"seed {args.seed}, step_lr {args.step_lr:g}{', types tied' if args.tie_types else ''}"
+                        f"{', symmetrised targets' if args.symmetrise else ''}: {args.checkpoint}")
     for part in PARTS if swaps else ():
         print(f"match with the true {part}: {100 * table[f'matches with true {part}'].mean():.1f} %")
     print(f"composition wrong: {int((~table['composition right']).sum())} of {n}; of the misses with the composition right, "

@@ -39,6 +39,7 @@ __all__ = [
     "normalise",
     "mae",
     "wasserstein",
+    "identical_sites",
     "from_complete_dos",
     "to_complete_dos",
     "plot_dos",
@@ -253,6 +254,33 @@ def wasserstein(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
     dims = [d for d in a.transpose(..., "energy").dims if d != "energy"]
     shape = [a.sizes[d] for d in dims]
     return xr.DataArray(out.reshape(shape), dims=dims, name="wasserstein_eV")
+
+
+#: Two sites of one crystal whose DOS differ nowhere by more than this fraction of the crystal's largest value
+#: count as identical (:func:`identical_sites`). Measured on 400 format-2 test crystals before symmetrisation:
+#: sites of different elements always differ by at least 0.050 of it, symmetry-equivalent sites by 0 in 40 %
+#: and by less than 1e-3 in 68 % of the pairs; symmetrised labels (``crystaldos.labellers.symmetry``) are equal.
+IDENTICAL_SITES_RTOL = 1e-3
+
+
+def identical_sites(values: np.ndarray, rtol: float = IDENTICAL_SITES_RTOL) -> np.ndarray:
+    """Groups of sites of one crystal with the same DOS, (n_sites,) int: the lowest index of each group.
+
+    Args:
+        values: the crystal's site DOS, (n_sites, n_energies).
+        rtol: sites i and j are joined when max_E |DOS_i - DOS_j| <= rtol * max DOS (groups are the connected
+            components of that relation).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    scale = max(float(np.abs(values).max(initial=0.0)), 1e-12)
+    close = np.abs(values[:, None, :] - values[None, :, :]).max(axis=-1) <= rtol * scale  # (n, n)
+    groups = np.arange(n)
+    for i in range(n):  # union by smallest index; n is a cell's atom count
+        for j in np.flatnonzero(close[i, i + 1:]) + i + 1:
+            low, high = sorted((groups[i], groups[j]))
+            groups[groups == high] = low
+    return groups
 
 
 def _where_lowest(curve: xr.DataArray) -> str:

@@ -31,7 +31,7 @@ from crystaldos.data.graph import fully_connected_edges, structure_to_data
 from crystaldos.device import resolve_device
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
 from crystaldos.diffusion.schedules import reverse_schedule
-from crystaldos.dos import DosGrid, site_dos, validate_site_dos
+from crystaldos.dos import DosGrid, identical_sites, site_dos, validate_site_dos
 from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, dps_output, per_variable
 from crystaldos.model import one_hot_types, types_to_atomic_numbers
 
@@ -265,6 +265,7 @@ class Sampler:
         allow_untrained_sizes: bool = False,
         lattice_step: str = "ddpm",
         spacing: str = "logsnr",
+        tie_types: bool = False,
     ) -> list[SampleResult]:
         """Generate crystals back from their atom count and atom-level DOS.
 
@@ -295,6 +296,9 @@ class Sampler:
             spacing: where the strided steps fall when ``steps`` < ``t_start``: ``"logsnr"`` (default; even in
                 log signal-to-noise ratio, dense near T) or ``"uniform"`` (even in t; from T it blows the lattice
                 up with 50 steps). See :func:`crystaldos.diffusion.schedules.reverse_schedule`.
+            tie_types: sites of one crystal whose target DOS are identical (:func:`crystaldos.dos.identical_sites`;
+                symmetry-equivalent sites in symmetrised labels) share one clean-type prediction at every step, so
+                they end as one element (:meth:`JointDiffusion.tie_types_eps`).
 
         Returns:
             ``n_samples`` results per structure, structure-major.
@@ -311,7 +315,7 @@ class Sampler:
                 raise ValueError(f"reconstruct needs real elements on every site; dummy species on sites {not_elements}")
         self._check_sizes([len(s) for s in structures], allow_untrained_sizes)
         return self._sample([len(s) for s in structures], doses, structures, guidance, strength, t_start, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step, spacing)
+                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step, spacing, tie_types)
 
     def generate(
         self,
@@ -330,6 +334,7 @@ class Sampler:
         allow_untrained_sizes: bool = False,
         lattice_step: str = "ddpm",
         spacing: str = "logsnr",
+        tie_types: bool = False,
     ) -> list[SampleResult]:
         """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T).
 
@@ -344,7 +349,7 @@ class Sampler:
             raise _count_mismatch("atom counts", len(counts), doses)
         self._check_sizes(counts, allow_untrained_sizes)
         return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step, spacing)
+                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step, spacing, tie_types)
 
     @torch.no_grad()
     def predict_dos(self, structure: Structure | Sequence[Structure]) -> xr.DataArray | list[xr.DataArray]:
@@ -388,7 +393,8 @@ class Sampler:
     # grew to 24 GB over 1000 steps of a 64-crystal batch); CBG enables grad locally for its gradient.
     @torch.no_grad()
     def _sample(self, counts, doses, references, guidance, strength, t_start, n_samples, seed, steps, keep_trajectory, progress,
-                unconditional, step_lr, callback=None, lattice_step: str = "ddpm", spacing: str = "logsnr") -> list[SampleResult]:
+                unconditional, step_lr, callback=None, lattice_step: str = "ddpm", spacing: str = "logsnr",
+                tie_types: bool = False) -> list[SampleResult]:
         from tqdm.auto import tqdm
 
         schedule = self._check_options(guidance, strength, t_start, steps, n_samples, unconditional, spacing)
@@ -412,6 +418,10 @@ class Sampler:
         graph = self._graph(sizes_list)
         batch = graph.batch
         dos = torch.cat([targets[i][0] for i, _ in order])
+        if tie_types:  # a representative node per node: the first site of its crystal with the same target DOS
+            site_groups = [identical_sites(targets[i][0].cpu().numpy()) for i in range(len(counts))]
+            type_groups = torch.cat([torch.as_tensor(site_groups[i], device=self.device) + offsets[g]
+                                     for g, (i, _) in enumerate(order)])
 
         lattice_scale = self.diffusion.lattice_noise_scale(sizes)[:, None, None]  # fresh lattice noise in Å
         generator = torch.Generator(self.device).manual_seed(seed)
@@ -456,8 +466,9 @@ class Sampler:
             last = t_next == 0
             def noise(x, scale=1.0):
                 return torch.zeros_like(x) if last else scale * torch.randn(x.shape, generator=generator, device=self.device)
+            eps_types = self.diffusion.tie_types_eps(state.types, out.eps_types, t_nodes, type_groups) if tie_types else out.eps_types
             state = CrystalState(
-                self.diffusion.ddpm_step(state.types, out.eps_types, t_nodes, t_nodes_next, noise(state.types)),
+                self.diffusion.ddpm_step(state.types, eps_types, t_nodes, t_nodes_next, noise(state.types)),
                 self.diffusion.coords_predictor_step(
                     state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes, t_nodes_next, noise(state.frac_coords)
                 ),
@@ -487,7 +498,7 @@ class Sampler:
                     settings={"guidance": guidance, "strength": dict(strength) if isinstance(strength, Mapping) else float(strength),
                               "t_start": int(t_start), "steps": len(pairs), "seed": seed, "sample": k,
                               "unconditional": unconditional, "step_lr": step_lr, "lattice_step": lattice_step,
-                              "spacing": spacing},
+                              "spacing": spacing, "tie_types": bool(tie_types)},
                 )
             )
         return results

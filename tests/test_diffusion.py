@@ -149,3 +149,20 @@ def test_size_scaled_lattice_noise_gives_every_cell_size_the_same_relative_noise
         torch.testing.assert_close(diffusion.ddpm_step(noisy1.lattice, noisy1.eps_lattice, one, one - 1, zero), lattice, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="lattice_noise_atoms"):
         DiffusionConfig(lattice_noise_atoms=0)
+
+
+def test_tied_types_share_one_clean_estimate_and_keep_their_own_noise():
+    diffusion = JointDiffusion()
+    generator = torch.Generator().manual_seed(0)
+    types_t, eps = torch.randn(6, 100, generator=generator), torch.randn(6, 100, generator=generator)
+    t = torch.full((6,), 400, dtype=torch.long)
+    groups = torch.tensor([0, 0, 2, 2, 2, 5])
+    tied = diffusion.tie_types_eps(types_t, eps, t, groups)
+    clean, before = diffusion.clean_from_eps(types_t, tied, t), diffusion.clean_from_eps(types_t, eps, t)
+    torch.testing.assert_close(clean[0], clean[1])
+    torch.testing.assert_close(clean[2], clean[4])
+    torch.testing.assert_close(clean[0], before[:2].mean(0))  # the group's mean estimate
+    torch.testing.assert_close(tied[5], eps[5])  # a group of one is left alone
+    # The last step (to t = 0) returns the clean estimate: one type per group.
+    last = diffusion.ddpm_step(types_t, tied, t, torch.zeros_like(t), torch.zeros_like(types_t))
+    assert last[2:5].argmax(-1).unique().numel() == 1 and torch.allclose(last[2], last[3], atol=1e-4)

@@ -164,3 +164,14 @@ def test_wasserstein_names_a_curve_with_negative_values():
     dipped = a.copy(data=a.values - 0.02 * (np.abs(a.energy.values + 5) < 0.2))  # a dip where there are no states
     with pytest.raises(ValueError, match=r"second DOS has negative values \(lowest -0.02 states/eV at site=0, energy="):
         wasserstein(a, dipped)
+
+
+def test_identical_sites_group_equal_curves_only():
+    from crystaldos.dos import identical_sites
+
+    e = np.linspace(-5, 5, 64)
+    a, b = np.exp(-e**2), np.exp(-(e - 1) ** 2)
+    values = np.stack([a, b, a + 1e-5, b, 0.9 * a, a])
+    assert identical_sites(values).tolist() == [0, 1, 0, 1, 4, 0]
+    assert identical_sites(values, rtol=0.2).tolist() == [0, 1, 0, 1, 0, 0]
+    assert identical_sites(values[:1]).tolist() == [0]

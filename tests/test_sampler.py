@@ -391,3 +391,24 @@ def test_a_sampler_from_single_checkpoints_samples_with_cfg_only(sampler, items,
         mixed.reconstruct(item.structure, item.dos, guidance="cbg", unconditional="cfg-null", t_start=20, progress=False)
     with pytest.raises(CheckpointError, match="different diffusion settings"):
         Sampler.from_checkpoints(PRETRAINED_DIR / "cfg.pt", tmp_path / "forward.pt", PRETRAINED_DIR / "uncond.pt")
+
+
+def test_sites_with_one_target_dos_can_be_given_one_type(sampler):
+    """tie_types: symmetry-equivalent sites (one DOS after symmetrisation) come out as one element."""
+    from crystaldos.dos import identical_sites
+    from crystaldos.labellers.symmetry import symmetrise_site_dos
+
+    chosen = [i for i in crystaldos.load_dataset().split("test") if 6 <= len(i.structure) <= 10][:6]
+    targets = [symmetrise_site_dos(i.dos, i.structure)[0] for i in chosen]
+    groups = [identical_sites(d.values) for d in targets]
+    assert sum(len(set(g.tolist())) < len(g) for g in groups) >= 4, "too few test crystals with equivalent sites"
+
+    def split_groups(results):
+        return sum(len({r.structure[k].specie for k in np.flatnonzero(g == first)}) > 1
+                   for r, g in zip(results, groups) for first in set(g.tolist()))
+
+    options = dict(t_start=1000, steps=10, progress=False, seed=0)
+    free = sampler.reconstruct([i.structure for i in chosen], targets, **options)
+    tied = sampler.reconstruct([i.structure for i in chosen], targets, tie_types=True, **options)
+    assert split_groups(free) > 0, "the untied sampler already gave every group one element: the test shows nothing"
+    assert split_groups(tied) == 0 and tied[0].settings["tie_types"] is True

@@ -200,6 +200,21 @@ class JointDiffusion(nn.Module):
         abar = self.alpha_bars[t_nodes][:, None]
         return (types_t - abar.sqrt() * type_logits.softmax(-1)) / (1 - abar).clamp_min(1e-8).sqrt()
 
+    def tie_types_eps(self, types_t: torch.Tensor, eps: torch.Tensor, t_nodes: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """The type noise ``eps`` (N, 100) re-derived so that every node of a group predicts the same clean type.
+
+        The clean-type estimates x0_hat = (A_t - sqrt(1 - abar) eps) / sqrt(abar) are averaged within each group
+        (``groups`` (N,): a representative node index per node), and eps is recomputed from the node's own A_t and
+        the group's mean estimate; each node keeps its own noise, so A_t keeps its variance, and the last step,
+        whose output is x0_hat, gives the whole group one type.
+        """
+        clean = self.clean_from_eps(types_t, eps, t_nodes)
+        sums = torch.zeros_like(clean).index_add_(0, groups, clean)
+        counts = torch.zeros(clean.shape[0], dtype=clean.dtype, device=clean.device).index_add_(0, groups, torch.ones_like(clean[:, 0]))
+        tied = sums[groups] / counts[groups, None]
+        abar = self.alpha_bars[t_nodes][:, None].to(clean.dtype)
+        return (types_t - abar.sqrt() * tied) / (1 - abar).clamp_min(1e-8).sqrt()
+
     def coordinate_score(self, normalised_score: torch.Tensor, t: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Network output (N, 3) -> score of X_t (per unit fractional coordinate)."""
         return normalised_score * self.score_norms[t][batch][:, None].sqrt()
