@@ -207,7 +207,9 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
         ("Caveats: GFN2-xTB is a semi-empirical tight-binding method: its band gaps differ from DFT's (too large for covalent "
          "semiconductors, 3-16x too small for ionic insulators; InP and ZnO come out nearly gapless), see the DFT comparison in "
          "docs/labeller.md; charges come from a Gamma-point SCF, whose supercell the DOS still depends on for metals; crystals "
-         "whose GFN2-xTB SCF diverges are left out (listed by reason above); substituted structures are unrelaxed "
+         "whose GFN2-xTB SCF diverges are left out (listed by reason above), and so are those whose symmetry-equivalent sites' DOS "
+         "differ by more than the label noise (SymmetryBrokenError; the others are averaged over equivalent sites); substituted "
+         "structures are unrelaxed "
          "(predicted volume, parent geometry).") if kmesh else
         ("Caveats: GFN1-xTB is a semi-empirical tight-binding method (band gaps and band widths differ from DFT); "
          "Gamma-point sampling of a >= 8 Å supercell (capped at 360 basis functions) discretises the levels; the 0.2 eV broadening smooths "
