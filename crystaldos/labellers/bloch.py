@@ -190,6 +190,21 @@ def two_centre_matrices(
     return RealSpaceMatrices(np.array(list(index)), fock, overlap, owner)
 
 
+def with_blocks(matrices: RealSpaceMatrices, blocks: dict[tuple[int, int, int], np.ndarray]) -> RealSpaceMatrices:
+    """``matrices`` with extra F(T) blocks added (each (n_orb, n_orb), Hartree), new lattice vectors included
+    (their overlap is zero). Used for the terms that are not two-centre, e.g. GFN2's multipole terms."""
+    index = {tuple(t): k for k, t in enumerate(matrices.translations.tolist())}
+    for t in blocks:
+        index.setdefault(tuple(t), len(index))
+    n_t, n_orb = len(index), matrices.fock.shape[1]
+    fock = np.zeros((n_t, n_orb, n_orb))
+    overlap = np.zeros_like(fock)
+    fock[: len(matrices.fock)], overlap[: len(matrices.overlap)] = matrices.fock, matrices.overlap
+    for t, block in blocks.items():
+        fock[index[tuple(t)]] += block
+    return RealSpaceMatrices(np.array(list(index)), fock, overlap, matrices.owner)
+
+
 def _lexicographically_positive(images: np.ndarray) -> np.ndarray:
     """True where the integer vector (n, 3) is > 0 in lexicographic order."""
     sign = np.zeros(len(images), dtype=int)
@@ -212,6 +227,14 @@ def monkhorst_pack(structure, density: float) -> tuple[np.ndarray, np.ndarray]:
     mesh = np.maximum(1, np.ceil(density * reciprocal - 1e-9)).astype(int)
     axes = [np.arange(n) / n for n in mesh]
     return mesh, np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T
+
+
+def commensurate_kpoints(matrix: np.ndarray) -> np.ndarray:
+    """Fractional k-points (det M, 3) of the cell's zone that fold onto the Gamma point of the supercell whose
+    lattice vectors are the rows of ``matrix`` @ cell lattice: the k with M k integer, k = M^-1 m mod 1."""
+    from pymatgen.util.coord import lattice_points_in_supercell
+
+    return lattice_points_in_supercell(np.asarray(matrix).T)
 
 
 def solve(hk: np.ndarray, sk: np.ndarray, overlap_threshold: float) -> tuple[np.ndarray, np.ndarray, int]:

@@ -116,6 +116,10 @@ class XTBLabeller:
         overlap_threshold: overlap eigenvalues below this are dropped at each k (canonical
             orthogonalisation of the near-null space of diffuse functions).
         retry_scf: retry a failed SCF with the :meth:`scf_attempts` settings.
+        multipole_blocks: keep GFN2's multipole terms, taken from the SCF supercell as F(T) blocks
+            (:meth:`_GammaSCF.residual_blocks`), so that H(k) at the supercell's k-points is tblite's own
+            supercell Hamiltonian. False (data format 2) leaves them out: measured error and why in
+            docs/labeller.md ("Multipole terms").
         max_equivalent_spread: k-mesh labels are averaged over symmetry-equivalent sites; a label whose
             sites differed from their orbit's mean by more than this (states/eV/atom, the label noise) is
             refused with :class:`SymmetryBrokenError`. None: average, never refuse.
@@ -137,6 +141,7 @@ class XTBLabeller:
     overlap_threshold: float = 1e-3
     retry_scf: bool = True
     max_equivalent_spread: float | None = MAX_EQUIVALENT_SPREAD
+    multipole_blocks: bool = False
 
     @classmethod
     def gamma_point(cls, **settings) -> "XTBLabeller":
@@ -383,6 +388,11 @@ class XTBLabeller:
         prim_potential, prim_self_energy, spread, residual = scf.home_cell_potentials(
             primitive, self.method, self.overlap_tolerance
         )
+        if self.multipole_blocks:
+            # The multipole blocks are the primitive cell's: label it, and give every site its primitive site's DOS
+            # (a converged DOS does not depend on the cell, docs/labeller.md).
+            cell_site_map, structure = site_map, primitive
+            site_map = np.arange(len(primitive))
         prim_orbitals = np.array([orbitals_per_atom(int(z), self.method) for z in primitive.atomic_numbers])
         prim_offsets = np.concatenate([[0], np.cumsum(prim_orbitals)])
         take = np.concatenate([np.arange(prim_offsets[j], prim_offsets[j + 1]) for j in site_map])
@@ -391,6 +401,8 @@ class XTBLabeller:
         matrices = bloch.two_centre_matrices(
             structure, self.method, self_energy, potential, orbitals, tolerance=self.overlap_tolerance
         )
+        if self.multipole_blocks:
+            matrices = bloch.with_blocks(matrices, scf.residual_blocks(primitive, self.method))
         mesh, kpoints = bloch.monkhorst_pack(structure, self.k_density)
         n_orb = len(matrices.owner)
         chunk = max(1, int(4e6 // n_orb**2))  # bounds the (n_k, n, n) complex work arrays to ~64 MB each
@@ -406,6 +418,8 @@ class XTBLabeller:
         efermi, gap = bloch.fermi_level(np.concatenate(energies), n_electrons, self.gap_threshold)
         # Broadened chunk by chunk (bounds the level x grid kernel); each k-point weighs 1 / n_k.
         values = sum(broaden(e.ravel() - efermi, 2.0 * w / n_k, self.grid) for e, w in zip(energies, weights))
+        if self.multipole_blocks:
+            values = values[cell_site_map]
         extra = {
             "k_mesh": mesh.tolist(),
             "n_translations": int(len(matrices.translations)),
@@ -568,6 +582,51 @@ class _GammaSCF:
     temperature: float
     damping: float
 
+    def _potential_and_residual(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-orbital potential V = diag(F - H0) / diag(S) (n,) and the rest, F - H0 - S o (V + V^T) / 2 (n, n), of
+        the supercell (Hartree): the multipole terms of GFN2 (zero in GFN1)."""
+        overlap = self.result.get("overlap-matrix")
+        core = self.result.get("hamiltonian-matrix")
+        sc = overlap @ self.result.get("orbital-coefficients")
+        fock = (sc * self.result.get("orbital-energies")) @ sc.T  # F = S C diag(eps) C^T S
+        potential = np.diag(fock - core) / np.diag(overlap)
+        return potential, fock - core - 0.5 * overlap * (potential[:, None] + potential[None, :])
+
+    def residual_blocks(self, structure, method: str) -> dict[tuple[int, int, int], np.ndarray]:
+        """The supercell's non-two-centre rest (:meth:`_potential_and_residual`) as F(T) blocks of ``structure``'s
+        orbitals, one (n_orb, n_orb) array per lattice vector T (Hartree).
+
+        Each supercell pair is assigned to the lattice vector of its minimum image and averaged over the home
+        atom's images, so H(k) at the supercell's k-points is tblite's supercell Fock matrix again; the terms
+        (dipole and quadrupole integrals times potentials) decay like the overlap, well inside the >= 8 Å cell.
+        """
+        from pymatgen.util.coord import lattice_points_in_supercell
+
+        _, residual = self._potential_and_residual()
+        images = lattice_points_in_supercell(self.matrix)  # the order supercell_calculator used
+        n, n_sites = self.n_images, len(structure)
+        frac = np.mod(((structure.frac_coords @ np.linalg.inv(self.matrix))[:, None, :] + images[None]).reshape(-1, 3), 1.0)
+        sizes = np.array([orbitals_per_atom(int(z), method) for z in self.numbers])
+        sc_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        cell_sizes = sizes[::n]
+        cell_offsets = np.concatenate([[0], np.cumsum(cell_sizes)])
+        n_orb = int(cell_offsets[-1])
+        blocks: dict[tuple[int, int, int], np.ndarray] = {}
+        x = structure.frac_coords
+        for i in range(n_sites):
+            for m in range(n):
+                a = i * n + m
+                shift = frac - frac[a]
+                shift -= np.rint(shift)  # minimum image in the supercell
+                cell_shift = shift @ self.matrix  # in the cell's fractional coordinates
+                for b in range(len(self.numbers)):
+                    j = b // n
+                    t = tuple(np.rint(x[i] + cell_shift[b] - x[j]).astype(int).tolist())
+                    block = blocks.setdefault(t, np.zeros((n_orb, n_orb)))
+                    block[cell_offsets[i]:cell_offsets[i + 1], cell_offsets[j]:cell_offsets[j + 1]] += (
+                        residual[sc_offsets[a]:sc_offsets[a + 1], sc_offsets[b]:sc_offsets[b + 1]] / n)
+        return blocks
+
     def home_cell_potentials(
         self, structure, method: str, tolerance: float
     ) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -579,13 +638,8 @@ class _GammaSCF:
         """
         from crystaldos.labellers.bloch import image_sums
 
-        overlap = self.result.get("overlap-matrix")
-        core = self.result.get("hamiltonian-matrix")
-        sc = overlap @ self.result.get("orbital-coefficients")
-        fock = (sc * self.result.get("orbital-energies")) @ sc.T  # F = S C diag(eps) C^T S
-        diagonal = np.diag(overlap)
-        potential = np.diag(fock - core) / diagonal
-        residual = fock - core - 0.5 * overlap * (potential[:, None] + potential[None, :])
+        overlap, core = self.result.get("overlap-matrix"), self.result.get("hamiltonian-matrix")
+        potential, residual = self._potential_and_residual()
         superlattice = self.matrix @ structure.lattice.matrix
         core_diagonal = np.diag(core)
         image_overlap = {z: image_sums(method, z, superlattice, tolerance) for z in set(structure.atomic_numbers)}
