@@ -66,6 +66,7 @@ def run_experiment(
     time_limit_minutes: float | None = None,
     lattice_step: str = "ddpm",
     step_lr: float = DIFFCSP_STEP_LR,
+    tie_types: bool = False,
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -84,7 +85,8 @@ def run_experiment(
     guidances or t_starts into the same folder); ``models`` (e.g. checkpoint digests) joins its settings.
     ``time_limit_minutes`` (with ``parts``): start no new batch after so many minutes (a lent machine's budget).
     ``lattice_step`` is the lattice's reverse step, ``"ddpm"`` (DiffCSP's) or ``"ddim"`` (see :meth:`Sampler.reconstruct`);
-    ``step_lr`` the Langevin corrector's step on X (DiffCSP's 1e-5; 0 turns the corrector off, docs/lattice.md section 10).
+    ``step_lr`` the Langevin corrector's step on X (DiffCSP's 1e-5; 0 turns the corrector off, docs/lattice.md section 10);
+    ``tie_types`` gives sites with identical target DOS one type (see :meth:`Sampler.reconstruct`, docs/lattice.md section 11).
 
     Raises:
         PartsMismatchError: ``parts`` holds batches made with other settings, crystals or models.
@@ -109,7 +111,7 @@ def run_experiment(
     started = time.perf_counter()
     if parts is not None:
         store = PartStore(parts, experiment_settings(items, strengths, steps, seed, batch_size, unconditional, spacing,
-                                                     models, lattice_step, step_lr))
+                                                     models, lattice_step, step_lr, tie_types))
         done = len([name for name in store.names() if not name.startswith("xtb")])
         if done:
             print(f"resuming from {parts}: {done} finished batches there")
@@ -126,7 +128,7 @@ def run_experiment(
                     part = _sample_batch(sampler, chunk, matcher, guidance=guidance, strength=strengths[guidance],
                                          t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b,
                                          progress=progress, unconditional=unconditional, spacing=spacing,
-                                         lattice_step=lattice_step, step_lr=step_lr)
+                                         lattice_step=lattice_step, step_lr=step_lr, tie_types=tie_types)
                     if store:
                         store.save(name, part)
                 elif list(part["structure"].values) != [i.id for i in chunk]:
@@ -167,6 +169,7 @@ def run_experiment(
             "spacing": spacing,
             "lattice_step": lattice_step,
             "step_lr": step_lr,
+            "tie_types": int(tie_types),
             "matcher": json.dumps(MATCHER_SETTINGS),
             "dos_units": "states/eV/atom; wasserstein in eV",
             "xtb_limit": xtb_limit,
@@ -220,17 +223,19 @@ def _xtb_scores(items, structures, limit: int, labeller=None) -> xr.Dataset:
 
 
 def experiment_settings(items, strengths: dict, steps, seed: int, batch_size: int, unconditional: str, spacing: str,
-                        models: dict | None = None, lattice_step: str = "ddpm", step_lr: float = DIFFCSP_STEP_LR) -> dict:
+                        models: dict | None = None, lattice_step: str = "ddpm", step_lr: float = DIFFCSP_STEP_LR,
+                        tie_types: bool = False) -> dict:
     """What a part of the experiment depends on besides its (guidance, t_start, batch): a parts folder made with
     other settings, other crystals or other target DOS (digest of ids and DOS values) cannot be resumed."""
     digest = hashlib.sha256()
     for item in items:
         digest.update(str(item.id).encode())
         digest.update(np.ascontiguousarray(item.dos.values, dtype=np.float32).tobytes())
-    return {"strengths": strengths, "steps": steps or 0, "seed": seed, "batch_size": batch_size,
-            "unconditional": unconditional, "spacing": spacing, "lattice_step": lattice_step, "step_lr": step_lr,
-            "n_items": len(items),
-            "items_sha256": digest.hexdigest(), "models": models or {}}
+    settings = {"strengths": strengths, "steps": steps or 0, "seed": seed, "batch_size": batch_size,
+                "unconditional": unconditional, "spacing": spacing, "lattice_step": lattice_step, "step_lr": step_lr,
+                "n_items": len(items), "items_sha256": digest.hexdigest(), "models": models or {}}
+    # Only when on, so that parts folders made before the option existed (untied) still resume.
+    return settings | ({"tie_types": True} if tie_types else {})
 
 
 def summary_table(ds: xr.Dataset) -> pd.DataFrame:
@@ -351,7 +356,7 @@ def plot_examples(ds: xr.Dataset, n_examples: int = 3, t_start: int | None = Non
 
 
 def lattice_panel_rows(sampler, labeller, samples: int = 4, t_start: int = 200, seed: int = 0,
-                       lattice_step: str = "ddpm", step_lr: float = DIFFCSP_STEP_LR) -> pd.DataFrame:
+                       lattice_step: str = "ddpm", step_lr: float = DIFFCSP_STEP_LR, tie_types: bool = False) -> pd.DataFrame:
     """The lattice test: each crystal of :func:`crystaldos.labellers.panel.lattice_panel`, labelled by ``labeller``
     (the one the models' data set was built with), reconstructed with CFG (omega = 1) from ``t_start``,
     ``samples`` times (all in one batch). One row per crystal: the samples' formulas, their signed volume-per-atom errors (%) and
@@ -363,7 +368,7 @@ def lattice_panel_rows(sampler, labeller, samples: int = 4, t_start: int = 200, 
     structures = list(panel.values())
     results = sampler.reconstruct(structures, [labeller.label(s) for s in structures], guidance="cfg", strength=1.0,
                                   t_start=t_start, n_samples=samples, seed=seed, progress=False, lattice_step=lattice_step,
-                                  step_lr=step_lr)
+                                  step_lr=step_lr, tie_types=tie_types)
     rows = []
     for k, (name, structure) in enumerate(panel.items()):
         mine = results[k * samples : (k + 1) * samples]  # structure-major
@@ -396,6 +401,7 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
         + f"; seed {ds.attrs['seed']}; unconditional score for CBG/none: {ds.attrs.get('unconditional', 'separate')}"
         + f"; lattice steps: {ds.attrs.get('lattice_step', 'ddpm')}"
         + f"; Langevin corrector step on X: {ds.attrs.get('step_lr', DIFFCSP_STEP_LR):g}"
+        + ("; sites with identical target DOS tied to one type" if int(ds.attrs.get("tie_types", 0)) else "")
         + f"; StructureMatcher {ds.attrs['matcher']}.\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")
         + "\n\n![summary](summary.png)\n\n![examples](examples.png)\n"
@@ -427,6 +433,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the lattice's reverse step: ancestral (DiffCSP's) or deterministic (docs/lattice.md)")
     parser.add_argument("--step-lr", type=float, default=DIFFCSP_STEP_LR,
                         help="Langevin corrector step on the coordinates (DiffCSP's 1e-5; 0: no corrector, docs/lattice.md)")
+    parser.add_argument("--tie-types", action="store_true",
+                        help="sites whose target DOS are identical (symmetry-equivalent) get one type (docs/lattice.md)")
     parser.add_argument("--unconditional", default="separate", choices=["separate", "cfg-null"],
                         help="score under CBG and 'none': the separate unconditional model or the CFG model's null branch")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -471,6 +479,7 @@ def run(args: argparse.Namespace) -> None:
             args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
             args.unconditional, family_seen, args.spacing, parts=args.parts or Path(args.out) / "parts", models=models,
             time_limit_minutes=args.time_limit_minutes, lattice_step=args.lattice_step, step_lr=args.step_lr,
+            tie_types=args.tie_types,
         )
     except TimeLimitReached as stop:
         print(stop)

@@ -126,6 +126,11 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
     assert not (no_corrector.generated.values == in_memory.generated.values).all()
     with pytest.raises(ValueError, match="step_lr must be a finite number >= 0"):
         run_experiment(sampler, items, step_lr=-1e-5, **settings)
+    # Tied types are a setting of their own: recorded, and never mixed with untied parts.
+    with pytest.raises(PartsMismatchError, match="tie_types"):
+        run_experiment(sampler, items, parts=parts, **settings | {"tie_types": True})
+    tied = run_experiment(sampler, items, tie_types=True, **settings)
+    assert tied.attrs["tie_types"] == 1 and in_memory.attrs["tie_types"] == 0
 
 
 def test_the_device_evaluation_script_carries_its_parts_from_call_to_call(tmp_path):

@@ -523,7 +523,8 @@ class XTBLabeller:
         settings = {name: attrs[f"labeller_{name}"] for name in names if f"labeller_{name}" in attrs}
         if "labeller_method" not in attrs:
             raise KeyError("attributes carry no labeller settings (no 'labeller_method')")
-        types = {"method": str, "sampling": str, "max_orbitals": int, "max_iterations": int, "retry_scf": bool}
+        types = {"method": str, "sampling": str, "max_orbitals": int, "max_iterations": int, "retry_scf": bool,
+                 "multipole_blocks": bool}
         settings = {k: types.get(k, float)(v) for k, v in settings.items()}
         # Data sets written before the k-mesh labeller carry no 'labeller_sampling' and no retries.
         settings.setdefault("sampling", "gamma")
