@@ -31,6 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a CFG model.pt")
     parser.add_argument("--lattice-step", default="ddpm", choices=["ddpm", "ddim"])
+    parser.add_argument("--step-lr", type=float, default=1e-5, help="Langevin corrector step on X (0: none)")
+    parser.add_argument("--tie-types", action="store_true", help="sites with identical target DOS get one type")
     parser.add_argument("--limit", type=int, default=64, help="first N test crystals")
     parser.add_argument("--t-start", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -42,13 +44,15 @@ def main() -> None:
     dataset = crystaldos.load_dataset(args.data)
     print(f"{args.checkpoint}: diffusion {sampler.diffusion.config.to_dict()}; lattice step {args.lattice_step}, "
           f"t_start {args.t_start}, seed {args.seed}")
-    table = lattice_panel_rows(sampler, XTBLabeller.for_dataset(dataset.attrs), 4, args.t_start, args.seed, args.lattice_step)
+    table = lattice_panel_rows(sampler, XTBLabeller.for_dataset(dataset.attrs), 4, args.t_start, args.seed, args.lattice_step,
+                               args.step_lr, args.tie_types)
     print(table.to_markdown(index=False))
     print(f"lattice test: {int((table['within 5 %'] >= 3).sum())} of 6 crystals pass; "
           f"{int(table['within 5 %'].sum())} of 24 samples within 5 %")
     items = list(dataset.split("test"))[: args.limit]
     results = sampler.reconstruct([i.structure for i in items], [i.dos for i in items], guidance="cfg", t_start=args.t_start,
-                                  seed=args.seed, progress=False, lattice_step=args.lattice_step)
+                                  seed=args.seed, progress=False, lattice_step=args.lattice_step, step_lr=args.step_lr,
+                                  tie_types=args.tie_types)
     volume = np.abs([lattice_errors(r.structure, i.structure)["volume_error_pct"] for r, i in zip(results, items)])
     matched = [match(r.structure, i.structure)[0] for r, i in zip(results, items)]
     print(f"first {len(items)} test crystals: match {100 * np.mean(matched):.1f} %, median |dV| {np.median(volume):.1f} %, "
