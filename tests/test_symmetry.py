@@ -79,16 +79,20 @@ def test_assembly_averages_equivalent_sites_and_drops_broken_labels(tmp_path):
     work = tmp_path / "work"
     structure = cu3au()
     candidates = [Candidate("slight", structure, "prototype", "slight", "test"),
-                  Candidate("broken", structure.copy(), "prototype", "broken", "test")]
+                  Candidate("broken", structure.copy(), "prototype", "broken", "test"),
+                  Candidate("averaged", structure.copy(), "prototype", "averaged", "test")]
     (work / "labels").mkdir(parents=True)
     with gzip.open(work / "candidates.json.gz", "wt") as handle:
         json.dump([c.to_dict() for c in candidates], handle)
     labels = [dos_with_spread(structure, spread, band_gap_eV=0.0, efermi_eV=-5.0, scf_temperature_K=3000.0)
-              for spread in (0.01, 0.2)]
+              for spread in (0.01, 0.2, 0.02)]
+    labels[2] = XTBLabeller(grid=GRID).symmetrise(structure, labels[2])  # as the labeller now stores it
     old_labeller = XTBLabeller(grid=GRID, max_equivalent_spread=None)  # the labeller's settings as chunks record them
     _write_chunk(work / "labels" / "chunk_0000.nc", candidates, labels, old_labeller, GRID)
     ds = load_dataset(assemble(work, tmp_path / "out" / "data.nc", seed=0, command="test"))
-    assert [r.id for r in ds] == ["slight"]
+    assert [r.id for r in ds] == ["slight", "averaged"]
+    # A label averaged when it was made keeps the spread it had then (not the 0 of averaging it again).
+    assert ds.by_id("averaged").properties["equivalent_site_spread"] == pytest.approx(0.02 * 2 / 3, rel=0.05)
     kept = ds.by_id("slight")
     np.testing.assert_allclose(kept.dos.values[1], kept.dos.values[3], atol=1e-3)  # float16 storage
     assert kept.properties["equivalent_site_spread"] == pytest.approx(0.01 * 2 / 3, rel=0.05)

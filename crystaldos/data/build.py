@@ -287,7 +287,8 @@ def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid
         properties = {
             name: float(result.attrs[name])
             for name in ("band_gap_eV", "efermi_eV", "energy_per_atom_eV", "wall_time_s", "supercell_atoms",
-                         "scf_temperature_K", "scf_damping")  # which SCF retry converged (chunks 0-4 predate these)
+                         "scf_temperature_K", "scf_damping",  # which SCF retry converged (chunks 0-4 predate these)
+                         "equivalent_site_spread")  # removed by the orbit average (chunks before session 17 lack it)
             if name in result.attrs
         }
         properties.update(parent=candidate.parent, note=candidate.note, prototype=candidate.prototype, origin=candidate.origin)
@@ -339,9 +340,12 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
             try:
                 labeller.check_spectrum(record.structure, record.properties["band_gap_eV"])
                 labeller.check_scf_settings(record.properties)
-                if converged:  # labels made before the labeller averaged over equivalent sites
+                if converged:  # labels made before the labeller averaged over equivalent sites; idempotent after
                     record.dos = labeller.symmetrise(record.structure, record.dos)
-                    record.properties["equivalent_site_spread"] = float(record.dos.attrs["equivalent_site_spread"])
+                    # A label averaged when it was made recorded the spread it had then; this one would be 0.
+                    recorded = record.properties.get("equivalent_site_spread", np.nan)
+                    if not np.isfinite(recorded):  # absent (NaN where other records of the file have it)
+                        record.properties["equivalent_site_spread"] = float(record.dos.attrs["equivalent_site_spread"])
                 records.append(record)
             except LabellingError as err:
                 errors[record.id] = f"{type(err).__name__}: {err}"
