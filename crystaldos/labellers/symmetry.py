@@ -8,8 +8,8 @@ states/eV/atom of its orbit's mean for 75 % of the crystals, beyond the label no
 0.42 in Fe-Ni intermetallics whose equivalent sites hold populations 3-6 electrons apart; docs/labeller.md).
 
 :func:`symmetrise_site_dos` averages the DOS over every orbit (the same as sampling the zone with the mesh's
-whole star) and reports the spread it removed; a spread beyond the label noise means the SCF broke the
-crystal's symmetry, and the label is not the crystal's DOS.
+whole star) and reports the spread it removed; a spread beyond the label noise means the label broke the
+crystal's symmetry (GFN2's multipole terms left out, or a symmetry-broken SCF), and it is not the crystal's DOS.
 """
 
 from __future__ import annotations

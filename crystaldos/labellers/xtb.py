@@ -60,8 +60,9 @@ class SCFConvergenceError(LabellingError):
 
 
 class SymmetryBrokenError(LabellingError):
-    """Symmetry-equivalent sites got DOS further apart than the label noise: the SCF broke the crystal's symmetry,
-    so the label is not the crystal's DOS (``crystaldos.labellers.symmetry``)."""
+    """Symmetry-equivalent sites got DOS further apart than the label noise: the label broke the crystal's symmetry
+    (GFN2's multipole terms left out, or a symmetry-broken SCF), so it is not the crystal's DOS
+    (``crystaldos.labellers.symmetry``)."""
 
 
 class IllConditionedBasisError(LabellingError):
@@ -268,8 +269,9 @@ class XTBLabeller:
         if self.max_equivalent_spread is not None and spread > self.max_equivalent_spread:
             raise SymmetryBrokenError(
                 f"{structure.composition.reduced_formula}: symmetry-equivalent sites' DOS differ from their mean by up to "
-                f"{spread:.3f} states/eV/atom (> {self.max_equivalent_spread}, the label noise): the SCF broke the "
-                "crystal's symmetry, so this is not its DOS"
+                f"{spread:.3f} states/eV/atom (> {self.max_equivalent_spread}, the label noise): the label broke the "
+                "crystal's symmetry (GFN2's multipole terms left out, or a symmetry-broken SCF; docs/labeller.md), "
+                "so it is not the crystal's DOS"
             )
         return symmetric
 
