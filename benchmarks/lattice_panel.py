@@ -17,7 +17,7 @@ import numpy as np
 
 import crystaldos
 from crystaldos import Sampler
-from crystaldos.evaluate import lattice_panel_rows
+from crystaldos.evaluate import DIFFCSP_STEP_LR, lattice_panel_rows
 from crystaldos.labellers import XTBLabeller
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default=None, help="folder of checkpoints (default: the shipped ones)")
     parser.add_argument("--lattice-step", default="ddpm", choices=["ddpm", "ddim"], help="reverse step of the lattice")
-    parser.add_argument("--step-lr", type=float, default=1e-5, help="Langevin corrector step on X (0: none)")
+    parser.add_argument("--step-lr", type=float, default=DIFFCSP_STEP_LR, help="Langevin corrector step on X (0: none)")
     parser.add_argument("--tie-types", action="store_true", help="sites with identical target DOS get one type")
     args = parser.parse_args()
     sampler = Sampler.from_pretrained(args.models)

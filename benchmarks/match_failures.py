@@ -33,6 +33,7 @@ from tables import show_table
 import crystaldos
 from crystaldos import Sampler
 from crystaldos.labellers.symmetry import symmetrise_site_dos
+from crystaldos.evaluate import DIFFCSP_STEP_LR
 from crystaldos.metrics import match, score, structure_matcher
 
 PARTS = ("types", "lattice", "coordinates")
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("--t-start", type=int, default=200)
     parser.add_argument("--lattice-step", choices=("ddpm", "ddim"), default="ddpm")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--step-lr", type=float, default=1e-5, help="Langevin corrector step on X (DiffCSP's step_lr)")
+    parser.add_argument("--step-lr", type=float, default=DIFFCSP_STEP_LR, help="Langevin corrector step on X (DiffCSP's step_lr)")
     parser.add_argument("--tie-types", action="store_true", help="sites with identical target DOS share one type (Sampler tie_types)")
     parser.add_argument("--symmetrise", action="store_true",
                         help="average the target DOS over symmetry-equivalent sites first (labels stored before assembly did)")

@@ -23,19 +23,14 @@ from tables import show_row, show_table
 from crystaldos.data.store import open_netcdf, xarray_to_records
 from crystaldos.dos import DosGrid, broaden
 from crystaldos.labellers import bloch
-from crystaldos.labellers.xtb import EV_PER_HARTREE, XTBLabeller, orbitals_per_atom, primitive_site_map
+from crystaldos.labellers.xtb import EV_PER_HARTREE, XTBLabeller, primitive_site_map
 
 
 def compare(labeller: XTBLabeller, structure) -> dict:
     """One crystal: our spectrum at the supercell's k-points against tblite's supercell spectrum."""
     primitive, _ = primitive_site_map(structure)
     scf = labeller._converged_scf(primitive)
-    potential, self_energy, _, residual = scf.home_cell_potentials(primitive, labeller.method, labeller.overlap_tolerance)
-    orbitals = np.array([orbitals_per_atom(int(z), labeller.method) for z in primitive.atomic_numbers])
-    matrices = bloch.two_centre_matrices(primitive, labeller.method, self_energy, potential, orbitals,
-                                         tolerance=labeller.overlap_tolerance)
-    if labeller.multipole_blocks:
-        matrices = bloch.with_blocks(matrices, scf.residual_blocks(primitive, labeller.method))
+    matrices, _, residual = labeller.bloch_matrices(primitive, scf, primitive, np.arange(len(primitive)))  # the label's own
     kpoints = bloch.commensurate_kpoints(scf.matrix)
     energies, _, _ = bloch.solve(*matrices.at(kpoints), labeller.overlap_threshold)
     ours = np.sort(energies.ravel())

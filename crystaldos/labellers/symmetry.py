@@ -61,9 +61,12 @@ def equivalent_site_spread(values: np.ndarray, orbits: np.ndarray) -> float:
         orbits: :func:`equivalent_sites` of the structure, (n_sites,).
     """
     values = np.asarray(values, dtype=np.float64)
-    if len(np.unique(orbits)) == len(orbits):
-        return 0.0
-    return float(np.abs(values - _orbit_means(values, orbits)).mean(axis=1).max())
+    return _spread(values, _orbit_means(values, orbits))
+
+
+def _spread(values: np.ndarray, means: np.ndarray) -> float:
+    """Largest per-site MAE between ``values`` and their orbit ``means`` (both (n_sites, n_energies))."""
+    return float(np.abs(values - means).mean(axis=1).max(initial=0.0))
 
 
 def symmetrise_site_dos(dos: xr.DataArray, structure, symprec: float = SYMPREC) -> tuple[xr.DataArray, float]:
@@ -77,7 +80,8 @@ def symmetrise_site_dos(dos: xr.DataArray, structure, symprec: float = SYMPREC) 
         raise ValueError(f"DOS has {dos.sizes['site']} sites but the structure has {len(structure)}")
     orbits = equivalent_sites(structure, symprec)
     values = np.asarray(dos.values)
-    spread = equivalent_site_spread(values, orbits)
-    symmetric = dos.copy(data=_orbit_means(values, orbits).astype(values.dtype))
+    means = _orbit_means(values, orbits)
+    spread = _spread(values.astype(np.float64), means)
+    symmetric = dos.copy(data=means.astype(values.dtype))
     symmetric.attrs.update(equivalent_site_spread=spread, symmetry_symprec=symprec)
     return symmetric, spread

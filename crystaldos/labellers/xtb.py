@@ -23,7 +23,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -378,6 +378,30 @@ class XTBLabeller:
         efermi, gap = self._fermi_level(levels, occupations)
         return broaden(levels - efermi, 2.0 * site_weights, self.grid), efermi, gap, {}
 
+    def bloch_matrices(self, structure, scf: "_GammaSCF", primitive, site_map: np.ndarray):
+        """F(T) and S(T) of ``structure`` (:class:`~crystaldos.labellers.bloch.RealSpaceMatrices`, Hartree) with the
+        SCF potential of ``primitive`` (``scf``; ``site_map[i]`` is the primitive site of site i), plus GFN2's
+        multipole blocks when ``multipole_blocks`` (then ``structure`` must be ``primitive``). Also returns the
+        largest potential difference between the SCF supercell's images and the largest multipole term (Hartree).
+        """
+        from crystaldos.labellers import bloch
+
+        prim_potential, prim_self_energy, spread, residual = scf.home_cell_potentials(
+            primitive, self.method, self.overlap_tolerance
+        )
+        prim_orbitals = np.array([orbitals_per_atom(int(z), self.method) for z in primitive.atomic_numbers])
+        prim_offsets = np.concatenate([[0], np.cumsum(prim_orbitals)])
+        take = np.concatenate([np.arange(prim_offsets[j], prim_offsets[j + 1]) for j in site_map])
+        potential, self_energy = prim_potential[take], prim_self_energy[take]
+        matrices = bloch.two_centre_matrices(
+            structure, self.method, self_energy, potential, prim_orbitals[site_map], tolerance=self.overlap_tolerance
+        )
+        if self.multipole_blocks:
+            if len(structure) != len(primitive):
+                raise ValueError("multipole blocks come from the primitive cell's SCF: build the primitive cell's matrices")
+            matrices = bloch.with_blocks(matrices, scf.residual_blocks(primitive, self.method))
+        return matrices, spread, residual
+
     def _kmesh_dos(
         self, structure, scf: "_GammaSCF", primitive, site_map: np.ndarray
     ) -> tuple[np.ndarray, float, float, dict]:
@@ -387,24 +411,12 @@ class XTBLabeller:
         """
         from crystaldos.labellers import bloch
 
-        prim_potential, prim_self_energy, spread, residual = scf.home_cell_potentials(
-            primitive, self.method, self.overlap_tolerance
-        )
         if self.multipole_blocks:
             # The multipole blocks are the primitive cell's: label it, and give every site its primitive site's DOS
             # (a converged DOS does not depend on the cell, docs/labeller.md).
             cell_site_map, structure = site_map, primitive
             site_map = np.arange(len(primitive))
-        prim_orbitals = np.array([orbitals_per_atom(int(z), self.method) for z in primitive.atomic_numbers])
-        prim_offsets = np.concatenate([[0], np.cumsum(prim_orbitals)])
-        take = np.concatenate([np.arange(prim_offsets[j], prim_offsets[j + 1]) for j in site_map])
-        potential, self_energy = prim_potential[take], prim_self_energy[take]
-        orbitals = prim_orbitals[site_map]
-        matrices = bloch.two_centre_matrices(
-            structure, self.method, self_energy, potential, orbitals, tolerance=self.overlap_tolerance
-        )
-        if self.multipole_blocks:
-            matrices = bloch.with_blocks(matrices, scf.residual_blocks(primitive, self.method))
+        matrices, spread, residual = self.bloch_matrices(structure, scf, primitive, site_map)
         mesh, kpoints = bloch.monkhorst_pack(structure, self.k_density)
         n_orb = len(matrices.owner)
         chunk = max(1, int(4e6 // n_orb**2))  # bounds the (n_k, n, n) complex work arrays to ~64 MB each
@@ -585,9 +597,10 @@ class _GammaSCF:
     temperature: float
     damping: float
 
-    def _potential_and_residual(self) -> tuple[np.ndarray, np.ndarray]:
+    @cached_property
+    def potential_and_residual(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-orbital potential V = diag(F - H0) / diag(S) (n,) and the rest, F - H0 - S o (V + V^T) / 2 (n, n), of
-        the supercell (Hartree): the multipole terms of GFN2 (zero in GFN1)."""
+        the supercell (Hartree): the multipole terms of GFN2 (zero in GFN1). Computed once per SCF."""
         overlap = self.result.get("overlap-matrix")
         core = self.result.get("hamiltonian-matrix")
         sc = overlap @ self.result.get("orbital-coefficients")
@@ -596,7 +609,7 @@ class _GammaSCF:
         return potential, fock - core - 0.5 * overlap * (potential[:, None] + potential[None, :])
 
     def residual_blocks(self, structure, method: str) -> dict[tuple[int, int, int], np.ndarray]:
-        """The supercell's non-two-centre rest (:meth:`_potential_and_residual`) as F(T) blocks of ``structure``'s
+        """The supercell's non-two-centre rest (:attr:`potential_and_residual`) as F(T) blocks of ``structure``'s
         orbitals, one (n_orb, n_orb) array per lattice vector T (Hartree).
 
         Each supercell pair is assigned to the lattice vector of its minimum image and averaged over the home
@@ -605,7 +618,7 @@ class _GammaSCF:
         """
         from pymatgen.util.coord import lattice_points_in_supercell
 
-        _, residual = self._potential_and_residual()
+        _, residual = self.potential_and_residual
         images = lattice_points_in_supercell(self.matrix)  # the order supercell_calculator used
         n, n_sites = self.n_images, len(structure)
         frac = np.mod(((structure.frac_coords @ np.linalg.inv(self.matrix))[:, None, :] + images[None]).reshape(-1, 3), 1.0)
@@ -642,7 +655,7 @@ class _GammaSCF:
         from crystaldos.labellers.bloch import image_sums
 
         overlap, core = self.result.get("overlap-matrix"), self.result.get("hamiltonian-matrix")
-        potential, residual = self._potential_and_residual()
+        potential, residual = self.potential_and_residual
         superlattice = self.matrix @ structure.lattice.matrix
         core_diagonal = np.diag(core)
         image_overlap = {z: image_sums(method, z, superlattice, tolerance) for z in set(structure.atomic_numbers)}
