@@ -21,7 +21,8 @@ import torch
 
 import crystaldos
 from crystaldos.checkpoint import PRETRAINED_DIR
-from crystaldos.evaluate import DIFFCSP_STEP_LR, lattice_panel_rows
+from crystaldos.diffusion import DIFFCSP_STEP_LR
+from crystaldos.evaluate import lattice_panel_rows
 from crystaldos.labellers import XTBLabeller
 from crystaldos.metrics import lattice_errors, match
 from crystaldos.sampler import Sampler

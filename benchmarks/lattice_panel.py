@@ -17,7 +17,8 @@ import numpy as np
 
 import crystaldos
 from crystaldos import Sampler
-from crystaldos.evaluate import DIFFCSP_STEP_LR, lattice_panel_rows
+from crystaldos.diffusion import DIFFCSP_STEP_LR
+from crystaldos.evaluate import lattice_panel_rows
 from crystaldos.labellers import XTBLabeller
 
 

@@ -33,7 +33,7 @@ from tables import show_table
 import crystaldos
 from crystaldos import Sampler
 from crystaldos.labellers.symmetry import symmetrise_site_dos
-from crystaldos.evaluate import DIFFCSP_STEP_LR
+from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.metrics import match, score, structure_matcher
 
 PARTS = ("types", "lattice", "coordinates")

@@ -26,12 +26,10 @@ import xarray as xr
 from pymatgen.core import Structure
 
 from crystaldos.data.store import compressed_encoding
+from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.dos import total_dos
 from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
 from crystaldos.parts import PartsMismatchError, PartStore
-
-#: DiffCSP's Langevin corrector step on X, the sampler's default (also what results without a ``step_lr`` attr used).
-DIFFCSP_STEP_LR = 1e-5
 
 #: DOS agreement of the xTB-recomputed DOS of a generated crystal with the target (``xtb_`` variables).
 XTB_FIELDS = ("site_mae", "total_mae", "total_wasserstein")

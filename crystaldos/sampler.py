@@ -29,7 +29,7 @@ from torch_geometric.data import Batch
 from crystaldos.checkpoint import PRETRAINED_DIR, build_network, checkpoint_grid, load_checkpoint
 from crystaldos.data.graph import fully_connected_edges, structure_to_data
 from crystaldos.device import resolve_device
-from crystaldos.diffusion import DiffusionConfig, JointDiffusion
+from crystaldos.diffusion import DIFFCSP_STEP_LR, DiffusionConfig, JointDiffusion
 from crystaldos.diffusion.schedules import reverse_schedule
 from crystaldos.dos import DosGrid, identical_sites, site_dos, validate_site_dos
 from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, dps_output, per_variable
@@ -260,7 +260,7 @@ class Sampler:
         keep_trajectory: bool = False,
         progress: bool = True,
         unconditional: str = "separate",
-        step_lr: float = 1e-5,
+        step_lr: float = DIFFCSP_STEP_LR,
         callback: Callable[[int, int], None] | None = None,
         allow_untrained_sizes: bool = False,
         lattice_step: str = "ddpm",
@@ -329,7 +329,7 @@ class Sampler:
         keep_trajectory: bool = False,
         progress: bool = True,
         unconditional: str = "separate",
-        step_lr: float = 1e-5,
+        step_lr: float = DIFFCSP_STEP_LR,
         callback: Callable[[int, int], None] | None = None,
         allow_untrained_sizes: bool = False,
         lattice_step: str = "ddpm",

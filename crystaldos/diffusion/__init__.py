@@ -1,6 +1,6 @@
 """Diffusion over crystals: schedules, the wrapped normal on the torus, joint A/X/L noising and loss."""
 
-from crystaldos.diffusion.joint import DiffusionConfig, JointDiffusion, NoisyCrystal
+from crystaldos.diffusion.joint import DIFFCSP_STEP_LR, DiffusionConfig, JointDiffusion, NoisyCrystal
 from crystaldos.diffusion.schedules import (
     cosine_betas,
     geometric_sigmas,
@@ -10,6 +10,7 @@ from crystaldos.diffusion.schedules import (
 )
 
 __all__ = [
+    "DIFFCSP_STEP_LR",
     "DiffusionConfig",
     "JointDiffusion",
     "NoisyCrystal",

@@ -34,6 +34,9 @@ from crystaldos.model.features import NUM_ELEMENTS
 from crystaldos.settings import Settings
 
 
+#: DiffCSP's Langevin corrector step on X (``step_lr``); 0 turns the corrector off (docs/lattice.md section 10).
+DIFFCSP_STEP_LR = 1e-5
+
 @dataclass
 class DiffusionConfig(Settings):
     """Diffusion settings (stored in every checkpoint).
@@ -269,7 +272,7 @@ class JointDiffusion(nn.Module):
         return torch.remainder(x + step * score + std * noise, 1.0)
 
     def coords_corrector_step(
-        self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, step_lr: float = 1e-5
+        self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, step_lr: float = DIFFCSP_STEP_LR
     ) -> torch.Tensor:
         """Langevin corrector on X_t (per-atom ``t``), step size step_lr * (sigma_t / sigma_begin)^2 (DiffCSP)."""
         step = step_lr * (self.sigmas[t][:, None] / self.config.sigma_begin) ** 2
