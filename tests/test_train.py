@@ -362,8 +362,8 @@ def test_release_settings_scoped_to_one_network_and_bad_scopes_named():
 
     from crystaldos.train.release import training_commands
 
-    def commands(overrides, steps=()):
-        return training_commands(argparse.Namespace(runs="r", scale=1.0, data=None, device=None,
+    def commands(overrides, steps=(), recipe="format1"):
+        return training_commands(argparse.Namespace(runs="r", scale=1.0, data=None, device=None, recipe=recipe,
                                                     overrides=list(overrides), steps=list(steps)))
 
     built = commands(["model.hidden=256", "forward:weight_decay=0.1", "data_path=a:b"], ["cfg=12000"])
@@ -375,6 +375,35 @@ def test_release_settings_scoped_to_one_network_and_bad_scopes_named():
         commands(["foward:weight_decay=0.1"])
     with pytest.raises(SystemExit, match="--steps cfg:100"):
         commands([], ["cfg:100"])
+
+
+def test_format2_recipe_builds_valid_configs_with_common_diffusion_and_yields_to_the_command_line():
+    import argparse
+
+    from crystaldos.train.config import TrainConfig
+    from crystaldos.train.release import training_commands
+
+    def configs(overrides=(), steps=()):
+        built = training_commands(argparse.Namespace(runs="r", scale=1.0, data=None, device=None, recipe="format2",
+                                                     overrides=list(overrides), steps=list(steps)))
+        settings = {kind: [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"] for kind, cmd in built.items()}
+        steps = {kind: int(cmd[cmd.index("--steps") + 1]) for kind, cmd in built.items()}
+        return {kind: TrainConfig.from_sources(overrides=values, kind=kind) for kind, values in settings.items()}, steps
+
+    made, steps = configs()
+    assert steps == {"cfg": 20_000, "uncond": 20_000, "forward": 10_000}
+    # CBG pairs the unconditional denoiser with the forward model: their diffusion must be the same.
+    assert made["cfg"].diffusion == made["uncond"].diffusion == made["forward"].diffusion
+    assert made["cfg"].diffusion.lattice_noise_atoms == 8 and all(c.keep_best for c in made.values())
+    assert all(c.model.lattice_scale_features and c.model.edge_lengths for c in made.values())
+    assert made["forward"].forward_loss == "l1" and made["forward"].model.element_baseline
+    assert made["forward"].weight_decay == 0.1 and made["cfg"].weight_decay == 0.0
+    # What the command line says comes after the recipe and wins.
+    made, steps = configs(["keep_best=false", "forward:weight_decay=0.01"], ["cfg=500"])
+    assert not made["cfg"].keep_best and made["forward"].weight_decay == 0.01 and steps["cfg"] == 500
+    with pytest.raises(SystemExit, match="--recipe format3: unknown"):
+        training_commands(argparse.Namespace(runs="r", scale=1.0, data=None, device=None, recipe="format3",
+                                             overrides=[], steps=[]))
 
 
 def test_keep_best_releases_the_weights_of_the_lowest_validation_loss_and_remembers_them_on_resume(small_data, tmp_path):

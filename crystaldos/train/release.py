@@ -8,7 +8,8 @@ each run's ``model.pt`` to ``<out>/<kind>.pt`` and writes the training report
 (:mod:`crystaldos.train.report`) to ``docs/``. Interrupted runs resume from
 their ``train_state.pt``. ``--set KEY=VALUE`` applies to all three runs, ``--set forward:KEY=VALUE`` to one
 (e.g. the forward model's weight decay; diffusion settings must stay common, or CBG refuses the pair), and
-``--steps forward=3500`` sets one run's length.
+``--steps forward=3500`` sets one run's length. ``--recipe format2`` takes the settings chosen for the
+format-2 data (:data:`RECIPES`); ``--set``/``--steps`` given as well come after it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,41 @@ import argparse
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 #: The shipped settings: width 128, 4 layers; 8,000 steps each fit about 30-40 min of 2 shared CPU cores.
 SHIPPED_STEPS = {"cfg": 8_000, "uncond": 8_000, "forward": 8_000}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A release's step counts and settings (``[KIND:]KEY=VALUE``, as ``--set``); the command line's come after."""
+
+    steps: dict[str, int]
+    overrides: tuple[str, ...] = ()
+    about: str = ""
+
+
+#: ``--recipe``: ``format1`` made the shipped models (format-1 data); ``format2`` is the retraining of issue 11 on
+#: the format-2 rebuild, each setting measured on its previews (docs/lattice.md sections 5, 7 and 9,
+#: docs/forward_model.md, docs/training.md).
+RECIPES = {
+    "format1": Recipe(dict(SHIPPED_STEPS), about="the shipped models: 8,000 steps each, default settings"),
+    "format2": Recipe(
+        {"cfg": 20_000, "uncond": 20_000, "forward": 10_000},
+        (
+            "diffusion.lattice_noise_atoms=8",  # lattice noise scaled by cell size (docs/lattice.md section 5)
+            "model.lattice_scale_features=true",  # the cell's log volume per atom and shape as inputs (section 7)
+            "model.edge_lengths=true",  # bond lengths on the all-pairs edges (section 9)
+            "keep_best=true",  # release the lowest validation loss, not the last step's
+            "forward:forward_loss=l1",  # the median table's loss (docs/forward_model.md)
+            "forward:model.element_baseline=true",
+            "forward:weight_decay=0.1",
+        ),
+        about="the retraining on format-2 data: about 250 epochs of ~4,900 training crystals for the denoisers",
+    ),
+}
 
 
 def _overrides_by_kind(values: list[str]) -> dict[str, list[str]]:
@@ -39,14 +71,18 @@ def _overrides_by_kind(values: list[str]) -> dict[str, list[str]]:
 
 
 def training_commands(args: argparse.Namespace) -> dict[str, list[str]]:
-    """The ``python -m crystaldos.train`` command of each of the three runs."""
-    steps = dict(SHIPPED_STEPS)
+    """The ``python -m crystaldos.train`` command of each of the three runs: the recipe's settings, then ``--set``."""
+    name = getattr(args, "recipe", "format1")
+    if name not in RECIPES:
+        raise SystemExit(f"--recipe {name}: unknown; one of {', '.join(RECIPES)}")
+    recipe = RECIPES[name]
+    steps = dict(recipe.steps)
     for value in args.steps:
         kind, _, n = value.partition("=")
         if kind not in SHIPPED_STEPS or not n.isdigit():
             raise SystemExit(f"--steps {value}: expected KIND=N with KIND one of {', '.join(SHIPPED_STEPS)}")
         steps[kind] = int(n)
-    overrides = _overrides_by_kind(args.overrides)
+    overrides = _overrides_by_kind([*recipe.overrides, *args.overrides])  # later settings win
     commands = {}
     for kind, n in steps.items():
         cmd = [sys.executable, "-m", "crystaldos.train", "--kind", kind, "--out-dir", f"{args.runs}/{kind}",
@@ -72,8 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[KIND:]KEY=VALUE",
                         help="settings for all three runs, e.g. model.hidden=256, or for one, e.g. forward:weight_decay=0.1 "
                              "(repeatable)")
+    parser.add_argument("--recipe", default="format1", choices=list(RECIPES),
+                        help="; ".join(f"{name}: {recipe.about}" for name, recipe in RECIPES.items()))
     parser.add_argument("--steps", dest="steps", action="append", default=[], metavar="KIND=N",
-                        help=f"optimiser steps of one run before --scale (default {SHIPPED_STEPS}; repeatable)")
+                        help="optimiser steps of one run before --scale (default: the recipe's; repeatable)")
     args = parser.parse_args(argv)
     procs = {}
     for kind, cmd in training_commands(args).items():
