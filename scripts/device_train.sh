@@ -12,8 +12,8 @@
 # from there if the same machine is still up. SCALE multiplies the shipped 8,000 steps per network; DATA names
 # a data file (default: the embedded set); extra arguments go to `python -m crystaldos.train.release`.
 #
-# Training longer than one session's device time: pass `--set time_limit_minutes=M` (each run stops and
-# releases after M minutes) and KEEP_STATE=1, which also writes $OUT/<kind>.state.pt (the resumable training
+# Training longer than one session's device time: pass `--set time_limit_minutes=M` (each run stops after M
+# minutes; nothing is released until every run has its step count) and KEEP_STATE=1, which also writes $OUT/<kind>.state.pt (the resumable training
 # state, 8 files in all). Copy those into a folder here, carry it in the next session's call and name it in
 # RESUME_FROM: each run continues from its state towards the same step count.
 set -euo pipefail
@@ -40,5 +40,5 @@ start=$(date +%s)
 if [ "${KEEP_STATE:-0}" = 1 ]; then
     for kind in cfg uncond forward; do copy_back "$RUNS/$kind/train_state.pt" "$OUT/$kind.state.pt"; done
 fi
-echo "trained and released in $(( $(date +%s) - start )) s: $(ls "$OUT")"
+echo "finished in $(( $(date +%s) - start )) s; in \$OUT: $(ls "$OUT")"
 tail -n 3 "$RUNS"/*.log

@@ -218,7 +218,7 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(tmp_path):
     forward = sampler.checkpoints["forward"]
     assert forward["step"] == 2 and forward["config"]["weight_decay"] == 0.1 and forward["config"]["model"]["hidden"] == 32
     assert sampler.checkpoints["uncond"]["config"]["weight_decay"] == 0.0
-    assert "trained and released in" in done.stdout
+    assert "finished in" in done.stdout and "not released" not in done.stdout
     report = (out / "training.md").read_text()
     assert "per-element mean MAE" in report and report.rstrip().endswith("measured by hand")
 
@@ -236,6 +236,8 @@ def test_the_gpu_training_script_carries_training_state_to_a_fresh_machine(small
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert len(list(first.iterdir())) <= 8 and (first / "cfg.state.pt").exists()
+    # Stopped runs are not released: no half-trained checkpoint can stand in for a finished one.
+    assert "not released" in done.stdout and not (first / "cfg.pt").exists()
     assert load_checkpoint(first / "forward.state.pt")["train"]["step"] == 2
     done = subprocess.run(script, env=base | {"OUT": str(second), "RUNS": str(tmp_path / "runs2"), "RESUME_FROM": str(first)},
                           capture_output=True, text=True, timeout=600)

@@ -70,23 +70,31 @@ def _overrides_by_kind(values: list[str]) -> dict[str, list[str]]:
     return scoped
 
 
-def training_commands(args: argparse.Namespace) -> dict[str, list[str]]:
-    """The ``python -m crystaldos.train`` command of each of the three runs: the recipe's settings, then ``--set``."""
+def _recipe(args: argparse.Namespace) -> Recipe:
     name = getattr(args, "recipe", "format1")
     if name not in RECIPES:
         raise SystemExit(f"--recipe {name}: unknown; one of {', '.join(RECIPES)}")
-    recipe = RECIPES[name]
-    steps = dict(recipe.steps)
+    return RECIPES[name]
+
+
+def planned_steps(args: argparse.Namespace) -> dict[str, int]:
+    """Optimiser steps of each run: the recipe's, then ``--steps``, times ``--scale`` (at least 1)."""
+    steps = dict(_recipe(args).steps)
     for value in args.steps:
         kind, _, n = value.partition("=")
         if kind not in SHIPPED_STEPS or not n.isdigit():
             raise SystemExit(f"--steps {value}: expected KIND=N with KIND one of {', '.join(SHIPPED_STEPS)}")
         steps[kind] = int(n)
-    overrides = _overrides_by_kind([*recipe.overrides, *args.overrides])  # later settings win
+    return {kind: max(1, int(n * args.scale)) for kind, n in steps.items()}
+
+
+def training_commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The ``python -m crystaldos.train`` command of each of the three runs: the recipe's settings, then ``--set``."""
+    overrides = _overrides_by_kind([*_recipe(args).overrides, *args.overrides])  # later settings win
     commands = {}
-    for kind, n in steps.items():
+    for kind, n in planned_steps(args).items():
         cmd = [sys.executable, "-m", "crystaldos.train", "--kind", kind, "--out-dir", f"{args.runs}/{kind}",
-               "--steps", str(max(1, int(n * args.scale))), "--num-threads", "1", "--no-progress", "--seed", "0"]
+               "--steps", str(n), "--num-threads", "1", "--no-progress", "--seed", "0"]
         if args.data:
             cmd += ["--data", args.data]
         if args.device:
@@ -122,6 +130,16 @@ def main(argv: list[str] | None = None) -> None:
     failed = [kind for kind, p in procs.items() if p.wait() != 0]
     if failed:
         raise SystemExit(f"training failed for {failed}; see {args.runs}/<kind>.log")
+    # A run stopped by its time limit is half-trained: releasing it could replace finished models (the shipped
+    # ones are the default --out) with it. Its state is kept; the same command continues it.
+    from crystaldos.checkpoint import load_checkpoint
+
+    reached = {kind: load_checkpoint(f"{args.runs}/{kind}/model.pt")["train"]["step"] for kind in procs}
+    short = {kind: f"{reached[kind]} of {n}" for kind, n in planned_steps(args).items() if reached[kind] < n}
+    if short:
+        print(f"not released: stopped before their step counts (time limit): {short}; the training states are in "
+              f"{args.runs}/<kind>/train_state.pt and the same command continues them", flush=True)
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for kind in SHIPPED_STEPS:
