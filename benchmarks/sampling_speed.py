@@ -1,10 +1,10 @@
 """Sampling throughput of the shipped models, printed as tables.
 
-    python benchmarks/sampling_speed.py [--batch-sizes 1 8 32] [--steps 50 200] [--threads 2]
+    python benchmarks/sampling_speed.py [--batch-sizes 1 8 32] [--steps 50 200] [--threads 2] [--step-lr 1e-5 0]
 
 1. crystals/s for guidance none / CFG / CBG vs batch size and reverse steps
    (reconstruction from t_start = T of test crystals; every step is a corrector
-   and a predictor pass);
+   and a predictor pass, or only the predictor's with ``--step-lr 0``);
 2. the cost of one guided step: CBG (unconditional pass + forward-model gradient)
    relative to CFG (one doubled pass) and to the unguided pass.
 """
@@ -18,6 +18,7 @@ import torch
 
 import crystaldos
 from crystaldos import Sampler
+from crystaldos.diffusion import DIFFCSP_STEP_LR
 
 
 def main() -> None:
@@ -25,28 +26,34 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--step-lr", type=float, nargs="+", default=[DIFFCSP_STEP_LR],
+                        help="Langevin corrector steps to time (0: no corrector, one network pass per step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sampler = Sampler.from_pretrained()
     items = list(crystaldos.load_dataset().split("test"))
     T = sampler.diffusion.timesteps
     print(f"threads {args.threads}; mean atoms per crystal {sum(len(i.structure) for i in items) / len(items):.1f}\n")
-    print("| guidance | batch | steps | seconds | crystals/s | ms per step |\n| --- | --- | --- | --- | --- | --- |")
+    print("| guidance | step_lr | batch | steps | seconds | crystals/s | ms per step |\n| --- | --- | --- | --- | --- | --- | --- |")
     per_step = {}
-    for steps in args.steps:
-        for batch in args.batch_sizes:
-            chosen = (items * (batch // len(items) + 1))[:batch]
-            for guidance in ("none", "cfg", "cbg"):
-                start = time.perf_counter()
-                sampler.reconstruct([i.structure for i in chosen], [i.dos for i in chosen], guidance=guidance, t_start=T, steps=steps, progress=False)
-                seconds = time.perf_counter() - start
-                per_step[(guidance, batch, steps)] = seconds / steps
-                print(f"| {guidance} | {batch} | {steps} | {seconds:.2f} | {batch / seconds:.2f} | {1000 * seconds / steps:.1f} |", flush=True)
-    print("\n| batch | steps | CBG / CFG step cost | CBG / unguided | CFG / unguided |\n| --- | --- | --- | --- | --- |")
-    for steps in args.steps:
-        for batch in args.batch_sizes:
-            n, c, b = (per_step[(g, batch, steps)] for g in ("none", "cfg", "cbg"))
-            print(f"| {batch} | {steps} | {b / c:.2f} | {b / n:.2f} | {c / n:.2f} |")
+    for step_lr in args.step_lr:
+        for steps in args.steps:
+            for batch in args.batch_sizes:
+                chosen = (items * (batch // len(items) + 1))[:batch]
+                for guidance in ("none", "cfg", "cbg"):
+                    start = time.perf_counter()
+                    sampler.reconstruct([i.structure for i in chosen], [i.dos for i in chosen], guidance=guidance, t_start=T,
+                                        steps=steps, step_lr=step_lr, progress=False)
+                    seconds = time.perf_counter() - start
+                    per_step[(guidance, step_lr, batch, steps)] = seconds / steps
+                    print(f"| {guidance} | {step_lr:g} | {batch} | {steps} | {seconds:.2f} | {batch / seconds:.2f} | "
+                          f"{1000 * seconds / steps:.1f} |", flush=True)
+    print("\n| step_lr | batch | steps | CBG / CFG step cost | CBG / unguided | CFG / unguided |\n| --- | --- | --- | --- | --- | --- |")
+    for step_lr in args.step_lr:
+        for steps in args.steps:
+            for batch in args.batch_sizes:
+                n, c, b = (per_step[(g, step_lr, batch, steps)] for g in ("none", "cfg", "cbg"))
+                print(f"| {step_lr:g} | {batch} | {steps} | {b / c:.2f} | {b / n:.2f} | {c / n:.2f} |")
 
 
 if __name__ == "__main__":

@@ -453,12 +453,15 @@ class Sampler:
             t_nodes = torch.full((state.types.shape[0],), t_now, dtype=torch.long, device=self.device)
             t_graphs = torch.full((graph.num_graphs,), t_now, dtype=torch.long, device=self.device)
             # Corrector: Langevin on X at the current noise level.
-            out = scores(state, t_now, t_next)
-            frac = self.diffusion.coords_corrector_step(
-                state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes,
-                torch.randn(state.frac_coords.shape, generator=generator, device=self.device), step_lr,
-            )
-            state = state._replace(frac_coords=frac)
+            corrector_noise = torch.randn(state.frac_coords.shape, generator=generator, device=self.device)
+            if step_lr > 0:  # step_lr = 0 leaves X as it is: no network pass (half the cost); the noise is drawn
+                # all the same, so that a seed gives the samples it gave before this shortcut
+                out = scores(state, t_now, t_next)
+                frac = self.diffusion.coords_corrector_step(
+                    state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes,
+                    corrector_noise, step_lr,
+                )
+                state = state._replace(frac_coords=frac)
             # Predictor: reverse steps of all three variables to t_next.
             out = scores(state, t_now, t_next)
             t_nodes_next = torch.full_like(t_nodes, t_next)

@@ -414,3 +414,26 @@ def test_sites_with_one_target_dos_can_be_given_one_type(sampler):
     tied = sampler.reconstruct([i.structure for i in chosen], targets, tie_types=True, **options)
     assert split_groups(free) > 0, "the untied sampler already gave every group one element: the test shows nothing"
     assert split_groups(tied) == 0 and tied[0].settings["tie_types"] is True
+
+
+@pytest.mark.parametrize("guidance", ["cfg", "cbg"])
+def test_no_corrector_costs_one_network_pass_per_step_and_samples_as_a_vanishing_one(sampler, items, guidance):
+    """step_lr = 0 skips the corrector's network pass; its samples are those of a corrector step too small to move
+    an atom (1e-30), which does make the pass: the same seed, the same random stream."""
+    item = items[1]
+    denoiser = sampler.cfg_model if guidance == "cfg" else sampler.uncond_model
+    calls = []
+    hook = denoiser.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        run = {}
+        for step_lr in (0.0, 1e-30):
+            calls.clear()
+            run[step_lr] = sampler.reconstruct(item.structure, item.dos, guidance=guidance, t_start=50, steps=10, seed=4,
+                                               step_lr=step_lr, progress=False)[0].structure
+            run[f"calls {step_lr}"] = len(calls)
+    finally:
+        hook.remove()
+    assert run["calls 0.0"] == 10 and run["calls 1e-30"] == 20
+    assert [s.symbol for s in run[0.0].species] == [s.symbol for s in run[1e-30].species]
+    np.testing.assert_allclose(run[0.0].lattice.matrix, run[1e-30].lattice.matrix, atol=1e-6)
+    np.testing.assert_allclose(run[0.0].frac_coords, run[1e-30].frac_coords, atol=1e-6)
