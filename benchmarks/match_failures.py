@@ -32,8 +32,8 @@ from tables import show_table
 
 import crystaldos
 from crystaldos import Sampler
-from crystaldos.labellers.symmetry import symmetrise_site_dos
 from crystaldos.diffusion import DIFFCSP_STEP_LR
+from crystaldos.labellers.symmetry import symmetrise_site_dos
 from crystaldos.metrics import match, score, structure_matcher
 
 PARTS = ("types", "lattice", "coordinates")

@@ -359,14 +359,19 @@ def test_a_time_limit_releases_early_and_the_rerun_continues(small_data, tmp_pat
         tiny_config(small_data, tmp_path, "forward", extra=["time_limit_minutes=0"])
 
 
-def test_release_settings_scoped_to_one_network_and_bad_scopes_named():
+def _release_args(recipe="format1", overrides=(), steps=()):
+    """What `python -m crystaldos.train.release` parses from --recipe, --set and --steps (other options at defaults)."""
     import argparse
 
+    return argparse.Namespace(runs="r", scale=1.0, data=None, device=None, recipe=recipe, overrides=list(overrides),
+                              steps=list(steps))
+
+
+def test_release_settings_scoped_to_one_network_and_bad_scopes_named():
     from crystaldos.train.release import training_commands
 
-    def commands(overrides, steps=(), recipe="format1"):
-        return training_commands(argparse.Namespace(runs="r", scale=1.0, data=None, device=None, recipe=recipe,
-                                                    overrides=list(overrides), steps=list(steps)))
+    def commands(overrides, steps=()):
+        return training_commands(_release_args(overrides=overrides, steps=steps))
 
     built = commands(["model.hidden=256", "forward:weight_decay=0.1", "data_path=a:b"], ["cfg=12000"])
     assert built["forward"].count("--set") == 3 and "weight_decay=0.1" in built["forward"]
@@ -380,14 +385,11 @@ def test_release_settings_scoped_to_one_network_and_bad_scopes_named():
 
 
 def test_format2_recipe_builds_valid_configs_with_common_diffusion_and_yields_to_the_command_line():
-    import argparse
-
     from crystaldos.train.config import TrainConfig
     from crystaldos.train.release import training_commands
 
     def configs(overrides=(), steps=()):
-        built = training_commands(argparse.Namespace(runs="r", scale=1.0, data=None, device=None, recipe="format2",
-                                                     overrides=list(overrides), steps=list(steps)))
+        built = training_commands(_release_args("format2", overrides, steps))
         settings = {kind: [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"] for kind, cmd in built.items()}
         steps = {kind: int(cmd[cmd.index("--steps") + 1]) for kind, cmd in built.items()}
         return {kind: TrainConfig.from_sources(overrides=values, kind=kind) for kind, values in settings.items()}, steps
@@ -404,8 +406,7 @@ def test_format2_recipe_builds_valid_configs_with_common_diffusion_and_yields_to
     made, steps = configs(["keep_best=false", "forward:weight_decay=0.01"], ["cfg=500"])
     assert not made["cfg"].keep_best and made["forward"].weight_decay == 0.01 and steps["cfg"] == 500
     with pytest.raises(SystemExit, match="--recipe format3: unknown"):
-        training_commands(argparse.Namespace(runs="r", scale=1.0, data=None, device=None, recipe="format3",
-                                             overrides=[], steps=[]))
+        training_commands(_release_args("format3"))
 
 
 def test_keep_best_releases_the_weights_of_the_lowest_validation_loss_and_remembers_them_on_resume(small_data, tmp_path):

@@ -37,6 +37,7 @@ from crystaldos.settings import Settings
 #: DiffCSP's Langevin corrector step on X (``step_lr``); 0 turns the corrector off (docs/lattice.md section 10).
 DIFFCSP_STEP_LR = 1e-5
 
+
 @dataclass
 class DiffusionConfig(Settings):
     """Diffusion settings (stored in every checkpoint).

@@ -71,10 +71,9 @@ def _overrides_by_kind(values: list[str]) -> dict[str, list[str]]:
 
 
 def _recipe(args: argparse.Namespace) -> Recipe:
-    name = getattr(args, "recipe", "format1")
-    if name not in RECIPES:
-        raise SystemExit(f"--recipe {name}: unknown; one of {', '.join(RECIPES)}")
-    return RECIPES[name]
+    if args.recipe not in RECIPES:  # argparse's choices guard the command line; this, callers that build args
+        raise SystemExit(f"--recipe {args.recipe}: unknown; one of {', '.join(RECIPES)}")
+    return RECIPES[args.recipe]
 
 
 def planned_steps(args: argparse.Namespace) -> dict[str, int]:
