@@ -8,7 +8,7 @@ crystals when the data carries no split), scores the element of every atom of th
 window that fits the data's grid: the usual -10 ... +10 eV, and -25 ... +10 eV, which keeps the
 semicore and deep valence levels (e.g. Ga 3d, In 4d, O 2s). Each window is resampled to the same 256
 points so that the comparison is at equal cost. Prints overall accuracy and accuracy for elements
-with >= 100 training atoms and for rarer ones.
+with >= 100 training atoms and for rarer ones (how many rarer elements, and their test atoms).
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def accuracy_in_window(dos, energies, elements, split, window, seed: int = 0, ep
         "accuracy (%)": 100 * right.mean(),
         "elements >= 100 train atoms (%)": 100 * right[common].mean() if common.any() else np.nan,
         "rarer elements (%)": 100 * right[~common].mean() if (~common).any() else np.nan,
+        "rarer elements (test atoms)": f"{len(set(elements[test][~common]))} ({(~common).sum()})",
     }
 
 
