@@ -1,6 +1,8 @@
 """Sampling throughput of the shipped models, printed as tables.
 
     python benchmarks/sampling_speed.py [--batch-sizes 1 8 32] [--steps 50 200] [--threads 2] [--step-lr 1e-5 0]
+                                        [--models FOLDER --data FILE]   # e.g. format-2 models on format-2 crystals
+                                        [--crystals N]   # the same N seeded test crystals at every batch size
 
 1. crystals/s for guidance none / CFG / CBG vs batch size and reverse steps
    (reconstruction from t_start = T of test crystals; every step is a corrector
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 import crystaldos
@@ -28,23 +31,34 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--step-lr", type=float, nargs="+", default=[DIFFCSP_STEP_LR],
                         help="Langevin corrector steps to time (0: no corrector, one network pass per step)")
+    parser.add_argument("--models", default=None, help="folder with cfg.pt, uncond.pt, forward.pt (default: the shipped)")
+    parser.add_argument("--data", default=None, help="data file whose test crystals are sampled (default: the embedded)")
+    parser.add_argument("--crystals", type=int, default=None,
+                        help="sample the same N test crystals (seeded choice) in batches of each size, so that batch sizes "
+                             "compare at equal cell sizes (default: one batch of the first crystals)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sampler = Sampler.from_pretrained()
-    items = list(crystaldos.load_dataset().split("test"))
+    sampler = Sampler.from_pretrained(args.models)
+    items = list(crystaldos.load_dataset(args.data).split("test"))
+    if args.crystals:
+        items = [items[i] for i in np.random.default_rng(0).choice(len(items), args.crystals, replace=False)]
     T = sampler.diffusion.timesteps
     print(f"threads {args.threads}; mean atoms per crystal {sum(len(i.structure) for i in items) / len(items):.1f}\n")
-    print("| guidance | step_lr | batch | steps | seconds | crystals/s | ms per step |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print("| guidance | step_lr | batch | steps | seconds per batch | crystals/s | ms per step |\n| --- | --- | --- | --- | --- | --- | --- |")
     per_step = {}
     for step_lr in args.step_lr:
         for steps in args.steps:
             for batch in args.batch_sizes:
-                chosen = (items * (batch // len(items) + 1))[:batch]
+                if args.crystals:
+                    batches = [items[b : b + batch] for b in range(0, len(items), batch)]
+                else:
+                    batches = [(items * (batch // len(items) + 1))[:batch]]
                 for guidance in ("none", "cfg", "cbg"):
                     start = time.perf_counter()
-                    sampler.reconstruct([i.structure for i in chosen], [i.dos for i in chosen], guidance=guidance, t_start=T,
-                                        steps=steps, step_lr=step_lr, progress=False)
-                    seconds = time.perf_counter() - start
+                    for chosen in batches:
+                        sampler.reconstruct([i.structure for i in chosen], [i.dos for i in chosen], guidance=guidance,
+                                            t_start=T, steps=steps, step_lr=step_lr, progress=False)
+                    seconds = (time.perf_counter() - start) / len(batches)  # per batch
                     per_step[(guidance, step_lr, batch, steps)] = seconds / steps
                     print(f"| {guidance} | {step_lr:g} | {batch} | {steps} | {seconds:.2f} | {batch / seconds:.2f} | "
                           f"{1000 * seconds / steps:.1f} |", flush=True)
