@@ -52,11 +52,12 @@ screenshot: $(VENV)/.installed browser
 	cp build/test-artifacts/dashboard_after.png docs/dashboard.png
 
 # Regenerate the shipped artefacts (long; all resumable).
-# The format-2 rebuild: continues the chunks committed in data/default-v2/ (all 240: ~35 h of 2 cores), then
-# assembles build/default-v2/ (data file + card); it replaces crystaldos/data/default/ with the retrained models.
+# The format-2 rebuild: continues the chunks committed in data/default-v2/labels (all 246 are done; labelling them
+# took ~41 core-hours), then assembles data/default-v2/crystaldos_default.nc and its card (4 min, deterministic);
+# it replaces crystaldos/data/default/ with the retrained models.
 dataset: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v2 --chunk-size 40 --jobs 2 \
-		--out build/default-v2/crystaldos_default.nc
+		--out data/default-v2/crystaldos_default.nc
 
 pretrained: $(VENV)/.installed       # about 1 h: crystaldos/pretrained/*.pt and docs/training.md
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --runs build/runs --docs docs
