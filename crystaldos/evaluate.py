@@ -258,7 +258,7 @@ def summary_table(ds: xr.Dataset) -> pd.DataFrame:
                     "site types (%)": 100 * float(np.nanmean(sel.site_type_accuracy.values)),
                     "DOS MAE (fwd)": float(np.nanmean(sel.dos_site_mae.values)),
                     "DOS EMD eV (fwd)": float(np.nanmean(sel.dos_total_wasserstein.values)),
-                    "DOS MAE (xTB)": float(np.nanmean(sel.xtb_site_mae.values)) if np.isfinite(sel.xtb_site_mae.values).any() else math.nan,
+                    "DOS MAE (xTB)": _mean_of_finite(sel.xtb_site_mae.values),
                     "s / structure": float(sel.sampling_time_s) / int(sel.sizes["structure"]),
                 }
             )
@@ -295,9 +295,15 @@ def _lattice_columns(sel: xr.Dataset) -> dict:
         "|dV| (%)": float(volume.mean()) if volume.size else math.nan,
         "median |dV| (%)": float(np.median(volume)) if volume.size else math.nan,
         "V within 5 % (%)": 100 * float(np.mean(np.abs(sel.volume_error_pct.values) <= 5.0)),
-        "length err (%)": float(np.nanmean(sel.length_error_pct.values)),
-        "angle err (deg)": float(np.nanmean(sel.angle_error_deg.values)),
+        "length err (%)": _mean_of_finite(sel.length_error_pct.values),
+        "angle err (deg)": _mean_of_finite(sel.angle_error_deg.values),
     }
+
+
+def _mean_of_finite(values: np.ndarray) -> float:
+    """Mean of the finite values, NaN (without numpy's empty-slice warning) when there are none, e.g. no match."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else math.nan
 
 
 def plot_summary(ds: xr.Dataset):
@@ -394,7 +400,7 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
     text = (
         "# Reconstruction from the atom-level DOS: CBG vs CFG\n\n"
         + (f"Command: `{command}`\n\n" if command else "")
-        + f"{ds.sizes['structure']} test crystals; strengths {ds.attrs['strengths']}; "
+        + f"{ds.sizes['structure']} {ds.attrs.get('split', 'test')} crystals; strengths {ds.attrs['strengths']}; "
         + (f"{ds.attrs['steps']} reverse steps" if ds.attrs["steps"] else "one reverse step per diffusion step")
         + f"; seed {ds.attrs['seed']}; unconditional score for CBG/none: {ds.attrs.get('unconditional', 'separate')}"
         + f"; lattice steps: {ds.attrs.get('lattice_step', 'ddpm')}"
@@ -482,6 +488,7 @@ def run(args: argparse.Namespace) -> None:
     except TimeLimitReached as stop:
         print(stop)
         return
+    ds.attrs["split"] = args.split  # the report names the split it scored (defaults are chosen on "val")
     command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
     report = write_report(ds, args.out, command)
     print(report.read_text())

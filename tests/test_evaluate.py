@@ -14,8 +14,8 @@ import crystaldos
 def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     out = tmp_path / "eval"
     result = subprocess.run(
-        [sys.executable, "-m", "crystaldos.cli", "evaluate", "--limit", "3", "--t-start", "20", "5", "--steps", "5",
-         "--out", str(out), "--no-progress"],
+        [sys.executable, "-m", "crystaldos.cli", "evaluate", "--split", "val", "--limit", "3", "--t-start", "20", "5",
+         "--steps", "5", "--out", str(out), "--no-progress"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -34,6 +34,7 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     assert len(first) == int(ds.n_atoms.values[0])
     report = (out / "report.md").read_text()
     assert "| guidance" in report and "match rate" in report and "crystaldos evaluate" in report
+    assert "3 val crystals;" in report  # the split it scored (sampler defaults are chosen on val, the table is test)
     for png in ("summary.png", "examples.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Every finished batch is kept (a killed run resumes), tied to the models that made it.
