@@ -359,12 +359,27 @@ def test_a_time_limit_releases_early_and_the_rerun_continues(small_data, tmp_pat
         tiny_config(small_data, tmp_path, "forward", extra=["time_limit_minutes=0"])
 
 
-def _release_args(recipe="format1", overrides=(), steps=()):
+def _release_args(recipe="format1", overrides=(), steps=(), runs="r", data=None):
     """What `python -m crystaldos.train.release` parses from --recipe, --set and --steps (other options at defaults)."""
     import argparse
 
-    return argparse.Namespace(runs="r", scale=1.0, data=None, device=None, recipe=recipe, overrides=list(overrides),
+    return argparse.Namespace(runs=str(runs), scale=1.0, data=data, device=None, recipe=recipe, overrides=list(overrides),
                               steps=list(steps))
+
+
+def test_release_does_not_start_again_a_run_whose_model_has_its_settings_and_steps(small_data, tmp_path):
+    from crystaldos.train.release import finished_runs, planned_config, training_commands
+
+    def args(overrides=(), steps=("forward=3",)):
+        return _release_args(overrides=[*TINY, *overrides], steps=steps, runs=tmp_path, data=small_data)
+
+    assert finished_runs(args()) == {}
+    train(planned_config(training_commands(args(["time_limit_minutes=5"]))["forward"]), progress=False)
+    (tmp_path / "forward" / "train_state.pt").unlink()  # a finished run needs only its release file
+    assert finished_runs(args()) == {"forward": 3}  # where and how long it may run are not what it learnt
+    assert finished_runs(args(steps=("forward=4",))) == {}  # more steps planned
+    assert finished_runs(args(["forward:weight_decay=0.5"])) == {}  # other settings
+    assert finished_runs(args(["model.hidden=48"])) == {}
 
 
 def test_release_settings_scoped_to_one_network_and_bad_scopes_named():

@@ -22,10 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def run(args: argparse.Namespace) -> None:
-    from crystaldos.train.loop import train
-
-    config = TrainConfig.from_sources(
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's settings: defaults, ``--config``, the named options, then ``--set`` (see :meth:`TrainConfig.from_sources`)."""
+    return TrainConfig.from_sources(
         args.config,
         args.overrides,
         kind=args.kind,
@@ -37,7 +36,12 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         num_threads=args.num_threads,
     )
-    path = train(config, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> None:
+    from crystaldos.train.loop import train
+
+    path = train(config_from_args(args), progress=not args.no_progress)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         print(f"released weights: {path}")
 

@@ -6,7 +6,7 @@ Runs ``crystaldos train`` for the CFG denoiser, the unconditional denoiser and
 the forward model as three parallel processes (one CPU thread each), copies
 each run's ``model.pt`` to ``<out>/<kind>.pt`` and writes the training report
 (:mod:`crystaldos.train.report`) to ``docs/``. Interrupted runs resume from
-their ``train_state.pt``. ``--set KEY=VALUE`` applies to all three runs, ``--set forward:KEY=VALUE`` to one
+their ``train_state.pt``; a run whose ``model.pt`` already has its settings and steps is not started again. ``--set KEY=VALUE`` applies to all three runs, ``--set forward:KEY=VALUE`` to one
 (e.g. the forward model's weight decay; diffusion settings must stay common, or CBG refuses the pair), and
 ``--steps forward=3500`` sets one run's length. ``--recipe format2`` takes the settings chosen for the
 format-2 data (:data:`RECIPES`); ``--set``/``--steps`` given as well come after it.
@@ -104,6 +104,44 @@ def training_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     return commands
 
 
+#: Settings that say where and how a run goes, not what it learns: a finished run counts whatever they were.
+_WHERE_AND_HOW = ("out_dir", "device", "num_threads", "time_limit_minutes", "steps")
+#: Model settings the training loop takes from the data (the grid's length, the training DOS's spread).
+_FROM_THE_DATA = ("n_energies", "dos_scale")
+
+
+def planned_config(command: list[str]):
+    """The :class:`TrainConfig` that one of :func:`training_commands`' commands trains."""
+    from crystaldos.train.__main__ import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(command[command.index("crystaldos.train") + 1:]))
+
+
+def finished_runs(args: argparse.Namespace) -> dict[str, int]:
+    """The runs whose ``model.pt`` already holds the planned settings trained to the planned steps, with their steps.
+
+    Those are not started again, so a finished run needs only its release file (not its ``train_state.pt``, which is
+    five times larger: what a machine with a transfer limit need not receive).
+    """
+    from crystaldos.checkpoint import load_checkpoint
+
+    finished = {}
+    for kind, command in training_commands(args).items():
+        path = Path(args.runs) / kind / "model.pt"
+        if not path.is_file():
+            continue
+        planned = planned_config(command).to_dict()
+        trained = load_checkpoint(path, kind=kind)["train"]
+        for config in (planned, trained["config"]):
+            config["model"] = {k: v for k, v in config["model"].items() if k not in _FROM_THE_DATA}
+        same = all(trained["config"].get(key) == value for key, value in planned.items() if key not in _WHERE_AND_HOW)
+        if same and trained["step"] >= planned["steps"]:
+            finished[kind] = trained["step"]
+    return finished
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="build/runs")
@@ -120,8 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", dest="steps", action="append", default=[], metavar="KIND=N",
                         help="optimiser steps of one run before --scale (default: the recipe's; repeatable)")
     args = parser.parse_args(argv)
+    finished = finished_runs(args)
+    for kind, step in finished.items():
+        print(f"{kind}: {args.runs}/{kind}/model.pt has these settings trained to step {step}; not started again", flush=True)
     procs = {}
     for kind, cmd in training_commands(args).items():
+        if kind in finished:
+            continue
         Path(args.runs).mkdir(parents=True, exist_ok=True)
         log = open(f"{args.runs}/{kind}.log", "a")
         print(" ".join(cmd), flush=True)
@@ -133,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     # ones are the default --out) with it. Its state is kept; the same command continues it.
     from crystaldos.checkpoint import load_checkpoint
 
-    reached = {kind: load_checkpoint(f"{args.runs}/{kind}/model.pt")["train"]["step"] for kind in procs}
+    reached = finished | {kind: load_checkpoint(f"{args.runs}/{kind}/model.pt")["train"]["step"] for kind in procs}
     short = {kind: f"{reached[kind]} of {n}" for kind, n in planned_steps(args).items() if reached[kind] < n}
     if short:
         print(f"not released: stopped before their step counts (time limit): {short}; the training states are in "
