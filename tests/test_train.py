@@ -380,6 +380,12 @@ def test_release_does_not_start_again_a_run_whose_model_has_its_settings_and_ste
     assert finished_runs(args(steps=("forward=4",))) == {}  # more steps planned
     assert finished_runs(args(["forward:weight_decay=0.5"])) == {}  # other settings
     assert finished_runs(args(["model.hidden=48"])) == {}
+    # The same data at another path counts; another data set does not.
+    ds = crystaldos.load_dataset(small_data)
+    moved = write_netcdf(list(ds), tmp_path / "moved.nc", ds.grid, dict(ds.attrs))
+    assert finished_runs(_release_args(overrides=TINY, steps=("forward=3",), runs=tmp_path, data=str(moved))) == {"forward": 3}
+    other = write_netcdf(list(ds), tmp_path / "other.nc", ds.grid, dict(ds.attrs) | {"title": "another data set"})
+    assert finished_runs(_release_args(overrides=TINY, steps=("forward=3",), runs=tmp_path, data=str(other))) == {}
 
 
 def test_release_settings_scoped_to_one_network_and_bad_scopes_named():

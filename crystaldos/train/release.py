@@ -105,7 +105,7 @@ def training_commands(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 #: Settings that say where and how a run goes, not what it learns: a finished run counts whatever they were.
-_WHERE_AND_HOW = ("out_dir", "device", "num_threads", "time_limit_minutes", "steps")
+_WHERE_AND_HOW = ("out_dir", "device", "num_threads", "time_limit_minutes", "steps", "data")
 #: Model settings the training loop takes from the data (the grid's length, the training DOS's spread).
 _FROM_THE_DATA = ("n_energies", "dos_scale")
 
@@ -119,6 +119,20 @@ def planned_config(command: list[str]):
     return config_from_args(parser.parse_args(command[command.index("crystaldos.train") + 1:]))
 
 
+def _data_identity(path: str | None) -> dict:
+    """What a checkpoint records of its data set (``train.data``) that names the data set, not the file's path."""
+    import crystaldos
+
+    dataset = crystaldos.load_dataset(path)
+    return {key: _as_number(dataset.attrs[key]) for key in ("title", "build_command", "seed") if key in dataset.attrs} | {
+        "n_train": len(dataset.split("train")), "n_val": len(dataset.split("val"))}
+
+
+def _as_number(value):
+    """netCDF attributes come back as text; the checkpoint keeps numbers."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
 def finished_runs(args: argparse.Namespace) -> dict[str, int]:
     """The runs whose ``model.pt`` already holds the planned settings trained to the planned steps, with their steps.
 
@@ -127,6 +141,7 @@ def finished_runs(args: argparse.Namespace) -> dict[str, int]:
     """
     from crystaldos.checkpoint import load_checkpoint
 
+    data = None  # the planned data set's identity, read once; the same file may lie at another path
     finished = {}
     for kind, command in training_commands(args).items():
         path = Path(args.runs) / kind / "model.pt"
@@ -138,7 +153,10 @@ def finished_runs(args: argparse.Namespace) -> dict[str, int]:
             config["model"] = {k: v for k, v in config["model"].items() if k not in _FROM_THE_DATA}
         same = all(trained["config"].get(key) == value for key, value in planned.items() if key not in _WHERE_AND_HOW)
         if same and trained["step"] >= planned["steps"]:
-            finished[kind] = trained["step"]
+            data = data or _data_identity(planned["data"])
+            n_train = data["n_train"] if trained["config"].get("train_fraction", 1.0) == 1.0 else trained["data"].get("n_train")
+            if {key: trained["data"].get(key) for key in data} == data | {"n_train": n_train}:
+                finished[kind] = trained["step"]
     return finished
 
 
