@@ -419,7 +419,8 @@ def test_format2_recipe_builds_valid_configs_with_common_diffusion_and_yields_to
     assert steps == {"cfg": 20_000, "uncond": 20_000, "forward": 10_000}
     # CBG pairs the unconditional denoiser with the forward model: their diffusion must be the same.
     assert made["cfg"].diffusion == made["uncond"].diffusion == made["forward"].diffusion
-    assert made["cfg"].diffusion.lattice_noise_atoms == 8 and all(c.keep_best for c in made.values())
+    assert made["cfg"].diffusion.lattice_noise_atoms == 8 and made["uncond"].keep_best and made["forward"].keep_best
+    assert not made["cfg"].keep_best  # its lowest validation loss is not its best sampler (the recipe's comment)
     assert all(c.model.lattice_scale_features and c.model.edge_lengths for c in made.values())
     assert made["forward"].forward_loss == "l1" and made["forward"].model.element_baseline
     assert made["forward"].weight_decay == 0.1 and made["cfg"].weight_decay == 0.0
@@ -449,3 +450,9 @@ def test_keep_best_releases_the_weights_of_the_lowest_validation_loss_and_rememb
     assert resumed["train"]["released_step"] == best_step
     for name, weights in long["state_dict"].items():
         torch.testing.assert_close(weights, resumed["state_dict"][name], msg=name)
+    # Resumed with keep_best off, a run releases its last weights, not the best ones it kept before.
+    train(tiny_config(small_data, tmp_path / "switched", "forward", steps=best_step, extra=extra), progress=False)
+    switched = load_checkpoint(train(tiny_config(small_data, tmp_path / "switched", "forward", steps=60,
+                                                 extra=["keep_best=false", *extra[1:]]), progress=False))
+    assert switched["train"]["released_step"] == 60
+    assert any(not torch.equal(weights, switched["state_dict"][name]) for name, weights in long["state_dict"].items())

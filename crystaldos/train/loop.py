@@ -238,7 +238,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         if run.rank < len(resume["generator"]):  # a run resumed on more processes seeds the new ranks afresh
             generator.set_state(resume["generator"][run.rank])
         step, epoch, history, wall = resume["train"]["step"], resume["train"]["epoch"], resume["train"]["history"], resume["train"]["wall_time_s"]
-        best, best_weights = resume["train"].get("best"), resume.get("best_ema_state_dict")
+        if config.keep_best:  # a run resumed with keep_best off releases its last weights, whatever it kept before
+            best, best_weights = resume["train"].get("best"), resume.get("best_ema_state_dict")
         batches_into_epoch = resume["train"].get("batches_into_epoch", 0)
 
     ddp = DistributedDataParallel(model) if run.world_size > 1 else model
