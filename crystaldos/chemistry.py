@@ -29,12 +29,16 @@ def _smact_element(symbol: str) -> tuple[tuple[int, ...], float | None]:
     return tuple(element.oxidation_states or ()), element.pauling_eneg
 
 
-def smact_oxidation_states(composition) -> list[tuple[int, ...]]:
-    """Every assignment of oxidation states (one per element, in ``composition.elements`` order) that is
-    charge neutral and passes Pauling's electronegativity test; empty if none.
+#: CDVAE's and DiffCSP's ``smact_validity`` counts a composition with more oxidation-state combinations than this as
+#: invalid without enumerating them (a generated 20-site cell of ten elements has ~1e9; enumerating them took hours).
+MAX_OXIDATION_COMBINATIONS = 10**7
 
-    Args:
-        composition: pymatgen Composition (or anything with ``.elements`` and ``__getitem__``).
+
+def _neutral_pauling_assignments(composition):
+    """Charge-neutral, Pauling-consistent oxidation-state assignments, lazily, in ``itertools.product`` order.
+
+    Neutrality is checked for all combinations at once with numpy (at most :data:`MAX_OXIDATION_COMBINATIONS`,
+    80 MB), Pauling's test only on the neutral ones, so a caller that wants one stops at the first.
     """
     from smact.screening import pauling_test
 
@@ -46,17 +50,40 @@ def smact_oxidation_states(composition) -> list[tuple[int, ...]]:
     counts = [c // max(divisor, 1) for c in counts]
     states = [_smact_element(s)[0] for s in symbols]
     electronegativities = [_smact_element(s)[1] for s in symbols]
-    out = []
-    for assignment in itertools.product(*states):
-        if sum(q * c for q, c in zip(assignment, counts)) != 0:
-            continue
+    charge = np.zeros(1, dtype=np.int64)
+    for element_states, count in zip(states, counts):  # the total charge of every combination, C order
+        charge = (charge[:, None] + np.asarray(element_states, dtype=np.int64)[None, :] * count).ravel()
+    shape = [len(s) for s in states]
+    for flat in np.flatnonzero(charge == 0):
+        assignment = tuple(int(states[k][i]) for k, i in enumerate(np.unravel_index(flat, shape)))
         try:
             ok = pauling_test(assignment, electronegativities)
         except TypeError:  # an element without a Pauling electronegativity: CDVAE lets it pass
             ok = True
         if ok:
-            out.append(tuple(int(q) for q in assignment))
-    return out
+            yield assignment
+
+
+def oxidation_combinations(composition) -> int:
+    """How many oxidation-state assignments SMACT's screen would have to try (the product over elements)."""
+    return int(np.prod([len(_smact_element(el.symbol)[0]) for el in composition.elements], dtype=np.float64))
+
+
+def smact_oxidation_states(composition) -> list[tuple[int, ...]]:
+    """Every assignment of oxidation states (one per element, in ``composition.elements`` order) that is
+    charge neutral and passes Pauling's electronegativity test; empty if none.
+
+    Args:
+        composition: pymatgen Composition (or anything with ``.elements`` and ``__getitem__``).
+
+    Raises:
+        ValueError: more than :data:`MAX_OXIDATION_COMBINATIONS` combinations to try.
+    """
+    n = oxidation_combinations(composition)
+    if n > MAX_OXIDATION_COMBINATIONS:
+        raise ValueError(f"{composition}: {n:.3g} oxidation-state combinations, more than the {MAX_OXIDATION_COMBINATIONS:.0e} "
+                         "SMACT's screen tries")
+    return list(_neutral_pauling_assignments(composition))
 
 
 def is_metal(symbol: str) -> bool:
@@ -73,7 +100,8 @@ def is_all_metal(composition) -> bool:
 
 def smact_valid(composition) -> bool:
     """CDVAE/DiffCSP's composition validity: one element, all metals, or a neutral, Pauling-consistent
-    oxidation-state assignment.
+    oxidation-state assignment; like theirs, False without trying where there are more than
+    :data:`MAX_OXIDATION_COMBINATIONS` assignments.
 
     Args:
         composition: pymatgen Composition or Structure (its composition is used).
@@ -81,7 +109,9 @@ def smact_valid(composition) -> bool:
     composition = getattr(composition, "composition", composition)
     if len(composition.elements) == 1 or is_all_metal(composition):
         return True
-    return bool(smact_oxidation_states(composition))
+    if oxidation_combinations(composition) > MAX_OXIDATION_COMBINATIONS:
+        return False  # as CDVAE: too many combinations to try counts as invalid
+    return next(_neutral_pauling_assignments(composition), None) is not None
 
 
 def geometry_problem(structure) -> str | None:
