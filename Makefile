@@ -52,15 +52,17 @@ screenshot: $(VENV)/.installed browser
 	cp build/test-artifacts/dashboard_after.png docs/dashboard.png
 
 # Regenerate the shipped artefacts (long; all resumable).
-# The format-2 rebuild: continues the chunks committed in data/default-v2/labels (all 246 are done; labelling them
-# took ~41 core-hours), then assembles data/default-v2/crystaldos_default.nc and its card (4 min, deterministic);
-# it replaces crystaldos/data/default/ with the retrained models.
+# The embedded data set (format 2): continues the chunks committed in data/default-v2/labels (all 246 are done;
+# labelling them took ~41 core-hours), then assembles crystaldos/data/default/crystaldos_default.nc and its card
+# (4 min, deterministic).
 dataset: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v2 --chunk-size 40 --jobs 2 \
-		--out data/default-v2/crystaldos_default.nc
+		--out crystaldos/data/default/crystaldos_default.nc
 
-pretrained: $(VENV)/.installed       # about 1 h: crystaldos/pretrained/*.pt and docs/training.md
-	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --runs build/runs --docs docs
+# The shipped models: about 5 core-hours on CPU (2.5 h of 2 cores), resumable; runs that are already finished in
+# runs/format2 (their model.pt has the recipe's settings and steps) are not trained again.
+pretrained: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --recipe format2 --runs runs/format2 --docs docs
 
 evaluation: $(VENV)/.installed       # the full experiment on the whole test split, full-length sampling: docs/evaluation_full/
 	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/evaluation_full --no-progress

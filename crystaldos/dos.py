@@ -3,7 +3,9 @@
 Convention (stored with every data set and checkpoint, see :class:`DosGrid`):
 
 * energies in **eV relative to the Fermi level** (E - E_F), on a uniform grid,
-  by default -10 ... +10 eV with 256 points;
+  by default -24.98 ... +10 eV with 447 points (spacing 20/255 = 0.078 eV; the embedded data set's grid, which
+  reaches the semicore s and p levels that tell elements apart; the format-1 grid was -10 ... +10 eV with 256
+  points, the same spacing, and its points are the top 256 of today's);
 * every level is broadened with a normalised **Gaussian** of width ``sigma``
   (default 0.2 eV);
 * values are **states/eV per atom**, both spin channels summed: the curve of a
@@ -54,6 +56,11 @@ class DOSValidationError(ValueError):
 class DosGrid:
     """Uniform energy grid and Gaussian broadening of a DOS.
 
+    The default is the embedded data set's grid (format 2): -24.98 ... +10 eV, 447 points, sigma 0.2 eV. It extends
+    the format-1 grid (-10 ... +10 eV, 256 points: ``DosGrid(-10, 10, 256)``) down by 191 points of the same spacing,
+    because the window below -10 eV carries the semicore levels (an element is identified from its DOS for 80 % of
+    atoms with it, 75 % without: docs/labeller.md).
+
     Attributes:
         e_min: lowest energy of the window, eV relative to E_F.
         e_max: highest energy of the window, eV relative to E_F.
@@ -61,9 +68,9 @@ class DosGrid:
         sigma: standard deviation of the Gaussian broadening, eV.
     """
 
-    e_min: float = -10.0
+    e_min: float = -10.0 - 191 * 20.0 / 255
     e_max: float = 10.0
-    n_points: int = 256
+    n_points: int = 256 + 191
     sigma: float = 0.2
 
     def __post_init__(self) -> None:

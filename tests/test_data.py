@@ -58,7 +58,7 @@ def test_items_are_structures_with_finite_atom_level_dos(dataset):
 def test_provenance_and_build_command_are_stored(dataset):
     assert dataset.attrs["build_command"].startswith("python -m crystaldos.data.build")
     assert int(dataset.attrs["seed"]) == 0
-    assert dataset.attrs["labeller_method"] == "GFN1-xTB"
+    assert dataset.attrs["labeller_method"] == "GFN2-xTB" and dataset.attrs["labeller_sampling"] == "kmesh"
     sources = {r.source for r in dataset}
     assert sources == {"prototype", "substituted"}
     substituted = next(r for r in dataset if r.source == "substituted")
@@ -160,10 +160,13 @@ def test_format_versions_name_what_is_missing_and_the_rebuild_command(tmp_path):
 
     records, grid = _records(4)
     assert FORMAT_VERSION == 2 and int(load_dataset(write_netcdf(records, tmp_path / "new.nc", grid)).attrs["format_version"]) == 2
-    old = crystaldos.load_dataset()  # the shipped file, format 1: families are the parents' ids
+    # A format-1 file (as the format-1 embedded file was written: no AFLOW label): families are the parents' ids.
+    old_records = _records(3)[0]
+    for r in old_records:
+        r.properties.pop("prototype", None)
+    old = load_dataset(write_netcdf(old_records, tmp_path / "old.nc", grid, {"format_version": 1}))
     assert int(old.attrs["format_version"]) == 1
-    test = old.split("test")
-    assert list(test.prototype_families()[:3]) == [str(r.properties["parent"]) for r in test[:3]]
+    assert list(old.prototype_families()) == [str(r.properties["parent"]) for r in old_records]
     bare = [r for r in _records(2)[0]]
     for r in bare:
         r.properties = {}
@@ -171,7 +174,8 @@ def test_format_versions_name_what_is_missing_and_the_rebuild_command(tmp_path):
     with pytest.raises(DataFormatError, match=r"format version 1 .*prototype family.*python -m crystaldos.data.build"):
         no_family.prototype_families()
     with pytest.raises(DataFormatError, match=r"version 1 .*min_format_version=2.*Rebuild"):
-        load_dataset(default_path(), min_format_version=2)
+        load_dataset(tmp_path / "old.nc", min_format_version=2)
+    assert int(load_dataset(default_path(), min_format_version=2).attrs["format_version"]) == 2  # the embedded file
     future = tmp_path / "future.nc"
     write_netcdf(records, future, grid, {"format_version": 99})
     with pytest.raises(DataFormatError, match="format version 99.*upgrade crystaldos"):

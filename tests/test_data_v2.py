@@ -27,6 +27,23 @@ def test_smact_screen_matches_cdvae_on_known_compositions():
     assert is_all_metal(Composition("Fe3Al")) and not is_all_metal(Composition("NaCl"))
 
 
+def test_smact_screen_gives_up_where_cdvae_does_and_stays_fast():
+    """A generated cell can hold many elements: CDVAE counts more than 1e7 oxidation-state combinations as invalid
+    without trying them; below that, every combination is tried (a 14-element composition took hours before)."""
+    from crystaldos.chemistry import MAX_OXIDATION_COMBINATIONS, oxidation_combinations, smact_oxidation_states
+
+    many = Composition("NaMgAlSiPSClKCaTiVCrMnFeCo")
+    assert oxidation_combinations(many) > MAX_OXIDATION_COMBINATIONS and not smact_valid(many)
+    with pytest.raises(ValueError, match="oxidation-state combinations"):
+        smact_oxidation_states(many)
+    near = Composition("NaMgAlSiPSClKCaTiVCrMnFe")  # 9.7e6 combinations: all tried
+    assert 5e6 < oxidation_combinations(near) <= MAX_OXIDATION_COMBINATIONS
+    start = time.perf_counter()
+    assert not smact_valid(near)
+    assert time.perf_counter() - start < 10
+    assert smact_oxidation_states(Composition("NaCl")) == [(1, -1)] and smact_oxidation_states(Composition("MgO")) == [(2, -2)]
+
+
 def test_geometry_check_names_close_atoms_and_extreme_volumes():
     rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     assert geometry_problem(rocksalt) is None
@@ -225,16 +242,14 @@ def test_labelling_refuses_finished_chunks_of_another_size_or_cut_short(tmp_path
     assert len(list((work / "labels").glob("*.errors.json"))) == 3
 
 
-SHIPPED_V2 = Path(__file__).resolve().parents[1] / "data" / "default-v2" / "crystaldos_default.nc"
-
-
-def test_the_shipped_format2_file_meets_the_rebuilds_specification():
-    """The assembled file itself (not a toy build): size, elements, cells, seeded split, converged labeller,
+def test_the_embedded_file_meets_the_rebuilds_specification():
+    """The embedded file itself (not a toy build): size, elements, cells, seeded split, converged labeller,
     provenance, chemistry and geometry as the data issue asks; its card is the one written for it."""
     import crystaldos
-    from crystaldos.data.build import assign_splits
+    from crystaldos.data.build import DEFAULT_PATH, assign_splits
 
-    ds = crystaldos.load_dataset(SHIPPED_V2, min_format_version=2)
+    SHIPPED_V2 = DEFAULT_PATH
+    ds = crystaldos.load_dataset(min_format_version=2)
     table = ds.table()
     n = len(table)
     assert n >= 8000 and len(ds.elements) >= 75

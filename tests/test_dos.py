@@ -26,11 +26,16 @@ from crystaldos.dos import (
 
 def test_default_grid_is_the_documented_convention():
     grid = DosGrid()
-    assert (grid.e_min, grid.e_max, grid.n_points, grid.sigma) == (-10.0, 10.0, 256, 0.2)
+    assert (round(grid.e_min, 2), grid.e_max, grid.n_points, grid.sigma) == (-24.98, 10.0, 447, 0.2)
     e = grid.energies
-    assert e.shape == (256,) and e[0] == -10.0 and e[-1] == 10.0
-    assert np.allclose(np.diff(e), grid.spacing)
+    assert e.shape == (447,) and e[-1] == 10.0
+    assert np.allclose(np.diff(e), grid.spacing) and grid.spacing == pytest.approx(20 / 255)
+    # The format-1 grid's points (-10 ... +10 eV, 256) are the top 256 of today's: old labels compare point by point.
+    np.testing.assert_allclose(e[-256:], DosGrid(-10.0, 10.0, 256).energies, atol=1e-12)
     assert DosGrid.from_attrs(grid.to_attrs()) == grid
+    import crystaldos
+
+    assert crystaldos.load_dataset().grid == grid  # the embedded data set's grid
 
 
 @pytest.mark.parametrize("kwargs", [dict(e_min=1.0, e_max=-1.0), dict(n_points=1), dict(sigma=0.0)])

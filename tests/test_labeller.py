@@ -175,9 +175,12 @@ def test_labeller_for_a_dataset_reuses_its_settings_or_its_grid():
     shipped = crystaldos.load_dataset().attrs
     labeller = XTBLabeller.for_dataset(shipped)
     settings = labeller.describe()
-    # Format-1 data predates the k-mesh labeller: it records no sampling, so it gets the Gamma-point one.
-    assert labeller.sampling == "gamma" and "labeller_sampling" not in shipped
+    assert labeller == XTBLabeller() and labeller.sampling == "kmesh"  # the embedded set: the default labeller
     assert {k: v for k, v in settings.items() if k in shipped} == {k: shipped[k] for k in settings if k in shipped}
+    # Format-1 data predates the k-mesh labeller: it records no sampling, so it gets the Gamma-point one.
+    format1 = {k: v for k, v in shipped.items() if k != "labeller_sampling"} | {"labeller_method": "GFN1-xTB"}
+    old = XTBLabeller.for_dataset(format1)
+    assert old.sampling == "gamma" and old.method == "GFN1-xTB"
 
 
 def test_label_many_and_the_build_run_on_a_local_dask_cluster_like_on_one_core(tmp_path):

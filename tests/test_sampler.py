@@ -361,14 +361,22 @@ def test_guidance_gradient_shifts_the_ddpm_mean_by_the_posterior_variance(sample
     assert float(diffusion.likelihood_eps_scale(torch.tensor([1000]), torch.tensor([999]))) < 0.05
 
 
-def test_cbg_from_noise_keeps_the_cells_physical(sampler):
+def test_cbg_from_noise_keeps_the_cells_physical_with_the_lattice_unguided(sampler):
     """In the noise form, CBG's gradient near T was divided by sqrt(alpha_T) ~ 0.03 and the guided cells came out
-    at a median of ~50,000 Å^3 per atom (docs/cbg_from_noise.txt); as a shift of the step's mean it stays physical."""
+    at a median of ~18,000 Å^3 per atom after 50 steps (docs/cbg_from_noise.txt); as a shift of the step's mean the
+    format-1 models' median cell stayed within bounds. On the format-2 models guiding the lattice from noise inflates
+    5 of these 8 cells again (median 5,400 Å^3 per atom: the likelihood is about 2.6 times sharper than the format-1
+    model's, 447 energy points instead of 256, sigma(T) 0.80 instead of 0.99 states/eV/atom), so from noise CBG's
+    lattice is left unguided (README); then every cell is physical."""
     items = list(crystaldos.load_dataset().split("test")[:8])
-    results = sampler.generate([len(i.structure) for i in items], [i.dos for i in items], guidance="cbg", steps=50, seed=0,
-                               progress=False)
-    volumes = np.array([r.structure.volume / len(r.structure) for r in results])
-    assert 3 < np.median(volumes) < 60, volumes
+
+    def volumes(strength):
+        results = sampler.generate([len(i.structure) for i in items], [i.dos for i in items], guidance="cbg",
+                                   strength=strength, steps=50, seed=0, progress=False)
+        return np.array([r.structure.volume / len(r.structure) for r in results])
+
+    lattice_unguided = volumes({"types": 1.0, "coords": 1.0})
+    assert ((3 < lattice_unguided) & (lattice_unguided < 100)).all(), lattice_unguided
 
 
 def test_a_sampler_from_single_checkpoints_samples_with_cfg_only(sampler, items, tmp_path):
@@ -400,16 +408,16 @@ def test_sites_with_one_target_dos_can_be_given_one_type(sampler):
     from crystaldos.dos import identical_sites
     from crystaldos.labellers.symmetry import symmetrise_site_dos
 
-    chosen = [i for i in crystaldos.load_dataset().split("test") if 6 <= len(i.structure) <= 10][:6]
+    chosen = [i for i in crystaldos.load_dataset().split("test") if 6 <= len(i.structure) <= 10][:16]
     targets = [symmetrise_site_dos(i.dos, i.structure)[0] for i in chosen]
     groups = [identical_sites(d.values) for d in targets]
-    assert sum(len(set(g.tolist())) < len(g) for g in groups) >= 4, "too few test crystals with equivalent sites"
+    assert sum(len(set(g.tolist())) < len(g) for g in groups) >= 8, "too few test crystals with equivalent sites"
 
     def split_groups(results):
         return sum(len({r.structure[k].specie for k in np.flatnonzero(g == first)}) > 1
                    for r, g in zip(results, groups) for first in set(g.tolist()))
 
-    options = dict(t_start=1000, steps=10, progress=False, seed=0)
+    options = dict(t_start=1000, steps=5, progress=False, seed=0)  # coarse: the untied sampler must split a group
     free = sampler.reconstruct([i.structure for i in chosen], targets, **options)
     tied = sampler.reconstruct([i.structure for i in chosen], targets, tie_types=True, **options)
     assert split_groups(free) > 0, "the untied sampler already gave every group one element: the test shows nothing"

@@ -40,8 +40,9 @@ DEFAULT_PATH = Path(__file__).resolve().parent / "default" / "crystaldos_default
 #: Candidates of the format-2 build: about 8,000 labelled crystals at its ~85 % yield.
 DEFAULT_TARGET = 9600
 SPLIT_FRACTIONS = {"train": 0.6, "test": 0.2, "val": 0.2}
-#: The labelling grid of the rebuild: the standard grid's spacing (20/255 eV), extended down by 191 points.
-WIDE_GRID = DosGrid(e_min=-10.0 - 191 * 20.0 / 255, e_max=10.0, n_points=256 + 191)
+#: The labelling grid of the rebuild (``DosGrid()``'s default): the format-1 grid's spacing (20/255 eV), extended
+#: down by 191 points.
+WIDE_GRID = DosGrid()
 
 
 def make_candidates(

@@ -17,6 +17,7 @@ from crystaldos.model.features import (
 )
 from crystaldos.model.layers import PeriodicLayer
 from crystaldos.model.radius_graph import periodic_radius_graph
+from crystaldos.dos import DosGrid
 from crystaldos.settings import Settings
 
 
@@ -57,7 +58,7 @@ class ModelConfig(Settings):
     n_layers: int = 4
     n_frequencies: int = 10
     time_dim: int = 64
-    n_energies: int = 256
+    n_energies: int = DosGrid().n_points  # the default grid's; training sets it from the data
     conditional: bool = True
     gram_scale: float = 100.0
     dos_scale: float = 1.0

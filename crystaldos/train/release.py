@@ -8,8 +8,8 @@ each run's ``model.pt`` to ``<out>/<kind>.pt`` and writes the training report
 (:mod:`crystaldos.train.report`) to ``docs/``. Interrupted runs resume from
 their ``train_state.pt``; a run whose ``model.pt`` already has its settings and steps is not started again. ``--set KEY=VALUE`` applies to all three runs, ``--set forward:KEY=VALUE`` to one
 (e.g. the forward model's weight decay; diffusion settings must stay common, or CBG refuses the pair), and
-``--steps forward=3500`` sets one run's length. ``--recipe format2`` takes the settings chosen for the
-format-2 data (:data:`RECIPES`); ``--set``/``--steps`` given as well come after it.
+``--steps forward=3500`` sets one run's length. ``--recipe`` (default ``format2``) takes the settings chosen
+for the embedded data (:data:`RECIPES`); ``--set``/``--steps`` given as well come after it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The shipped settings: width 128, 4 layers; 8,000 steps each fit about 30-40 min of 2 shared CPU cores.
+#: The previous release's step counts (``--recipe format1``; width 128, 4 layers, about 30-40 min of 2 shared CPU
+#: cores on the format-1 data). The keys name the three networks.
 SHIPPED_STEPS = {"cfg": 8_000, "uncond": 8_000, "forward": 8_000}
 
 
@@ -34,11 +35,11 @@ class Recipe:
     about: str = ""
 
 
-#: ``--recipe``: ``format1`` made the shipped models (format-1 data); ``format2`` is the retraining of issue 11 on
-#: the format-2 rebuild, each setting measured on its previews (docs/lattice.md sections 5, 7 and 9,
-#: docs/forward_model.md, docs/training.md).
+#: ``--recipe``: ``format2`` (the default) made the shipped models on the embedded (format-2) data, each setting
+#: measured on its previews (docs/lattice.md sections 5, 7, 9 and 12, docs/forward_model.md, docs/training.md);
+#: ``format1`` made the previous release's on the format-1 data.
 RECIPES = {
-    "format1": Recipe(dict(SHIPPED_STEPS), about="the shipped models: 8,000 steps each, default settings"),
+    "format1": Recipe(dict(SHIPPED_STEPS), about="the previous release's models: 8,000 steps each, default settings"),
     "format2": Recipe(
         {"cfg": 20_000, "uncond": 20_000, "forward": 10_000},
         (
@@ -46,11 +47,9 @@ RECIPES = {
             "model.lattice_scale_features=true",  # the cell's log volume per atom and shape as inputs (section 7)
             "model.edge_lengths=true",  # bond lengths on the all-pairs edges (section 9)
             "keep_best=true",  # release the lowest validation loss, not the last step's
-            # ... except the CFG denoiser's: its type term's validation loss turns up from step ~4,000 (the DOS -> type
-            # map is memorised and over-confident) while sampling keeps improving. On 128 / 64 val crystals the EMA
-            # weights of step 10,150 matched 81.2 % from t_start = 200 (6,750, the lowest val loss: 81.2 %) and 6.2 %
-            # from 1,000 (3.1 %), composition 57.8 % (54.7 %), median |dV| 17.0 % (22.6 %) (docs/lattice.md, section 12).
-            "cfg:keep_best=false",
+            # For the CFG denoiser too: its type term's validation loss turns up from step ~4,000, and although the
+            # weights of step 10,150 sampled as well as the lowest-loss ones (6,750), those of step 20,000 matched
+            # 73.4 % of 128 val crystals from t_start = 200 against 81.2 % (docs/lattice.md, section 12).
             "forward:forward_loss=l1",  # the median table's loss (docs/forward_model.md)
             "forward:model.element_baseline=true",
             "forward:weight_decay=0.1",
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[KIND:]KEY=VALUE",
                         help="settings for all three runs, e.g. model.hidden=256, or for one, e.g. forward:weight_decay=0.1 "
                              "(repeatable)")
-    parser.add_argument("--recipe", default="format1", choices=list(RECIPES),
+    parser.add_argument("--recipe", default="format2", choices=list(RECIPES),
                         help="; ".join(f"{name}: {recipe.about}" for name, recipe in RECIPES.items()))
     parser.add_argument("--steps", dest="steps", action="append", default=[], metavar="KIND=N",
                         help="optimiser steps of one run before --scale (default: the recipe's; repeatable)")
