@@ -38,8 +38,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint({k: v for k, v in checkpoint.items() if k not in ("format", "format_version", "crystaldos_version")},
                     args.out)
-    print(f"{args.out}: EMA weights of step {checkpoint['train']['step']} (model.pt holds step "
-          f"{load_checkpoint(args.run_dir / 'model.pt')['train']['released_step']})")
+    best = checkpoint["train"].get("best")  # model.pt's choice, kept in its training record
+    print(f"{args.out}: EMA weights of step {checkpoint['train']['step']} (model.pt holds "
+          f"{'step ' + str(best['step']) if best else 'the last step'})")
 
 
 if __name__ == "__main__":

@@ -248,13 +248,12 @@ def test_the_embedded_file_meets_the_rebuilds_specification():
     import crystaldos
     from crystaldos.data.build import DEFAULT_PATH, assign_splits
 
-    SHIPPED_V2 = DEFAULT_PATH
     ds = crystaldos.load_dataset(min_format_version=2)
     table = ds.table()
     n = len(table)
     assert n >= 8000 and len(ds.elements) >= 75
     assert table.n_sites.max() == 20 and table.n_sites.min() >= 1
-    assert SHIPPED_V2.stat().st_size <= 50e6
+    assert DEFAULT_PATH.stat().st_size <= 50e6
     assert (table.split.values == assign_splits(n, int(ds.attrs["seed"]))).all()  # the stored split is the seeded one
     assert abs((table.split == "train").mean() - 0.6) < 0.01 and abs((table.split == "test").mean() - 0.2) < 0.01
     assert ds.attrs["labeller_method"] == "GFN2-xTB" and ds.attrs["labeller_sampling"] == "kmesh"
@@ -265,5 +264,5 @@ def test_the_embedded_file_meets_the_rebuilds_specification():
     assert sum(geometry_problem(s) is not None for s in structures) <= 0.005 * n
     valid = pd.Series([smact_valid(s) for s in structures], index=table.index)
     assert valid[table.source == "substituted"].mean() >= valid[table.source == "prototype"].mean()
-    card = (SHIPPED_V2.parent / "CARD.md").read_text()
+    card = (DEFAULT_PATH.parent / "CARD.md").read_text()
     assert f"| structures | {n} " in card and "Energy window" in card and "Against DFT" in card

@@ -369,13 +369,9 @@ def test_cbg_from_noise_keeps_the_cells_physical_with_the_lattice_unguided(sampl
     model's, 447 energy points instead of 256, sigma(T) 0.80 instead of 0.99 states/eV/atom), so from noise CBG's
     lattice is left unguided (README); then every cell is physical."""
     items = list(crystaldos.load_dataset().split("test")[:8])
-
-    def volumes(strength):
-        results = sampler.generate([len(i.structure) for i in items], [i.dos for i in items], guidance="cbg",
-                                   strength=strength, steps=50, seed=0, progress=False)
-        return np.array([r.structure.volume / len(r.structure) for r in results])
-
-    lattice_unguided = volumes({"types": 1.0, "coords": 1.0})
+    results = sampler.generate([len(i.structure) for i in items], [i.dos for i in items], guidance="cbg",
+                               strength={"types": 1.0, "coords": 1.0}, steps=50, seed=0, progress=False)
+    lattice_unguided = np.array([r.structure.volume / len(r.structure) for r in results])
     assert ((3 < lattice_unguided) & (lattice_unguided < 100)).all(), lattice_unguided
 
 

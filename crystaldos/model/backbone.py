@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from crystaldos.dos import DosGrid
 from crystaldos.model.features import (
     NUM_ELEMENTS,
     PeriodicFourierFeatures,
@@ -17,7 +18,6 @@ from crystaldos.model.features import (
 )
 from crystaldos.model.layers import PeriodicLayer
 from crystaldos.model.radius_graph import periodic_radius_graph
-from crystaldos.dos import DosGrid
 from crystaldos.settings import Settings
 
 

@@ -41,6 +41,9 @@ from crystaldos.train.config import FORWARD_LOSSES, TrainConfig
 #: Steps at which the forward model's DOS error is measured and its noise scale calibrated.
 CALIBRATION_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 
+#: The data set's attributes a checkpoint records (``train.data``) that name the data set, not the file's path.
+DATA_IDENTITY = ("title", "build_command", "seed")
+
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
     """A freshly initialised network of the configured kind."""
@@ -263,7 +266,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             # Which step's EMA weights a release holds (keep_best: the lowest validation loss).
             "released_step": best["step"] if release and best_weights is not None else step,
             "n_parameters": sum(p.numel() for p in model.parameters()),
-            "data": {k: dataset.attrs[k] for k in ("title", "build_command", "seed") if k in dataset.attrs}
+            "data": {k: dataset.attrs[k] for k in DATA_IDENTITY if k in dataset.attrs}
             | {"n_train": len(train_graphs), "n_val": len(val_graphs),
                # The sampler warns about atom counts the model never saw.
                "n_sites_range": [min(g.num_nodes for g in train_graphs), max(g.num_nodes for g in train_graphs)]},

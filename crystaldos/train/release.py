@@ -126,15 +126,11 @@ def planned_config(command: list[str]):
 def _data_identity(path: str | None) -> dict:
     """What a checkpoint records of its data set (``train.data``) that names the data set, not the file's path."""
     import crystaldos
+    from crystaldos.train.loop import DATA_IDENTITY
 
     dataset = crystaldos.load_dataset(path)
-    return {key: _as_number(dataset.attrs[key]) for key in ("title", "build_command", "seed") if key in dataset.attrs} | {
+    return {key: dataset.attrs[key] for key in DATA_IDENTITY if key in dataset.attrs} | {
         "n_train": len(dataset.split("train")), "n_val": len(dataset.split("val"))}
-
-
-def _as_number(value):
-    """netCDF attributes come back as text; the checkpoint keeps numbers."""
-    return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
 def finished_runs(args: argparse.Namespace) -> dict[str, int]:
