@@ -1,11 +1,12 @@
 """Classifier-based guidance, plain vs DPS-style, against the unguided model: reconstruction from t_start.
 
-    python benchmarks/cbg_variants.py [--limit 64] [--t-start 200] [--strengths 1 4] [--steps N]
+    python benchmarks/cbg_variants.py [--split val] [--limit 64] [--t-start 200] [--strengths 1 4] [--steps N]
 
 Plain CBG adds s * grad log p(y | S_t) with the forward model at step t (the published method); CBG-DPS
 adds s * grad_{S_t} log p(y | S0_hat(S_t)), the forward model at t = 0 on the unconditional denoiser's
 predicted clean crystal, differentiated through the denoiser. Same test crystals, seed and schedule for
-every row; "none" is the unguided unconditional model (the baseline a guidance must beat).
+every row; "none" is the unguided unconditional model (the baseline a guidance must beat). The sampler's
+defaults (crystaldos.sampler) for everything else. Choose on --split val; report on test.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ COLUMNS = ["match rate (%)", "composition (%)", "site types (%)", "|dV| (%)", "m
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=64, help="first N test crystals")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--limit", type=int, default=64, help="first N crystals of the split")
     parser.add_argument("--t-start", type=int, nargs="+", default=[200])
     parser.add_argument("--strengths", type=float, nargs="+", default=[1.0, 4.0])
     parser.add_argument("--variables", nargs="+", default=["types", "coords", "lattice"], choices=["types", "coords", "lattice"],
@@ -39,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     sampler = Sampler.from_pretrained(args.models, device="cpu")
-    items = list(crystaldos.load_dataset().split("test"))[: args.limit]
+    items = list(crystaldos.load_dataset().split(args.split))[: args.limit]
     settings = ([] if args.no_baseline else [("none", 0.0)]) + [(g, s) for s in args.strengths for g in args.guidances]
     rows = []
     for guidance, strength in settings:
@@ -53,7 +55,7 @@ def main() -> None:
                          **{c: row[c] for c in COLUMNS}})
             show_row(rows)
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-    show_table(rows, f"CBG variants, first {len(items)} test crystals, seed {args.seed}, "
+    show_table(rows, f"CBG variants, first {len(items)} {args.split} crystals, seed {args.seed}, "
                      f"{args.steps or 't_start'} reverse steps")
 
 

@@ -21,19 +21,18 @@ import torch
 
 import crystaldos
 from crystaldos.checkpoint import PRETRAINED_DIR
-from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.evaluate import lattice_panel_rows
 from crystaldos.labellers import XTBLabeller
 from crystaldos.metrics import lattice_errors, match
-from crystaldos.sampler import Sampler
+from crystaldos.sampler import DEFAULT_LATTICE_STEP, DEFAULT_STEP_LR, DEFAULT_TIE_TYPES, LATTICE_STEPS, Sampler
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a CFG model.pt")
-    parser.add_argument("--lattice-step", default="ddpm", choices=["ddpm", "ddim"])
-    parser.add_argument("--step-lr", type=float, default=DIFFCSP_STEP_LR, help="Langevin corrector step on X (0: none)")
-    parser.add_argument("--tie-types", action="store_true", help="sites with identical target DOS get one type")
+    parser.add_argument("--lattice-step", default=DEFAULT_LATTICE_STEP, choices=LATTICE_STEPS)
+    parser.add_argument("--step-lr", type=float, default=DEFAULT_STEP_LR, help="Langevin corrector step on X (0: none)")
+    parser.add_argument("--tie-types", action=argparse.BooleanOptionalAction, default=DEFAULT_TIE_TYPES, help="sites with identical target DOS get one type")
     parser.add_argument("--limit", type=int, default=64, help="first N test crystals")
     parser.add_argument("--t-start", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)

@@ -17,9 +17,9 @@ import numpy as np
 
 import crystaldos
 from crystaldos import Sampler
-from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.evaluate import lattice_panel_rows
 from crystaldos.labellers import XTBLabeller
+from crystaldos.sampler import DEFAULT_LATTICE_STEP, DEFAULT_STEP_LR, DEFAULT_TIE_TYPES, LATTICE_STEPS
 
 
 def main() -> None:
@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--t-start", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default=None, help="folder of checkpoints (default: the shipped ones)")
-    parser.add_argument("--lattice-step", default="ddpm", choices=["ddpm", "ddim"], help="reverse step of the lattice")
-    parser.add_argument("--step-lr", type=float, default=DIFFCSP_STEP_LR, help="Langevin corrector step on X (0: none)")
-    parser.add_argument("--tie-types", action="store_true", help="sites with identical target DOS get one type")
+    parser.add_argument("--lattice-step", default=DEFAULT_LATTICE_STEP, choices=LATTICE_STEPS, help="reverse step of the lattice")
+    parser.add_argument("--step-lr", type=float, default=DEFAULT_STEP_LR, help="Langevin corrector step on X (0: none)")
+    parser.add_argument("--tie-types", action=argparse.BooleanOptionalAction, default=DEFAULT_TIE_TYPES, help="sites with identical target DOS get one type")
     args = parser.parse_args()
     sampler = Sampler.from_pretrained(args.models)
     labeller = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)

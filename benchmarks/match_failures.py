@@ -32,9 +32,9 @@ from tables import show_table
 
 import crystaldos
 from crystaldos import Sampler
-from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.labellers.symmetry import symmetrise_site_dos
 from crystaldos.metrics import match, score, structure_matcher
+from crystaldos.sampler import DEFAULT_LATTICE_STEP, DEFAULT_STEP_LR, DEFAULT_TIE_TYPES, LATTICE_STEPS
 
 PARTS = ("types", "lattice", "coordinates")
 #: Above this t_start the generated cell no longer shares the reference's basis, so parts cannot be swapped.
@@ -83,10 +83,10 @@ def main() -> None:
                         help="a forward model on the same DOS grid (the sampler needs one; it plays no part here)")
     parser.add_argument("--limit", type=int, default=128, help="first N test crystals")
     parser.add_argument("--t-start", type=int, default=200)
-    parser.add_argument("--lattice-step", choices=("ddpm", "ddim"), default="ddpm")
+    parser.add_argument("--lattice-step", default=DEFAULT_LATTICE_STEP, choices=LATTICE_STEPS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--step-lr", type=float, default=DIFFCSP_STEP_LR, help="Langevin corrector step on X (DiffCSP's step_lr)")
-    parser.add_argument("--tie-types", action="store_true", help="sites with identical target DOS share one type (Sampler tie_types)")
+    parser.add_argument("--step-lr", type=float, default=DEFAULT_STEP_LR, help="Langevin corrector step on X (DiffCSP's step_lr 1e-5; 0: none)")
+    parser.add_argument("--tie-types", action=argparse.BooleanOptionalAction, default=DEFAULT_TIE_TYPES, help="sites with identical target DOS share one type (Sampler tie_types)")
     parser.add_argument("--symmetrise", action="store_true",
                         help="average the target DOS over symmetry-equivalent sites first (labels stored before assembly did)")
     parser.add_argument("--csv", type=Path, default=None, help="write one row per crystal here")

@@ -21,7 +21,7 @@ import torch
 
 import crystaldos
 from crystaldos import Sampler
-from crystaldos.diffusion import DIFFCSP_STEP_LR
+from crystaldos.sampler import DEFAULT_STEP_LR
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--step-lr", type=float, nargs="+", default=[DIFFCSP_STEP_LR],
+    parser.add_argument("--step-lr", type=float, nargs="+", default=[DEFAULT_STEP_LR],
                         help="Langevin corrector steps to time (0: no corrector, one network pass per step)")
     parser.add_argument("--models", default=None, help="folder with cfg.pt, uncond.pt, forward.pt (default: the shipped)")
     parser.add_argument("--data", default=None, help="data file whose test crystals are sampled (default: the embedded)")

@@ -106,8 +106,6 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
         run_experiment(sampler, items, parts=parts, **settings | {"steps": 5})
     with pytest.raises(PartsMismatchError, match="items_sha256"):
         run_experiment(sampler, items[1:], parts=parts, **settings)
-    with pytest.raises(PartsMismatchError, match="lattice_step: \"ddpm\" there, \"ddim\" now"):
-        run_experiment(sampler, items, parts=parts, **settings | {"lattice_step": "ddim"})
     # A time limit (a lent machine's minutes) starts no batch once it has passed: what is done stays in the parts.
     counting = CountingSampler()
     with pytest.raises(TimeLimitReached, match="4 parts finished"):
@@ -115,23 +113,28 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
     assert counting.asked == []
     with pytest.raises(ValueError, match="needs a parts folder"):
         run_experiment(sampler, items, time_limit_minutes=1.0, **settings)
-    # Deterministic lattice steps reach the sampler: the same atoms' noise, other cells, and the results say which.
-    ddim = run_experiment(sampler, items, lattice_step="ddim", **settings)
-    assert ddim.attrs["lattice_step"] == "ddim" and in_memory.attrs["lattice_step"] == "ddpm"
-    assert not (ddim.generated.values == in_memory.generated.values).all()
-    # So does the corrector's step (0: no Langevin corrector), and the parts folder keeps the two apart.
-    with pytest.raises(PartsMismatchError, match="step_lr: 1e-05 there, 0.0 now"):
-        run_experiment(sampler, items, parts=parts, **settings | {"step_lr": 0.0})
-    no_corrector = run_experiment(sampler, items, step_lr=0.0, **settings)
-    assert no_corrector.attrs["step_lr"] == 0.0 and in_memory.attrs["step_lr"] == 1e-5
-    assert not (no_corrector.generated.values == in_memory.generated.values).all()
+    # The sampler's defaults (chosen on val, docs/lattice.md section 13) are recorded: auto lattice steps (DDIM from
+    # t_start = 20), no corrector, tied types.
+    assert (in_memory.attrs["lattice_step"], in_memory.attrs["step_lr"], in_memory.attrs["tie_types"]) == ("auto", 0.0, 1)
+    # Ancestral lattice steps reach the sampler: the same atoms' noise, other cells, and the results say which.
+    with pytest.raises(PartsMismatchError, match="lattice_step: \"auto\" there, \"ddpm\" now"):
+        run_experiment(sampler, items, parts=parts, **settings | {"lattice_step": "ddpm"})
+    ddpm = run_experiment(sampler, items, lattice_step="ddpm", **settings)
+    assert ddpm.attrs["lattice_step"] == "ddpm"
+    assert not (ddpm.generated.values == in_memory.generated.values).all()
+    # So does the corrector's step (DiffCSP's 1e-5), and the parts folder keeps the two apart.
+    with pytest.raises(PartsMismatchError, match="step_lr: 0.0 there, 1e-05 now"):
+        run_experiment(sampler, items, parts=parts, **settings | {"step_lr": 1e-5})
+    corrector = run_experiment(sampler, items, step_lr=1e-5, **settings)
+    assert corrector.attrs["step_lr"] == 1e-5
+    assert not (corrector.generated.values == in_memory.generated.values).all()
     with pytest.raises(ValueError, match="step_lr must be a finite number >= 0"):
         run_experiment(sampler, items, step_lr=-1e-5, **settings)
     # Tied types are a setting of their own: recorded, and never mixed with untied parts.
     with pytest.raises(PartsMismatchError, match="tie_types"):
-        run_experiment(sampler, items, parts=parts, **settings | {"tie_types": True})
-    tied = run_experiment(sampler, items, tie_types=True, **settings)
-    assert tied.attrs["tie_types"] == 1 and in_memory.attrs["tie_types"] == 0
+        run_experiment(sampler, items, parts=parts, **settings | {"tie_types": False})
+    free = run_experiment(sampler, items, tie_types=False, **settings)
+    assert free.attrs["tie_types"] == 0
 
 
 def test_the_device_evaluation_script_carries_its_parts_from_call_to_call(tmp_path):

@@ -299,13 +299,19 @@ def test_atom_counts_outside_the_training_range_are_refused_or_warned(sampler, i
         sampler.generate(2.5, items[0].dos, progress=False)
 
 
-def test_deterministic_lattice_steps_are_an_option(sampler, items):
+def test_the_lattice_step_is_deterministic_from_a_noised_crystal_and_ancestral_from_noise(sampler, items):
+    """The default "auto": DDIM lattice steps from t_start <= 500 (85.9 against 81.2 % of 128 val crystals from 200),
+    DDPM from pure noise (DDIM blew cells up there: median |dV| 72 against 23 %; docs/lattice.md section 13)."""
     item = items[2]
-    ddpm = sampler.reconstruct(item.structure, item.dos, t_start=50, steps=10, progress=False, seed=1)[0]
+    auto = sampler.reconstruct(item.structure, item.dos, t_start=50, steps=10, progress=False, seed=1)[0]
     ddim = sampler.reconstruct(item.structure, item.dos, t_start=50, steps=10, progress=False, seed=1, lattice_step="ddim")[0]
-    assert ddim.settings["lattice_step"] == "ddim" and ddpm.settings["lattice_step"] == "ddpm"
+    ddpm = sampler.reconstruct(item.structure, item.dos, t_start=50, steps=10, progress=False, seed=1, lattice_step="ddpm")[0]
+    assert auto.settings["lattice_step"] == ddim.settings["lattice_step"] == "ddim" and ddpm.settings["lattice_step"] == "ddpm"
+    assert auto.structure == ddim.structure
     assert not np.allclose(ddpm.structure.lattice.matrix, ddim.structure.lattice.matrix)
-    with pytest.raises(ValueError, match="lattice_step must be 'ddpm' or 'ddim'"):
+    from_noise = sampler.generate(len(item.structure), item.dos, steps=3, progress=False, seed=1)[0]
+    assert from_noise.settings["lattice_step"] == "ddpm"
+    with pytest.raises(ValueError, match=r"lattice_step must be one of \('auto', 'ddpm', 'ddim'\)"):
         sampler.reconstruct(item.structure, item.dos, t_start=50, steps=2, progress=False, lattice_step="euler")
 
 
@@ -414,8 +420,8 @@ def test_sites_with_one_target_dos_can_be_given_one_type(sampler):
                    for r, g in zip(results, groups) for first in set(g.tolist()))
 
     options = dict(t_start=1000, steps=5, progress=False, seed=0)  # coarse: the untied sampler must split a group
-    free = sampler.reconstruct([i.structure for i in chosen], targets, **options)
-    tied = sampler.reconstruct([i.structure for i in chosen], targets, tie_types=True, **options)
+    free = sampler.reconstruct([i.structure for i in chosen], targets, tie_types=False, **options)
+    tied = sampler.reconstruct([i.structure for i in chosen], targets, **options)  # the default
     assert split_groups(free) > 0, "the untied sampler already gave every group one element: the test shows nothing"
     assert split_groups(tied) == 0 and tied[0].settings["tie_types"] is True
 
