@@ -1,11 +1,11 @@
 """How many reverse steps should the dashboard take by default? Quality and time against steps.
 
-    python benchmarks/dashboard_steps.py --limit 64 --steps 20 50 100 200 all --t-start 200 1000
+    python benchmarks/dashboard_steps.py --split val --limit 64 --steps 20 50 100 200 all --t-start 200 1000
 
-For the first ``limit`` test crystals (one sample each, seed 0, shipped models), CBG and CFG at the dashboard's
+For the first ``limit`` crystals of the split (val: where defaults are chosen) (one sample each, seed 0, shipped models), CBG and CFG at the dashboard's
 default strengths (1.0) from each t_start with each number of strided reverse steps ("all" = t_start steps):
 match rate (%), site-type accuracy (%) and median |volume error| (%). Then the wall time of one dashboard Run
-(CBG then CFG, one sample, the first test crystal) with the threads this process has (set OMP_NUM_THREADS).
+(CBG then CFG, one sample, the split's first crystal) with the threads this process has (set OMP_NUM_THREADS).
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from crystaldos.metrics import score
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--limit", type=int, default=64)
     parser.add_argument("--steps", nargs="+", default=["20", "50", "100", "200", "all"])
     parser.add_argument("--t-start", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--spacing", default="logsnr", choices=["logsnr", "uniform"], help="where the strided steps fall")
     args = parser.parse_args()
     sampler = Sampler.from_pretrained(device="cpu")
-    items = list(crystaldos.load_dataset().split("test")[: args.limit])
+    items = list(crystaldos.load_dataset().split(args.split)[: args.limit])
     rows = []
     for t_start in args.t_start:
         for steps_text in args.steps:
@@ -52,7 +53,7 @@ def main() -> None:
             row["one Run (s)"] = time.perf_counter() - start
             rows.append(row)
             show_row(rows, "%.1f")
-    show_table(rows, f"{len(items)} test crystals, one sample each, strengths 1.0, {args.spacing} spacing, {torch.get_num_threads()} thread(s); "
+    show_table(rows, f"{len(items)} {args.split} crystals, one sample each, strengths 1.0, {args.spacing} spacing, {torch.get_num_threads()} thread(s); "
                      f"'one Run' = CBG + CFG for {items[0].formula} ({len(items[0].structure)} atoms)", ".1f")
 
 

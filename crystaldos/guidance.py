@@ -112,16 +112,31 @@ def cfg_output(model: CrystalDenoiser, diffusion: JointDiffusion, state: Crystal
 
 
 class Likelihood:
-    """``log p(y | S_t)`` of the DOS forward model with its calibrated noise scale sigma(t)."""
+    """``log p(y | S_t)`` of the DOS forward model with its calibrated noise scale sigma(t).
+
+    The errors of neighbouring energies are correlated (they share the DOS broadening), so a Gaussian that counted
+    every grid point as an independent observation would be sharper the finer the grid. Where the calibration
+    has it (``effective_fraction``, measured on the validation split by
+    :func:`crystaldos.train.loop.forward_model_errors`), the sum over energies is weighted by the fraction of
+    effectively independent points (the effective-sample-size form of the likelihood). Calibrations made before
+    it was measured lack it and count every point (fraction 1), as before.
+    """
 
     def __init__(self, model: DOSForwardModel, calibration: dict) -> None:
         self.model = model
         self.t_grid = np.asarray(calibration["t"], dtype=float)
         self.sigma_grid = np.asarray(calibration["rmse"], dtype=float)
+        self.fraction_grid = np.asarray(calibration.get("effective_fraction", np.ones_like(self.t_grid)), dtype=float)
+        if self.fraction_grid.shape != self.t_grid.shape or not ((self.fraction_grid > 0) & (self.fraction_grid <= 1)).all():
+            raise ValueError(f"calibration['effective_fraction'] must hold one value in (0, 1] per t, got {self.fraction_grid}")
 
     def sigma(self, t):
         """Noise scale at step(s) t (states/eV/atom), linear interpolation of the calibration (scalar or array)."""
         return np.interp(t, self.t_grid, self.sigma_grid)
+
+    def effective_fraction(self, t):
+        """Effectively independent energies per grid point at step(s) t (0 ... 1], interpolated like sigma."""
+        return np.interp(t, self.t_grid, self.fraction_grid)
 
     def log_prob(self, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor,
                  sigma_t: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,7 +147,8 @@ class Likelihood:
         pred = self.model(state.types, state.frac_coords, state.lattice, t, graph.edge_index, graph.batch)
         at = (t if sigma_t is None else sigma_t).cpu().numpy()
         sigma = torch.as_tensor(self.sigma(at), dtype=pred.dtype, device=pred.device)[graph.batch]
-        per_atom = -0.5 * (((pred - dos) / sigma[:, None]) ** 2).sum(-1)
+        weight = torch.as_tensor(self.effective_fraction(at), dtype=pred.dtype, device=pred.device)[graph.batch]
+        per_atom = -0.5 * weight * (((pred - dos) / sigma[:, None]) ** 2).sum(-1)
         return scatter(per_atom, graph.batch, dim=0, dim_size=graph.num_graphs, reduce="sum")
 
     def gradients(self, state: CrystalState, t: torch.Tensor, graph: Graph, dos: torch.Tensor) -> CrystalState:

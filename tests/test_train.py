@@ -112,6 +112,8 @@ def test_forward_model_gradients_wrt_coordinates_lattice_and_types_are_finite(sm
     path = train(tiny_config(small_data, tmp_path, "forward", steps=5), progress=False)
     ckpt = load_checkpoint(path, kind="forward")
     assert len(ckpt["calibration"]["t"]) == len(ckpt["calibration"]["rmse"]) and min(ckpt["calibration"]["rmse"]) > 0
+    assert len(ckpt["calibration"]["effective_fraction"]) == len(ckpt["calibration"]["t"])
+    assert all(0 < f <= 1 for f in ckpt["calibration"]["effective_fraction"])
     model = build_network(ckpt)
     batch = collate(crystaldos.load_dataset(small_data).split("val")[:3])
     diffusion = JointDiffusion()
