@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Choose the sampler's defaults on the VALIDATION split (docs/lattice.md section 13): the CFG model from
-# t_start = 200 (first 128 val crystals) and 1000 (first 64) under DiffCSP's sampler (corrector on, DDPM lattice
+# t_start = 200 (first 128 val crystals) and 1000 (first 64; 128 for the number of strided steps) under DiffCSP's sampler (corrector on, DDPM lattice
 # steps) and without the corrector, with DDPM or DDIM lattice steps, types free or tied; CBG against the unguided
 # model from t_start = 200 under the chosen sampler. One setting per folder under docs/sampler_defaults/<name>/
 # (report.md, results.nc); each resumes from its parts. Every option is spelled out: the defaults are what it chose. Usage: benchmarks/sampler_defaults.sh [JOBS] (default 2).
@@ -27,4 +27,8 @@ cfg1000_diffcsp --guidance cfg --t-start 1000 --limit 64 --step-lr 1e-5 --lattic
 cfg1000_lr0_ddpm --guidance cfg --t-start 1000 --limit 64 --step-lr 0 --lattice-step ddpm --no-tie-types
 cfg1000_lr0_ddpm_tie --guidance cfg --t-start 1000 --limit 64 --step-lr 0 --tie-types --lattice-step ddpm
 cfg1000_lr0_ddim_tie --guidance cfg --t-start 1000 --limit 64 --step-lr 0 --lattice-step ddim --tie-types
+cfg1000_steps50_128 --guidance cfg --t-start 1000 --limit 128 --steps 50 --step-lr 0 --lattice-step ddpm --tie-types
+cfg1000_steps100_128 --guidance cfg --t-start 1000 --limit 128 --steps 100 --step-lr 0 --lattice-step ddpm --tie-types
+cfg1000_steps200_128 --guidance cfg --t-start 1000 --limit 128 --steps 200 --step-lr 0 --lattice-step ddpm --tie-types
+cfg1000_128 --guidance cfg --t-start 1000 --limit 128 --step-lr 0 --lattice-step ddpm --tie-types
 LIST
