@@ -238,6 +238,6 @@ def test_dashboard_default_steps_and_the_note_that_says_why(sampler, dataset):
     from crystaldos.widgets.dashboard import DEFAULT_STEPS
 
     board = GuidanceDashboard(sampler, dataset)
-    assert board.steps.value == DEFAULT_STEPS == 50
+    assert board.steps.value == DEFAULT_STEPS == 100
     assert "benchmarks/dashboard_steps.py" in board.steps_note.value
     assert GuidanceDashboard(sampler, dataset, steps=None).steps.value == sampler.diffusion.timesteps
