@@ -16,8 +16,11 @@ key                     content
 ``vocabulary``          atomic numbers of the one-hot columns (1 ... 100)
 ``state_dict``          network weights (the EMA weights for released models)
 ``train``               training config, step, history and wall time (dicts/lists)
-``calibration``         forward model only: ``{"t": [...], "sigma": [...]}``, the
-                        per-step DOS noise scale (states/eV/atom) of log p(y | S_t)
+``calibration``         forward model only: ``{"t": [...], "mae": [...], "rmse": [...],
+                        "effective_fraction": [...]}``: the per-step DOS noise scale
+                        sigma(t) = rmse (states/eV/atom) of log p(y | S_t) and the fraction
+                        of effectively independent energies (0 ... 1], both measured on
+                        the val split (:func:`crystaldos.train.loop.forward_model_errors`)
 =====================  ============================================================
 """
 
