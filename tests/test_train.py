@@ -108,6 +108,30 @@ def test_bad_checkpoints_are_named(small_data, tmp_path):
     assert path.exists() and load_checkpoint(path)  # the good file is untouched
 
 
+def test_a_release_without_the_effective_fraction_is_recalibrated_in_place(small_data, tmp_path):
+    """python -m crystaldos.train.calibrate: a forward release written before the field existed gets it back, with
+    the same sigma(t) as the release computed and the same weights; a data set on another grid is refused."""
+    from crystaldos.train.calibrate import main as calibrate_main
+
+    path = train(tiny_config(small_data, tmp_path, "forward", steps=5), progress=False)
+    released = load_checkpoint(path, kind="forward")
+    old = {k: v for k, v in released.items() if k not in ("format", "format_version", "crystaldos_version")}
+    old["calibration"] = {k: v for k, v in released["calibration"].items() if k != "effective_fraction"}
+    save_checkpoint(old, path)
+    calibrate_main([str(path), "--data", small_data, "--batch-size", "8"])  # the run's batch: the same noise draws
+    again = load_checkpoint(path, kind="forward")
+    assert set(again["calibration"]) == set(released["calibration"])
+    for key, values in released["calibration"].items():
+        assert again["calibration"][key] == pytest.approx(values), key
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in released["state_dict"].items())
+    assert again["train"]["calibration_split"] == "val" and "crystaldos.train.calibrate" in again["train"]["recalibrated"]
+    elsewhere = {k: v for k, v in again.items() if k not in ("format", "format_version", "crystaldos_version")}
+    elsewhere["grid"] = DosGrid(n_points=128).to_attrs()  # a release made on another grid than the data's
+    save_checkpoint(elsewhere, tmp_path / "other_grid.pt")
+    with pytest.raises(ValueError, match="was trained on grid"):
+        calibrate_main([str(tmp_path / "other_grid.pt"), "--data", small_data])
+
+
 def test_forward_model_gradients_wrt_coordinates_lattice_and_types_are_finite(small_data, tmp_path):
     path = train(tiny_config(small_data, tmp_path, "forward", steps=5), progress=False)
     ckpt = load_checkpoint(path, kind="forward")
