@@ -2,9 +2,9 @@
 
     python benchmarks/dashboard_steps.py --split val --limit 64 --steps 20 50 100 200 all --t-start 200 1000
 
-For the first ``limit`` crystals of the split (val: where defaults are chosen) (one sample each, seed 0, shipped models), CBG and CFG at the dashboard's
-default strengths (1.0) from each t_start with each number of strided reverse steps ("all" = t_start steps):
-match rate (%), site-type accuracy (%) and median |volume error| (%). Then the wall time of one dashboard Run
+For the first ``limit`` crystals of the split (val by default: defaults are chosen there; one sample each, seed 0,
+shipped models), CBG and CFG at the dashboard's default strengths (1.0) from each t_start with each number of
+strided reverse steps ("all" = t_start steps): match rate (%), site-type accuracy (%) and median |volume error| (%). Then the wall time of one dashboard Run
 (CBG then CFG, one sample, the split's first crystal) with the threads this process has (set OMP_NUM_THREADS).
 """
 

@@ -36,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = latest_ema_release(args.run_dir)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint({k: v for k, v in checkpoint.items() if k not in ("format", "format_version", "crystaldos_version")},
-                    args.out)
+    save_checkpoint(checkpoint, args.out)
     best = checkpoint["train"].get("best")  # model.pt's choice, kept in its training record
     print(f"{args.out}: EMA weights of step {checkpoint['train']['step']} (model.pt holds "
           f"{'step ' + str(best['step']) if best else 'the last step'})")

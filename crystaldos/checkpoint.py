@@ -46,10 +46,14 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
-    """Write a checkpoint dict atomically (a crash never leaves a half-written file)."""
+    """Write a checkpoint dict atomically (a crash never leaves a half-written file).
+
+    The format tag, format version and crystaldos version are this crystaldos's, also when ``checkpoint`` is one
+    read with :func:`load_checkpoint` and changed (a recalibration, a re-release), so it can be passed as it is.
+    """
     from crystaldos import __version__
 
-    payload = _plain({"format": FORMAT, "format_version": FORMAT_VERSION, "crystaldos_version": __version__, **checkpoint})
+    payload = _plain({**checkpoint, "format": FORMAT, "format_version": FORMAT_VERSION, "crystaldos_version": __version__})
     with atomic_write(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)

@@ -26,10 +26,11 @@ import xarray as xr
 from pymatgen.core import Structure
 
 from crystaldos.data.store import compressed_encoding
-from crystaldos.sampler import AUTO_DDIM_MAX_T_START, DEFAULT_LATTICE_STEP, DEFAULT_STEP_LR, DEFAULT_TIE_TYPES, LATTICE_STEPS
+from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.dos import total_dos
 from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
 from crystaldos.parts import PartsMismatchError, PartStore
+from crystaldos.sampler import AUTO_DDIM_MAX_T_START, DEFAULT_LATTICE_STEP, DEFAULT_STEP_LR, DEFAULT_TIE_TYPES, LATTICE_STEPS
 
 #: DOS agreement of the xTB-recomputed DOS of a generated crystal with the target (``xtb_`` variables).
 XTB_FIELDS = ("site_mae", "total_mae", "total_wasserstein")
@@ -412,7 +413,7 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
         + (f"{ds.attrs['steps']} reverse steps" if ds.attrs["steps"] else "one reverse step per diffusion step")
         + f"; seed {ds.attrs['seed']}; unconditional score for CBG/none: {ds.attrs.get('unconditional', 'separate')}"
         + f"; lattice steps: {_lattice_step_text(ds.attrs.get('lattice_step', 'ddpm'))}"
-        + f"; Langevin corrector step on X: {ds.attrs.get('step_lr', 1e-5):g}"  # results before the option: DiffCSP's
+        + f"; Langevin corrector step on X: {ds.attrs.get('step_lr', DIFFCSP_STEP_LR):g}"  # results before the option: DiffCSP's
         + ("; sites with identical target DOS tied to one type" if int(ds.attrs.get("tie_types", 0)) else "")
         + f"; StructureMatcher {ds.attrs['matcher']}.\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")

@@ -36,7 +36,7 @@ def recalibrate(path: str | Path, data: str | None = None, batch_size: int = 64)
     ckpt["calibration"] = calibration
     ckpt.setdefault("train", {})["calibration_split"] = "val"
     ckpt["train"]["recalibrated"] = f"{datetime.date.today().isoformat()}: python -m crystaldos.train.calibrate"
-    save_checkpoint({k: v for k, v in ckpt.items() if k not in ("format", "format_version", "crystaldos_version")}, path)
+    save_checkpoint(ckpt, path)
     return calibration
 
 
