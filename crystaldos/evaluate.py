@@ -29,6 +29,7 @@ from crystaldos.data.store import compressed_encoding
 from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.dos import total_dos
 from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
+from crystaldos.paired import format_p, paired_match_table
 from crystaldos.parts import PartsMismatchError, PartStore
 from crystaldos.sampler import AUTO_DDIM_MAX_T_START, DEFAULT_LATTICE_STEP, DEFAULT_STEP_LR, DEFAULT_TIE_TYPES, LATTICE_STEPS
 
@@ -417,10 +418,24 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
         + ("; sites with identical target DOS tied to one type" if int(ds.attrs.get("tie_types", 0)) else "")
         + f"; StructureMatcher {ds.attrs['matcher']}.\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")
+        + _paired_section(ds)
         + "\n\n![summary](summary.png)\n\n![examples](examples.png)\n"
     )
     (out / "report.md").write_text(text)
     return out / "report.md"
+
+
+def _paired_section(ds: xr.Dataset) -> str:
+    """The report's paired comparison of the guidances (crystal by crystal; :mod:`crystaldos.paired`), or nothing
+    for a single guidance."""
+    if ds.sizes.get("guidance", 1) < 2:
+        return ""
+    table = paired_match_table(ds)
+    table["p (McNemar exact)"] = table["p (McNemar exact)"].map(format_p)
+    return ("\n\n## Paired comparison\n\nThe same crystals under two guidances: matched by both, by only one, and the "
+            "two-sided exact McNemar p-value of the discordant counts (`crystaldos.paired`).\n\n"
+            # the p column is text (format_p): keep tabulate from reading it back as a number
+            + table.to_markdown(index=False, floatfmt=".1f", disable_numparse=[table.columns.get_loc("p (McNemar exact)")]))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,7 @@
 """The reconstruction experiment end to end on a few test crystals with the shipped models."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -35,6 +36,9 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     report = (out / "report.md").read_text()
     assert "| guidance" in report and "match rate" in report and "crystaldos evaluate" in report
     assert "3 val crystals;" in report  # the split it scored (sampler defaults are chosen on val, the table is test)
+    # CBG and CFG on the same crystals, compared crystal by crystal: from t_start = 5 both match all three.
+    paired_row = r"\|\s*5\s*\|\s*cbg\s*\|\s*cfg\s*\|\s*3\s*\|\s*100\.0\s*\|\s*100\.0\s*\|\s*3\s*\|\s*0\s*\|\s*0\s*\|\s*1\s*\|"
+    assert "## Paired comparison" in report and re.search(paired_row, report), report
     for png in ("summary.png", "examples.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Every finished batch is kept (a killed run resumes), tied to the models that made it.
