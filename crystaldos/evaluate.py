@@ -29,7 +29,7 @@ from crystaldos.data.store import compressed_encoding
 from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.dos import total_dos
 from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
-from crystaldos.paired import format_p, paired_match_table
+from crystaldos.paired import P_VALUE_COLUMN, format_p, paired_match_table
 from crystaldos.parts import PartsMismatchError, PartStore
 from crystaldos.sampler import AUTO_DDIM_MAX_T_START, DEFAULT_LATTICE_STEP, DEFAULT_STEP_LR, DEFAULT_TIE_TYPES, LATTICE_STEPS
 
@@ -431,11 +431,11 @@ def _paired_section(ds: xr.Dataset) -> str:
     if ds.sizes.get("guidance", 1) < 2:
         return ""
     table = paired_match_table(ds)
-    table["p (McNemar exact)"] = table["p (McNemar exact)"].map(format_p)
+    table[P_VALUE_COLUMN] = table[P_VALUE_COLUMN].map(format_p)
     return ("\n\n## Paired comparison\n\nThe same crystals under two guidances: matched by both, by only one, and the "
             "two-sided exact McNemar p-value of the discordant counts (`crystaldos.paired`).\n\n"
             # the p column is text (format_p): keep tabulate from reading it back as a number
-            + table.to_markdown(index=False, floatfmt=".1f", disable_numparse=[table.columns.get_loc("p (McNemar exact)")]))
+            + table.to_markdown(index=False, floatfmt=".1f", disable_numparse=[table.columns.get_loc(P_VALUE_COLUMN)]))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,10 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import binomtest
 
+#: The p-value column of :func:`paired_match_table` (the report prints it as text with :func:`format_p`).
+P_VALUE_COLUMN = "p (McNemar exact)"
+COLUMNS = ("t_start", "A", "B", "n", "A match (%)", "B match (%)", "both", "only A", "only B", P_VALUE_COLUMN)
+
 
 def mcnemar_exact(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
     """Compare two paired boolean outcomes (n,) (e.g. matched by guidance A / by guidance B, same crystals).
@@ -52,14 +56,10 @@ def paired_match_table(ds: xr.Dataset, variable: str = "matched") -> pd.DataFram
             if np.isnan(first).any() or np.isnan(second).any():
                 raise ValueError(f"{variable} has missing values for t_start = {int(t)} ({a} or {b}): compare finished settings only")
             test = mcnemar_exact(first == 1, second == 1)
-            rows.append({
-                "t_start": int(t), "A": a, "B": b, "n": test["n"],
-                "A match (%)": 100 * float(np.mean(first == 1)), "B match (%)": 100 * float(np.mean(second == 1)),
-                "both": test["both"], "only A": test["only_first"], "only B": test["only_second"],
-                "p (McNemar exact)": test["p"],
-            })
-    return pd.DataFrame(rows, columns=["t_start", "A", "B", "n", "A match (%)", "B match (%)", "both", "only A", "only B",
-                                       "p (McNemar exact)"])
+            rate = lambda only: 100 * (test["both"] + only) / test["n"]  # noqa: E731 - a match rate from the counts
+            rows.append(dict(zip(COLUMNS, (int(t), a, b, test["n"], rate(test["only_first"]), rate(test["only_second"]),
+                                           test["both"], test["only_first"], test["only_second"], test["p"]))))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def format_p(p: float) -> str:
