@@ -38,7 +38,7 @@ from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg
 from crystaldos.model import one_hot_types, types_to_atomic_numbers
 
 GUIDANCES = ("cfg", "cbg", "cbg-dps", "none")
-LATTICE_STEPS = ("auto", "ddpm", "ddim")
+LATTICE_STEPS = ("auto", "ddpm", "ddim", "hybrid")
 
 # The sampler's defaults, chosen on the first 128 validation crystals with the shipped CFG model
 # (benchmarks/sampler_defaults.sh, docs/lattice.md section 13). From t_start = 200: DiffCSP's sampler (corrector
@@ -52,6 +52,8 @@ DEFAULT_LATTICE_STEP = "auto"
 #: "auto" uses DDIM lattice steps when t_start is at most this (of T = 1000): from pure noise DDIM lattice steps
 #: blow cells up (64 val crystals from t_start = 1000: median |dV| 72 % against 23 % with DDPM steps).
 AUTO_DDIM_MAX_T_START = 500
+#: "hybrid" (an option; docs/lattice.md section 14: no gain measured) takes ancestral (DDPM) lattice steps while t > this and deterministic (DDIM) ones from here down.
+HYBRID_DDIM_MAX_T = 500
 
 
 def resolve_lattice_step(lattice_step: str, t_start: int) -> str:
@@ -60,6 +62,13 @@ def resolve_lattice_step(lattice_step: str, t_start: int) -> str:
         raise ValueError(f"lattice_step must be one of {LATTICE_STEPS}, got {lattice_step!r}")
     if lattice_step == "auto":
         return "ddim" if t_start <= AUTO_DDIM_MAX_T_START else "ddpm"
+    return lattice_step
+
+
+def lattice_step_at(lattice_step: str, t_now: int) -> str:
+    """The step ``"ddpm"`` or ``"ddim"`` a resolved ``lattice_step`` takes from noise level ``t_now``."""
+    if lattice_step == "hybrid":
+        return "ddim" if t_now <= HYBRID_DDIM_MAX_T else "ddpm"
     return lattice_step
 
 
@@ -501,7 +510,7 @@ class Sampler:
                     state.frac_coords, self.diffusion.coordinate_score(out.score_coords, t_graphs, batch), t_nodes, t_nodes_next, noise(state.frac_coords)
                 ),
                 self.diffusion.ddpm_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next, noise(state.lattice, lattice_scale))
-                if lattice_step == "ddpm" else self.diffusion.ddim_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next),
+                if lattice_step_at(lattice_step, t_now) == "ddpm" else self.diffusion.ddim_step(state.lattice, out.eps_lattice, t_graphs, t_graphs_next),
             )
             if keep_trajectory and ((step_index + 1) % keep_every == 0 or last):
                 frames.append(state)

@@ -311,7 +311,7 @@ def test_the_lattice_step_is_deterministic_from_a_noised_crystal_and_ancestral_f
     assert not np.allclose(ddpm.structure.lattice.matrix, ddim.structure.lattice.matrix)
     from_noise = sampler.generate(len(item.structure), item.dos, steps=3, progress=False, seed=1)[0]
     assert from_noise.settings["lattice_step"] == "ddpm"
-    with pytest.raises(ValueError, match=r"lattice_step must be one of \('auto', 'ddpm', 'ddim'\)"):
+    with pytest.raises(ValueError, match=r"lattice_step must be one of \('auto', 'ddpm', 'ddim', 'hybrid'\)"):
         sampler.reconstruct(item.structure, item.dos, t_start=50, steps=2, progress=False, lattice_step="euler")
 
 
@@ -449,3 +449,11 @@ def test_no_corrector_costs_one_network_pass_per_step_and_samples_as_a_vanishing
     assert [s.symbol for s in run[0.0].species] == [s.symbol for s in run[1e-30].species]
     np.testing.assert_allclose(run[0.0].lattice.matrix, run[1e-30].lattice.matrix, atol=1e-6)
     np.testing.assert_allclose(run[0.0].frac_coords, run[1e-30].frac_coords, atol=1e-6)
+
+
+def test_hybrid_lattice_step_switches_from_ddpm_to_ddim_at_its_noise_level():
+    from crystaldos.sampler import HYBRID_DDIM_MAX_T, lattice_step_at, resolve_lattice_step
+
+    assert resolve_lattice_step("hybrid", 1000) == "hybrid"
+    assert lattice_step_at("hybrid", HYBRID_DDIM_MAX_T + 1) == "ddpm" and lattice_step_at("hybrid", HYBRID_DDIM_MAX_T) == "ddim"
+    assert lattice_step_at("ddpm", 1) == "ddpm" and lattice_step_at("ddim", 999) == "ddim"
