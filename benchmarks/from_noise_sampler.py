@@ -1,10 +1,10 @@
 """Which sampler settings reconstruct crystals from pure noise? CFG from t_start = 1000 under variants.
 
     OMP_NUM_THREADS=1 python benchmarks/from_noise_sampler.py --split val --limit 128 \\
-        --variant steps=100 --variant steps=100,lattice=hybrid:500 --variant steps=1000,lattice=hybrid:200
+        --variant steps=100 --variant steps=100,lattice=hybrid --variant steps=1000,lattice=hybrid
 
 Each ``--variant`` is comma-separated ``key=value``: ``steps`` (reverse steps, default 1000), ``lattice``
-(``ddpm``, ``ddim`` or ``hybrid:T``: DDPM lattice steps above noise level T, DDIM from T down), ``strength``
+(``ddpm``, ``ddim`` or ``hybrid``: DDPM lattice steps above ``crystaldos.sampler.HYBRID_DDIM_MAX_T``, DDIM from there down), ``strength``
 (CFG ω, default 1), ``spacing`` (``logsnr`` or ``uniform``), ``guidance`` (default cfg). For the first ``limit``
 crystals of the split (val by default: settings are chosen there), one sample each, seed 0, shipped models and
 the sampler's defaults otherwise: match rate (%), composition (%), site-type accuracy (%), median |volume error| (%),
@@ -22,24 +22,20 @@ import torch
 from tables import show_row, show_table
 
 import crystaldos
-import crystaldos.sampler as sampler_module
 from crystaldos import Sampler
 from crystaldos.metrics import score
 from crystaldos.paired import format_p, mcnemar_exact
 
 
 def parse_variant(text: str) -> dict:
-    """``"steps=100,lattice=hybrid:500"`` → the keyword arguments of ``reconstruct`` and the hybrid switch."""
+    """``"steps=100,lattice=hybrid"`` → the variant's name and its keyword arguments of ``reconstruct``."""
     options = {"steps": 1000, "lattice": "ddpm", "strength": 1.0, "spacing": "logsnr", "guidance": "cfg"}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in options:
             raise ValueError(f"unknown variant key {key!r} in {text!r}; known: {sorted(options)}")
         options[key] = value
-    lattice, _, switch = str(options["lattice"]).partition(":")
-    if lattice == "hybrid" and not switch:
-        raise ValueError(f"hybrid needs its switch noise level, e.g. hybrid:500 (in {text!r})")
-    return {"name": text, "steps": int(options["steps"]), "lattice_step": lattice, "switch": int(switch) if switch else None,
+    return {"name": text, "steps": int(options["steps"]), "lattice_step": options["lattice"],
             "strength": float(options["strength"]), "spacing": options["spacing"], "guidance": options["guidance"]}
 
 
@@ -57,8 +53,6 @@ def main() -> None:
     items = list(crystaldos.load_dataset().split(args.split)[args.offset: args.offset + args.limit])
     rows, matched_first = [], None
     for v in variants:
-        if v["switch"] is not None:
-            sampler_module.HYBRID_DDIM_MAX_T = v["switch"]
         start = time.perf_counter()
         scores = []
         for b in range(0, len(items), args.batch_size):

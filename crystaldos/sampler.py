@@ -52,7 +52,8 @@ DEFAULT_LATTICE_STEP = "auto"
 #: "auto" uses DDIM lattice steps when t_start is at most this (of T = 1000): from pure noise DDIM lattice steps
 #: blow cells up (64 val crystals from t_start = 1000: median |dV| 72 % against 23 % with DDPM steps).
 AUTO_DDIM_MAX_T_START = 500
-#: "hybrid" (an option; docs/lattice.md section 14: no gain measured) takes ancestral (DDPM) lattice steps while t > this and deterministic (DDIM) ones from here down.
+#: "hybrid" (an option; docs/lattice.md section 14: no gain measured) takes ancestral (DDPM) lattice steps
+#: while t > this and deterministic (DDIM) ones from here down.
 HYBRID_DDIM_MAX_T = 500
 
 
