@@ -13,6 +13,10 @@ split (states/eV/atom, MAE over atoms and energies), predictions from a seeded r
   composition (L1 distance of atom fractions) plus |ln| of the volume-per-atom ratio;
 * oracle, best rigid shift per crystal: the element mean shifted in energy by the one shift (within ±3 eV) that
   fits the whole test crystal best, the most a perfect Fermi-level predictor could add to the baseline;
+* nearest environment (k): the mean DOS of the k training atoms of the same element whose local environment is
+  closest: a radial distribution of neighbours per neighbour element (Gaussians every 0.25 Å from 1 to 5 Å, width
+  0.25 Å, cosine cutoff at 5.5 Å, periodic images included), compared by Euclidean distance. A lookup that reads
+  only the structure, as the forward model does (it does not look at the answer);
 * oracle, best training atom: the single training atom of the same element whose DOS is closest to the truth, a
   ceiling on what copying one environment from the training split can reach (it looks at the answer).
 
@@ -31,20 +35,50 @@ import crystaldos
 from tables import show_row, show_table
 
 MAX_SHIFT_POINTS = 40  # ±40 grid points, ±3.1 eV on the default grid
+RADIAL_CENTRES = np.arange(1.0, 5.01, 0.25)  # Å: from the shortest bonds to the second shell of most cells
+RADIAL_WIDTH = 0.25  # Å
+ENVIRONMENT_CUTOFF = 5.5  # Å
+NEAREST_ENVIRONMENTS = (1, 5)
+MAX_Z = 100
+
+
+def environment_descriptors(structure) -> np.ndarray:
+    """Local environment of every site (n_sites, MAX_Z * len(RADIAL_CENTRES)): for each neighbour element, its
+    neighbours' distances (Å, periodic images included) smeared on Gaussians and damped by a cosine cutoff."""
+    centres, neighbours, _, distances = structure.get_neighbor_list(ENVIRONMENT_CUTOFF)
+    numbers = np.array([site.specie.Z for site in structure])
+    damping = 0.5 * (np.cos(np.pi * distances / ENVIRONMENT_CUTOFF) + 1.0)
+    radial = np.exp(-0.5 * ((distances[:, None] - RADIAL_CENTRES) / RADIAL_WIDTH) ** 2) * damping[:, None]
+    descriptor = np.zeros((len(structure), MAX_Z, len(RADIAL_CENTRES)), dtype=np.float32)
+    np.add.at(descriptor, (centres, numbers[neighbours]), radial)
+    return descriptor.reshape(len(structure), -1)
+
+
+def nearest_rows(queries: np.ndarray, references: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
+    """Indices (n_queries, k) of the k rows of ``references`` closest to each query (Euclidean)."""
+    k = min(k, len(references))
+    reference_norms = (references**2).sum(1)
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        block = queries[start:start + chunk]
+        squared = reference_norms[None, :] - 2.0 * block @ references.T
+        out[start:start + chunk] = np.argpartition(squared, k - 1, axis=1)[:, :k]
+    return out
 
 
 def atom_records(split) -> list[dict]:
-    """One dict per atom: element, crystal index, set of elements, composition (Z -> fraction), volume per atom (Å³)
-    and its DOS (n_energies,)."""
+    """One dict per atom: element, crystal index, set of elements, composition (Z -> fraction), volume per atom (Å³),
+    its DOS (n_energies,) and its environment descriptor (``environment_descriptors``)."""
     records = []
     for index, item in enumerate(split):
         structure = item.structure
         composition = structure.composition.fractional_composition
         fractions = {element.Z: composition[element] for element in composition}
         dos = np.asarray(item.dos.values)
-        for site, site_dos in zip(structure, dos):
+        environments = environment_descriptors(structure)
+        for site, site_dos, environment in zip(structure, dos, environments):
             records.append({"crystal": index, "z": site.specie.Z, "elements": frozenset(fractions), "composition": fractions,
-                            "volume": structure.volume / len(structure), "dos": site_dos})
+                            "volume": structure.volume / len(structure), "dos": site_dos, "environment": environment})
     return records
 
 
@@ -99,6 +133,24 @@ def predictor_errors(train: list[dict], test: list[dict]) -> dict[str, np.ndarra
         per_shift = np.array([np.abs(truth - shifted(mean, k)).mean(1) for k in range(-MAX_SHIFT_POINTS, MAX_SHIFT_POINTS + 1)])
         shift_errors[atoms] = per_shift[per_shift.mean(1).argmin()]
     errors["oracle, best rigid shift per crystal"] = list(shift_errors)
+    # Nearest environments, one matrix product per element.
+    test_by_element = defaultdict(list)
+    for i, record in enumerate(test):
+        test_by_element[record["z"]].append(i)
+    for k in NEAREST_ENVIRONMENTS:
+        errors[f"nearest environment (k = {k})"] = list(np.asarray(errors["element mean"]))  # kept where no candidate
+    for z, atoms in test_by_element.items():
+        candidates = by_element.get(z, [])
+        if not candidates:
+            continue
+        references = np.array([c["environment"] for c in candidates])
+        candidate_dos = np.array([c["dos"] for c in candidates])
+        queries = np.array([test[i]["environment"] for i in atoms])
+        truth = np.array([test[i]["dos"] for i in atoms])
+        for k in NEAREST_ENVIRONMENTS:
+            predicted = candidate_dos[nearest_rows(queries, references, k)].mean(1)
+            for i, error in zip(atoms, np.abs(truth - predicted).mean(1)):
+                errors[f"nearest environment (k = {k})"][i] = error
     return {name: np.asarray(values) for name, values in errors.items()}
 
 
