@@ -357,6 +357,35 @@ def test_forward_model_can_train_on_clean_crystals_only(small_data):
             tiny_config(small_data, "/tmp/unused", "forward", extra=[f"forward_max_t={bad}"])
 
 
+def test_forward_model_takes_a_share_of_each_batch_at_t0(small_data):
+    """forward_clean_fraction: that share of the crystals is noised to t = 0, the rest as before; 0 leaves the
+    random stream untouched (earlier runs reproduce), and a share outside 0 ... 1 is refused."""
+    from crystaldos.train.loop import batch_losses, build_model
+
+    class RecordingDiffusion(JointDiffusion):
+        def noise(self, types, frac_coords, lattice, t, batch, generator=None):
+            self.steps = t.clone()
+            return super().noise(types, frac_coords, lattice, t, batch, generator)
+
+    model = build_model(tiny_config(small_data, "/tmp/unused", "forward")).eval()
+    records = list(crystaldos.load_dataset(small_data).split("train"))
+    batch = collate((records * (400 // len(records) + 1))[:400])
+    steps = {}
+    with torch.no_grad():
+        for share in (None, 0.0, 0.5, 1.0):
+            diffusion = RecordingDiffusion()
+            extra = {} if share is None else {"forward_clean_fraction": share}
+            batch_losses(model, diffusion, batch, "forward", generator=torch.Generator().manual_seed(0), **extra)
+            steps[share] = diffusion.steps
+    assert torch.equal(steps[None], steps[0.0])
+    assert int((steps[0.0] == 0).sum()) <= 3
+    assert 160 <= int((steps[0.5] == 0).sum()) <= 240  # binomial(400, 0.5): mean 200, sd 10
+    assert int((steps[0.5] > 500).sum()) >= 60  # the rest still covers the whole schedule
+    assert int((steps[1.0] != 0).sum()) == 0
+    with pytest.raises(ValueError, match="forward_clean_fraction"):
+        tiny_config(small_data, "/tmp/unused", "forward", extra=["forward_clean_fraction=1.5"])
+
+
 def test_forward_model_l1_loss_is_the_mean_absolute_error(small_data):
     """forward_loss = "l1": on clean crystals the loss is the MAE of the prediction (in units of dos_scale), not
     the MSE; an unknown loss name is refused by the config."""

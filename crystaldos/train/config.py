@@ -38,6 +38,9 @@ class TrainConfig(Settings):
         forward_loss: ``forward`` only: ``"mse"`` (a Gaussian likelihood, the conditional mean) or ``"l1"`` (the
             conditional median, what the reported MAE rewards: on the format-2 preview each element's median DOS is
             10 % below its mean DOS in test MAE, benchmarks/forward_ceiling.py).
+        forward_clean_fraction: ``forward`` only: this share of each batch's crystals is taken at t = 0, the rest
+            at steps drawn uniformly as above. Drawn uniformly, 95 % of the steps are at t > 50 and the model at
+            t = 0 barely fits its own training crystals (docs/forward_model.md).
         time_limit_minutes: stop this invocation after so many minutes of training (checked every ``log_every``
             steps, agreed by all ranks), then checkpoint and release as if ``steps`` were reached; the history's
             last step says where it stopped, and rerunning the command continues towards ``steps``. For fixed
@@ -67,6 +70,7 @@ class TrainConfig(Settings):
     p_uncond: float = 0.2
     forward_max_t: int | None = None
     forward_loss: str = "mse"
+    forward_clean_fraction: float = 0.0
     time_limit_minutes: float | None = None
     keep_best: bool = False
     val_every: int = 250
@@ -92,6 +96,8 @@ class TrainConfig(Settings):
             raise ValueError(f"forward_max_t must lie in 0 ... {self.diffusion.timesteps} or be None, got {self.forward_max_t}")
         if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
             raise ValueError(f"time_limit_minutes must be positive or None, got {self.time_limit_minutes}")
+        if not 0.0 <= self.forward_clean_fraction <= 1.0:
+            raise ValueError(f"forward_clean_fraction is a share of each batch, 0 ... 1; got {self.forward_clean_fraction}")
         if self.forward_loss not in FORWARD_LOSSES:
             raise ValueError(f"unknown forward_loss {self.forward_loss!r}; choose one of {', '.join(FORWARD_LOSSES)}")
         if not 0.0 <= self.p_uncond < 1.0:
