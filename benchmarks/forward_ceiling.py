@@ -105,7 +105,9 @@ def predictor_errors(train: list[dict], test: list[dict]) -> dict[str, np.ndarra
     for record in train:
         by_element[record["z"]].append(record)
     overall = np.mean([r["dos"] for r in train], axis=0)
-    element_mean = {z: np.mean([r["dos"] for r in records], axis=0) for z, records in by_element.items()}
+    # Each element's training DOS stacked once (n_atoms_of_element, n_energies): every per-atom predictor reads them.
+    element_dos = {z: np.array([r["dos"] for r in records]) for z, records in by_element.items()}
+    element_mean = {z: stacked.mean(axis=0) for z, stacked in element_dos.items()}
     errors = defaultdict(list)
     for record in test:
         truth, candidates = record["dos"], by_element.get(record["z"], [])
@@ -115,7 +117,7 @@ def predictor_errors(train: list[dict], test: list[dict]) -> dict[str, np.ndarra
             for name in ("same elements", "nearest composition and volume", "oracle, best training atom"):
                 errors[name].append(np.abs(truth - mean).mean())
             continue
-        stacked = np.array([c["dos"] for c in candidates])
+        stacked = element_dos[record["z"]]
         same = [c["dos"] for c in candidates if c["elements"] == record["elements"]]
         errors["same elements"].append(np.abs(truth - (np.mean(same, axis=0) if same else mean)).mean())
         distance = np.array([composition_distance(record["composition"], c["composition"]) + abs(np.log(record["volume"] / c["volume"]))
@@ -138,17 +140,16 @@ def predictor_errors(train: list[dict], test: list[dict]) -> dict[str, np.ndarra
     for i, record in enumerate(test):
         test_by_element[record["z"]].append(i)
     for k in NEAREST_ENVIRONMENTS:
-        errors[f"nearest environment (k = {k})"] = list(np.asarray(errors["element mean"]))  # kept where no candidate
+        errors[f"nearest environment (k = {k})"] = list(errors["element mean"])  # kept where no candidate
     for z, atoms in test_by_element.items():
         candidates = by_element.get(z, [])
         if not candidates:
             continue
         references = np.array([c["environment"] for c in candidates])
-        candidate_dos = np.array([c["dos"] for c in candidates])
         queries = np.array([test[i]["environment"] for i in atoms])
         truth = np.array([test[i]["dos"] for i in atoms])
         for k in NEAREST_ENVIRONMENTS:
-            predicted = candidate_dos[nearest_rows(queries, references, k)].mean(1)
+            predicted = element_dos[z][nearest_rows(queries, references, k)].mean(1)
             for i, error in zip(atoms, np.abs(truth - predicted).mean(1)):
                 errors[f"nearest environment (k = {k})"][i] = error
     return {name: np.asarray(values) for name, values in errors.items()}
