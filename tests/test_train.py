@@ -439,6 +439,13 @@ def test_release_does_not_start_again_a_run_whose_model_has_its_settings_and_ste
     assert finished_runs(args(steps=("forward=4",))) == {}  # more steps planned
     assert finished_runs(args(["forward:weight_decay=0.5"])) == {}  # other settings
     assert finished_runs(args(["model.hidden=48"])) == {}
+    # A run trained before a setting existed had its default: it is still finished, unless the plan sets another value.
+    release = tmp_path / "forward" / "model.pt"
+    ckpt = torch.load(release, weights_only=True)
+    del ckpt["train"]["config"]["forward_clean_fraction"], ckpt["train"]["config"]["model"]["edge_lengths"]
+    torch.save(ckpt, release)
+    assert finished_runs(args()) == {"forward": 3}
+    assert finished_runs(args(["forward:forward_clean_fraction=0.5"])) == {}
     # The same data at another path counts; another data set does not.
     ds = crystaldos.load_dataset(small_data)
     moved = write_netcdf(list(ds), tmp_path / "moved.nc", ds.grid, dict(ds.attrs))
@@ -475,7 +482,7 @@ def test_format2_recipe_builds_valid_configs_with_common_diffusion_and_yields_to
         return {kind: TrainConfig.from_sources(overrides=values, kind=kind) for kind, values in settings.items()}, steps
 
     made, steps = configs()
-    assert steps == {"cfg": 20_000, "uncond": 20_000, "forward": 10_000}
+    assert steps == {"cfg": 20_000, "uncond": 20_000, "forward": 12_000}
     # CBG pairs the unconditional denoiser with the forward model: their diffusion must be the same.
     assert made["cfg"].diffusion == made["uncond"].diffusion == made["forward"].diffusion
     assert made["cfg"].diffusion.lattice_noise_atoms == 8 and all(c.keep_best for c in made.values())
