@@ -9,7 +9,7 @@
 #
 # Writes $OUT/cfg.pt, uncond.pt, forward.pt (release checkpoints), $OUT/training.md and training_curves.png
 # (5 files: the device tool brings back at most 8). Runs go to $RUNS (default /tmp/crystaldos-runs) and resume
-# from there if the same machine is still up. SCALE multiplies the recipe's steps (--recipe format2: 20,000 per denoiser, 10,000 for the forward model); DATA names
+# from there if the same machine is still up. SCALE multiplies the recipe's steps (--recipe format2: 20,000 per denoiser, 12,000 for the forward model); DATA names
 # a data file (default: the embedded set); extra arguments go to `python -m crystaldos.train.release`.
 #
 # Training longer than one session's device time: pass `--set time_limit_minutes=M` (each run stops after M
