@@ -347,7 +347,8 @@ def test_forward_model_can_train_on_clean_crystals_only(small_data):
     batch = collate(list(crystaldos.load_dataset(small_data).split("train")[:4]))
     diffusion = JointDiffusion()
     with torch.no_grad():
-        loss = batch_losses(model, diffusion, batch, "forward", generator=torch.Generator().manual_seed(0), forward_max_t=0)["dos"]
+        loss = batch_losses(model, diffusion, batch, "forward", generator=torch.Generator().manual_seed(0),
+                            forward=config.forward_objective)["dos"]
         clean = model(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, torch.zeros(batch.num_graphs, dtype=torch.long),
                       batch.edge_index, batch.batch)
     scale = model.config.dos_scale
@@ -360,6 +361,7 @@ def test_forward_model_can_train_on_clean_crystals_only(small_data):
 def test_forward_model_takes_a_share_of_each_batch_at_t0(small_data):
     """forward_clean_fraction: that share of the crystals is noised to t = 0, the rest as before; 0 leaves the
     random stream untouched (earlier runs reproduce), and a share outside 0 ... 1 is refused."""
+    from crystaldos.train.config import ForwardObjective
     from crystaldos.train.loop import batch_losses, build_model
 
     class RecordingDiffusion(JointDiffusion):
@@ -374,7 +376,7 @@ def test_forward_model_takes_a_share_of_each_batch_at_t0(small_data):
     with torch.no_grad():
         for share in (None, 0.0, 0.5, 1.0):
             diffusion = RecordingDiffusion()
-            extra = {} if share is None else {"forward_clean_fraction": share}
+            extra = {} if share is None else {"forward": ForwardObjective(clean_fraction=share)}
             batch_losses(model, diffusion, batch, "forward", generator=torch.Generator().manual_seed(0), **extra)
             steps[share] = diffusion.steps
     assert torch.equal(steps[None], steps[0.0])
@@ -389,14 +391,15 @@ def test_forward_model_takes_a_share_of_each_batch_at_t0(small_data):
 def test_forward_model_l1_loss_is_the_mean_absolute_error(small_data):
     """forward_loss = "l1": on clean crystals the loss is the MAE of the prediction (in units of dos_scale), not
     the MSE; an unknown loss name is refused by the config."""
+    from crystaldos.train.config import ForwardObjective
     from crystaldos.train.loop import batch_losses, build_model
 
     config = tiny_config(small_data, "/tmp/unused", "forward", extra=["forward_max_t=0", "forward_loss=l1"])
     model = build_model(config).eval()
     batch = collate(list(crystaldos.load_dataset(small_data).split("train")[:4]))
     with torch.no_grad():
-        parts = {name: batch_losses(model, JointDiffusion(), batch, "forward", generator=torch.Generator().manual_seed(0), forward_max_t=0,
-                                    forward_loss=name)["dos"] for name in ("l1", "mse")}
+        parts = {name: batch_losses(model, JointDiffusion(), batch, "forward", generator=torch.Generator().manual_seed(0),
+                                    forward=ForwardObjective(max_t=0, loss=name))["dos"] for name in ("l1", "mse")}
         clean = model(one_hot_types(batch.atom_types), batch.frac_coords, batch.lattice, torch.zeros(batch.num_graphs, dtype=torch.long),
                       batch.edge_index, batch.batch)
     error = (clean - batch.dos) / model.config.dos_scale
@@ -404,6 +407,7 @@ def test_forward_model_l1_loss_is_the_mean_absolute_error(small_data):
     torch.testing.assert_close(parts["mse"], error.square().mean())
     with pytest.raises(ValueError, match="forward_loss"):
         tiny_config(small_data, "/tmp/unused", "forward", extra=["forward_loss=huber"])
+    assert config.forward_objective == ForwardObjective(max_t=0, loss="l1")
 
 
 def test_a_time_limit_releases_early_and_the_rerun_continues(small_data, tmp_path):

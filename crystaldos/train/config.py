@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch.nn import functional
 
 from crystaldos.diffusion import DiffusionConfig
@@ -14,6 +15,43 @@ from crystaldos.settings import Settings
 #: Losses of the forward model's DOS (units of dos_scale), by name: the loss function and the per-element statistic
 #: it is minimised by (the table a ``model.element_baseline`` run starts from).
 FORWARD_LOSSES = {"mse": (functional.mse_loss, "mean"), "l1": (functional.l1_loss, "median")}
+
+
+@dataclass(frozen=True)
+class ForwardObjective:
+    """What the forward model g_phi is trained on: its steps t and its loss (``TrainConfig.forward_objective``).
+
+    Attributes:
+        max_t: steps are drawn uniformly from 0 ... ``max_t`` (None: the schedule's T; 0: clean crystals only).
+        loss: a name in :data:`FORWARD_LOSSES` ("mse" or "l1"), on the DOS in units of ``dos_scale``.
+        clean_fraction: the share of each batch put at t = 0 instead (0 ... 1).
+    """
+
+    max_t: int | None = None
+    loss: str = "mse"
+    clean_fraction: float = 0.0
+
+    def check(self, timesteps: int) -> None:
+        """Raise ValueError naming the training setting that is out of range for a schedule of ``timesteps`` steps."""
+        if self.max_t is not None and not 0 <= self.max_t <= timesteps:
+            raise ValueError(f"forward_max_t must lie in 0 ... {timesteps} or be None, got {self.max_t}")
+        if not 0.0 <= self.clean_fraction <= 1.0:
+            raise ValueError(f"forward_clean_fraction is a share of each batch, 0 ... 1; got {self.clean_fraction}")
+        if self.loss not in FORWARD_LOSSES:
+            raise ValueError(f"unknown forward_loss {self.loss!r}; choose one of {', '.join(FORWARD_LOSSES)}")
+
+    def draw_t(self, n: int, timesteps: int, generator: torch.Generator | None, device) -> torch.Tensor:
+        """(n,) long: the steps of a batch of ``n`` crystals (t = 0 included: g_phi must also know clean crystals)."""
+        high = timesteps if self.max_t is None else self.max_t
+        t = torch.randint(0, high + 1, (n,), generator=generator, device=device)
+        if self.clean_fraction > 0:  # drawn only when asked for, so that other runs keep their random streams
+            clean = torch.rand(n, generator=generator, device=device) < self.clean_fraction
+            t = torch.where(clean, torch.zeros_like(t), t)
+        return t
+
+    def dos_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The scalar loss between predicted and target DOS (both in units of ``dos_scale``)."""
+        return FORWARD_LOSSES[self.loss][0](pred, target)
 
 
 @dataclass
@@ -92,18 +130,18 @@ class TrainConfig(Settings):
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         if self.kind not in ("cfg", "uncond", "forward"):
             raise ValueError(f"unknown model kind {self.kind!r}; choose cfg, uncond or forward")
-        if self.forward_max_t is not None and not 0 <= self.forward_max_t <= self.diffusion.timesteps:
-            raise ValueError(f"forward_max_t must lie in 0 ... {self.diffusion.timesteps} or be None, got {self.forward_max_t}")
+        self.forward_objective.check(self.diffusion.timesteps)
         if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
             raise ValueError(f"time_limit_minutes must be positive or None, got {self.time_limit_minutes}")
-        if not 0.0 <= self.forward_clean_fraction <= 1.0:
-            raise ValueError(f"forward_clean_fraction is a share of each batch, 0 ... 1; got {self.forward_clean_fraction}")
-        if self.forward_loss not in FORWARD_LOSSES:
-            raise ValueError(f"unknown forward_loss {self.forward_loss!r}; choose one of {', '.join(FORWARD_LOSSES)}")
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
         # The kind decides whether the network sees the DOS.
         self.model.conditional = self.kind == "cfg"
+
+    @property
+    def forward_objective(self) -> ForwardObjective:
+        """The forward model's steps and loss (``forward_max_t``, ``forward_loss``, ``forward_clean_fraction``)."""
+        return ForwardObjective(self.forward_max_t, self.forward_loss, self.forward_clean_fraction)
 
     @classmethod
     def from_sources(cls, yaml_path: str | Path | None = None, overrides: list[str] | None = None, **kwargs) -> "TrainConfig":

@@ -36,7 +36,7 @@ from crystaldos.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from crystaldos.diffusion import JointDiffusion
 from crystaldos.model import CrystalDenoiser, DOSForwardModel, NUM_ELEMENTS, one_hot_types
 from crystaldos.model.forward_model import element_mean_dos_table
-from crystaldos.train.config import FORWARD_LOSSES, TrainConfig
+from crystaldos.train.config import FORWARD_LOSSES, ForwardObjective, TrainConfig
 
 #: Steps at which the forward model's DOS error is measured and its noise scale calibrated.
 CALIBRATION_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
@@ -66,23 +66,15 @@ def batch_losses(
     kind: str,
     p_uncond: float = 0.0,
     generator: torch.Generator | None = None,
-    forward_max_t: int | None = None,
-    forward_loss: str = "mse",
-    forward_clean_fraction: float = 0.0,
+    forward: ForwardObjective = ForwardObjective(),
 ) -> dict[str, torch.Tensor]:
-    """Loss parts of one torch-geometric batch for a model of ``kind`` (noise drawn from ``generator``; the
-    forward model's steps from 0 ... ``forward_max_t``, default T, a share ``forward_clean_fraction`` of its crystals
-    at t = 0 instead, its loss ``forward_loss``: "mse" or "l1")."""
+    """Loss parts of one torch-geometric batch for a model of ``kind`` (noise drawn from ``generator``; the forward
+    model's steps and loss from ``forward``)."""
     device = batch.frac_coords.device
     types0 = one_hot_types(batch.atom_types)
     n = batch.num_graphs
     if kind == "forward":
-        # t = 0 included: the forward model must also predict the DOS of clean crystals.
-        high = diffusion.timesteps if forward_max_t is None else forward_max_t
-        t = torch.randint(0, high + 1, (n,), generator=generator, device=device)
-        if forward_clean_fraction > 0:  # drawn only when asked for, so that other runs keep their random streams
-            clean = torch.rand(n, generator=generator, device=device) < forward_clean_fraction
-            t = torch.where(clean, torch.zeros_like(t), t)
+        t = forward.draw_t(n, diffusion.timesteps, generator, device)
     else:
         t = diffusion.sample_t(n, device, generator)
     noisy = diffusion.noise(types0, batch.frac_coords, batch.lattice, t, batch.batch, generator)
@@ -90,8 +82,7 @@ def batch_losses(
         net = model.module if isinstance(model, DistributedDataParallel) else model
         scale = net.config.dos_scale
         pred = model(noisy.types, noisy.frac_coords, noisy.lattice, t, batch.edge_index, batch.batch) / scale
-        loss, _statistic = FORWARD_LOSSES[forward_loss]
-        dos_loss = loss(pred, batch.dos / scale)
+        dos_loss = forward.dos_loss(pred, batch.dos / scale)
         return {"loss": dos_loss, "dos": dos_loss}
     use_condition = None
     dos = None
@@ -104,7 +95,7 @@ def batch_losses(
 
 @torch.no_grad()
 def evaluate(model, diffusion, loader, kind: str, seed: int, max_batches: int | None = None,
-             forward_max_t: int | None = None, forward_loss: str = "mse", forward_clean_fraction: float = 0.0) -> dict[str, float]:
+             forward: ForwardObjective = ForwardObjective()) -> dict[str, float]:
     """Mean loss parts over a loader with fixed noise (same seed -> same number); condition always on."""
     model.eval()
     device = diffusion.sigmas.device
@@ -114,8 +105,7 @@ def evaluate(model, diffusion, loader, kind: str, seed: int, max_batches: int | 
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        parts = batch_losses(model, diffusion, batch.to(device), kind, 0.0, generator, forward_max_t, forward_loss,
-                             forward_clean_fraction)
+        parts = batch_losses(model, diffusion, batch.to(device), kind, 0.0, generator, forward)
         for k, v in parts.items():
             totals[k] = totals.get(k, 0.0) + float(v) * batch.num_graphs
         count += batch.num_graphs
@@ -356,8 +346,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             if step >= config.steps:
                 break
             batch = batch.to(device)
-            parts = batch_losses(ddp, diffusion, batch, config.kind, config.p_uncond, generator, config.forward_max_t,
-                                 config.forward_loss, config.forward_clean_fraction)
+            parts = batch_losses(ddp, diffusion, batch, config.kind, config.p_uncond, generator, config.forward_objective)
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -378,8 +367,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 row |= {f"train_{k}": v / running_n for k, v in running.items()}
                 if step % config.val_every == 0 or step == config.steps:
                     row |= {f"val_{k}": v for k, v in evaluate(ema.module, diffusion, val_loader, config.kind, config.seed, config.val_batches,
-                                                                             config.forward_max_t, config.forward_loss,
-                                                                             config.forward_clean_fraction).items()}
+                                                                             config.forward_objective).items()}
                 history.append(row)
                 if config.keep_best and math.isfinite(row.get("val_loss", math.nan)) and (best is None or row["val_loss"] < best["val_loss"]):
                     best = {"step": step, "val_loss": row["val_loss"]}
