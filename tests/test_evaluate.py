@@ -165,3 +165,47 @@ def test_the_device_evaluation_script_carries_its_parts_from_call_to_call(tmp_pa
     assert sorted(p.name for p in second.iterdir()) == ["examples.png", "parts.tar.xz", "report.md", "results.nc", "summary.png"]
     ds = xr.open_dataset(second / "results.nc", engine="h5netcdf")
     assert list(ds.guidance.values) == ["cfg", "none"] and ds.sizes["structure"] == 3
+
+
+def test_rows_carried_from_an_earlier_table_equal_a_fresh_run_with_the_new_forward_model(tmp_path):
+    """A release that changes only forward.pt: the CFG rows of the old table, carried into the new run's parts with
+    their forward-model DOS columns recomputed, are what sampling them again with the new models gives."""
+    import copy
+
+    import numpy as np
+    import pytest
+    import torch
+
+    from crystaldos import Sampler
+    from crystaldos.evaluate import SCORE_FIELDS, run_experiment
+    from crystaldos.parts import PartsMismatchError, PartStore
+    from crystaldos.table_rows import carry_rows, check_compatible
+
+    old_sampler = Sampler.from_pretrained(device="cpu")
+    new_sampler = copy.deepcopy(old_sampler)
+    with torch.no_grad():
+        for p in new_sampler.forward_model.parameters():
+            p.mul_(1.2)
+    items = list(crystaldos.load_dataset().split("test")[:3])
+    settings = dict(t_starts=[20], steps=4, batch_size=2, progress=False)
+    old = run_experiment(old_sampler, items, guidances=["cfg"], **settings)
+    parts = tmp_path / "parts"
+    run_experiment(new_sampler, items, guidances=["cbg"], parts=parts, models={"forward.pt": "new"}, **settings)
+    stored = json.loads((parts / "settings.json").read_text())
+    check_compatible(old, stored, items, ["cfg"])
+    written = carry_rows(old, items, ["cfg"], PartStore(parts, stored), new_sampler, batch_size=2)
+    assert written == ["cfg_t20_b00000", "cfg_t20_b00002"]
+    assembled = run_experiment(new_sampler, items, guidances=["cbg", "cfg"], parts=parts, models={"forward.pt": "new"}, **settings)
+    fresh = run_experiment(new_sampler, items, guidances=["cfg"], **settings)
+    carried, expected = assembled.sel(guidance="cfg"), fresh.sel(guidance="cfg")
+    assert (carried.generated.values == expected.generated.values).all()
+    for field in SCORE_FIELDS:
+        np.testing.assert_allclose(carried[field].values, expected[field].values, rtol=1e-5, equal_nan=True, err_msg=field)
+    # The forward-model columns did change with the forward model; the matches did not.
+    assert not np.allclose(carried.dos_site_mae.values, old.sel(guidance="cfg").dos_site_mae.values)
+    np.testing.assert_array_equal(carried.matched.values, old.sel(guidance="cfg").matched.values)
+    # A table sampled otherwise is refused.
+    with pytest.raises(PartsMismatchError, match="steps"):
+        check_compatible(old.assign_attrs(steps=8), stored, items, ["cfg"])
+    with pytest.raises(PartsMismatchError, match="other crystals"):
+        check_compatible(old, stored, items[::-1], ["cfg"])
