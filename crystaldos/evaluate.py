@@ -119,7 +119,7 @@ def run_experiment(
         for ti, t_start in enumerate(tqdm(t_starts, desc=f"{guidance}", disable=not progress)):
             for b in range(0, n, batch_size):
                 chunk = items[b : b + batch_size]
-                name = f"{guidance}_t{t_start}_b{b:05d}"
+                name = part_name(guidance, t_start, b)
                 part = store.load(name) if store else None
                 if part is None:
                     if time_limit_minutes is not None and time.perf_counter() - started > 60 * time_limit_minutes:
@@ -140,7 +140,7 @@ def run_experiment(
                 dos_pred[gi, ti, b : b + len(chunk)] = part["dos_pred_total"].values
                 seconds[gi, ti] += float(part.attrs["sampling_time_s"])
             if xtb_limit:
-                name = f"xtb{xtb_limit}_{guidance}_t{t_start}"
+                name = xtb_part_name(xtb_limit, guidance, t_start)
                 part = store.load(name) if store else None
                 if part is None:
                     structures = [Structure.from_dict(json.loads(g)) for g in generated[gi, ti]]
@@ -190,19 +190,40 @@ def _sample_batch(sampler, chunk, matcher, **reconstruct_kwargs) -> xr.Dataset:
     results = sampler.reconstruct([i.structure for i in chunk], [i.dos for i in chunk], **reconstruct_kwargs)
     elapsed = time.perf_counter() - started
     scores = [score(r.structure, i.structure, r.dos_pred, i.dos, matcher) for i, r in zip(chunk, results)]
+    return batch_part(
+        chunk, {f: np.array([float(getattr(s, f)) for s in scores]) for f in SCORE_FIELDS},
+        # verbosity 0: no Cartesian copies or cell parameters (Structure.from_dict reads it the same); 30 % shorter
+        [json.dumps(r.structure.as_dict(verbosity=0)) for r in results],
+        [r.structure.composition.reduced_formula for r in results], [r.dos_pred for r in results], elapsed)
+
+
+def batch_part(chunk, fields: dict[str, np.ndarray], generated: Sequence[str], formulas: Sequence[str],
+               dos_pred: Sequence[xr.DataArray], seconds: float, **attrs) -> xr.Dataset:
+    """One part of the experiment (dims structure[, energy]) for the items ``chunk``: the :data:`SCORE_FIELDS`
+    (each (len(chunk),)), the generated crystals as pymatgen JSON and their reduced formulas, their forward-model
+    DOS (stored as the total per atom) and the sampling time (s)."""
     return xr.Dataset(
-        {f: ("structure", np.array([float(getattr(s, f)) for s in scores])) for f in SCORE_FIELDS}
+        {f: ("structure", np.asarray(fields[f], dtype=float)) for f in SCORE_FIELDS}
         | {
-            # verbosity 0: no Cartesian copies or cell parameters (Structure.from_dict reads it the same); 30 % shorter
-            "generated": ("structure", np.array([json.dumps(r.structure.as_dict(verbosity=0)) for r in results], dtype=str)),
-            "generated_formula": ("structure", np.array([r.structure.composition.reduced_formula for r in results], dtype=str)),
+            "generated": ("structure", np.array(generated, dtype=str)),
+            "generated_formula": ("structure", np.array(formulas, dtype=str)),
             # float16 like the data set's labels (its dos_storage): only plotted, the scores use full precision
             "dos_pred_total": (("structure", "energy"), np.stack(
-                [total_dos(r.dos_pred).values / len(r.structure) for r in results]).astype(np.float16)),
+                [total_dos(d).values / d.sizes["site"] for d in dos_pred]).astype(np.float16)),
         },
         coords={"structure": [i.id for i in chunk], "energy": chunk[0].dos["energy"].values},
-        attrs={"sampling_time_s": elapsed},
+        attrs={"sampling_time_s": seconds} | attrs,
     )
+
+
+def part_name(guidance: str, t_start: int, batch_start: int) -> str:
+    """The name of the part of the batch starting at item ``batch_start`` of one (guidance, t_start) row."""
+    return f"{guidance}_t{int(t_start)}_b{batch_start:05d}"
+
+
+def xtb_part_name(xtb_limit: int, guidance: str, t_start: int) -> str:
+    """The name of the part holding one row's xTB-recomputed DOS errors."""
+    return f"xtb{xtb_limit}_{guidance}_t{int(t_start)}"
 
 
 def _xtb_scores(items, structures, limit: int, labeller=None) -> xr.Dataset:
@@ -229,15 +250,25 @@ def experiment_settings(items, strengths: dict, steps, seed: int, batch_size: in
                         tie_types: bool = DEFAULT_TIE_TYPES) -> dict:
     """What a part of the experiment depends on besides its (guidance, t_start, batch): a parts folder made with
     other settings, other crystals or other target DOS (digest of ids and DOS values) cannot be resumed."""
+    settings = {"strengths": strengths, "steps": steps or 0, "seed": seed, "batch_size": batch_size,
+                "unconditional": unconditional, "spacing": spacing, "lattice_step": lattice_step, "step_lr": step_lr,
+                "n_items": len(items), "items_sha256": items_digest(items), "models": models or {}}
+    # Only when on, so that parts folders made before the option existed (untied) still resume.
+    return settings | ({"tie_types": True} if tie_types else {})
+
+
+def items_digest(items) -> str:
+    """SHA-256 of the items' ids and target DOS values: which crystals and targets a run scored."""
     digest = hashlib.sha256()
     for item in items:
         digest.update(str(item.id).encode())
         digest.update(np.ascontiguousarray(item.dos.values, dtype=np.float32).tobytes())
-    settings = {"strengths": strengths, "steps": steps or 0, "seed": seed, "batch_size": batch_size,
-                "unconditional": unconditional, "spacing": spacing, "lattice_step": lattice_step, "step_lr": step_lr,
-                "n_items": len(items), "items_sha256": digest.hexdigest(), "models": models or {}}
-    # Only when on, so that parts folders made before the option existed (untied) still resume.
-    return settings | ({"tie_types": True} if tie_types else {})
+    return digest.hexdigest()
+
+
+def model_hashes(folder: str | Path) -> dict[str, str]:
+    """SHA-256 of every checkpoint (``*.pt``) in ``folder``, by file name: which models made a run's parts."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).glob("*.pt"))}
 
 
 def summary_table(ds: xr.Dataset) -> pd.DataFrame:
@@ -491,7 +522,7 @@ def run(args: argparse.Namespace) -> None:
 
     sampler = Sampler.from_pretrained(args.models, device=args.device)
     folder = Path(args.models) if args.models else PRETRAINED_DIR
-    models = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.pt"))}
+    models = model_hashes(folder)
     dataset = load_dataset(args.data)
     split = dataset.split(args.split)[: args.limit]
     items = list(split)

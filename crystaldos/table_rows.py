@@ -16,7 +16,6 @@ table must have been made with the same crystals and sampling settings; anything
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,8 +23,7 @@ import numpy as np
 import xarray as xr
 from pymatgen.core import Structure
 
-from crystaldos.dos import total_dos
-from crystaldos.evaluate import SCORE_FIELDS, XTB_FIELDS, experiment_settings
+from crystaldos.evaluate import SCORE_FIELDS, XTB_FIELDS, batch_part, items_digest, model_hashes, part_name, xtb_part_name
 from crystaldos.metrics import dos_agreement
 from crystaldos.parts import PartsMismatchError, PartStore
 
@@ -37,8 +35,7 @@ def check_compatible(results: xr.Dataset, settings: dict, items, guidances) -> N
     """Raise PartsMismatchError unless ``results`` was sampled like the run of ``settings`` on ``items``."""
     if list(results.structure.values) != [i.id for i in items]:
         raise PartsMismatchError("the table holds other crystals (or another order) than the run's split")
-    digest = experiment_settings(items, {}, 0, 0, 0, "", "")["items_sha256"]
-    if settings.get("items_sha256") != digest:
+    if settings.get("items_sha256") != items_digest(items):
         raise PartsMismatchError("the parts folder's crystals or target DOS differ from the split's")
     differs = [k for k in _SAMPLING if _plain(results.attrs.get(k)) != _plain(settings.get(k))]
     if bool(results.attrs.get("tie_types", 0)) != bool(settings.get("tie_types", False)):
@@ -71,27 +68,16 @@ def carry_rows(results: xr.Dataset, items, guidances, store: PartStore, sampler,
                 predictions = sampler.predict_dos([Structure.from_dict(json.loads(g)) for g in generated])
                 fields = {f: row[f].values[b: b + len(chunk)].astype(float) for f in SCORE_FIELDS}
                 for k, (pred, item) in enumerate(zip(predictions, chunk)):
-                    agreement = dos_agreement(pred, item.dos)
-                    fields["dos_site_mae"][k] = agreement["site_mae"]
-                    fields["dos_total_mae"][k] = agreement["total_mae"]
-                    fields["dos_total_wasserstein"][k] = agreement["total_wasserstein"]
-                part = xr.Dataset(
-                    {f: ("structure", v) for f, v in fields.items()}
-                    | {
-                        "generated": ("structure", generated.astype(str)),
-                        "generated_formula": ("structure", row.generated_formula.values[b: b + len(chunk)].astype(str)),
-                        "dos_pred_total": (("structure", "energy"), np.stack(
-                            [total_dos(p).values / p.sizes["site"] for p in predictions]).astype(np.float16)),
-                    },
-                    coords={"structure": [i.id for i in chunk], "energy": chunk[0].dos["energy"].values},
-                    attrs={"sampling_time_s": seconds, "carried_from": "an earlier table (crystaldos.table_rows)"},
-                )
-                name = f"{guidance}_t{int(t_start)}_b{b:05d}"
+                    for key, value in dos_agreement(pred, item.dos).items():
+                        fields[f"dos_{key}"][k] = value
+                part = batch_part(chunk, fields, generated, row.generated_formula.values[b: b + len(chunk)], predictions,
+                                  seconds, carried_from="an earlier table (crystaldos.table_rows)")
+                name = part_name(guidance, t_start, b)
                 store.save(name, part)
                 written.append(name)
             limit = int(results.attrs.get("xtb_limit", 0))
             if limit:  # the xTB labels of the generated crystals do not depend on the forward model
-                name = f"xtb{limit}_{guidance}_t{int(t_start)}"
+                name = xtb_part_name(limit, guidance, t_start)
                 store.save(name, xr.Dataset({f: ("structure", row[f"xtb_{f}"].values) for f in XTB_FIELDS},
                                             coords={"structure": [i.id for i in items]}))
                 written.append(name)
@@ -121,8 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     check_compatible(results, settings, items, args.guidance)
     from crystaldos.checkpoint import PRETRAINED_DIR
 
-    models = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(args.models or PRETRAINED_DIR).glob("*.pt"))}
-    if models != settings.get("models"):
+    if model_hashes(args.models or PRETRAINED_DIR) != settings.get("models"):
         raise SystemExit(f"{folder} was started with other models than {args.models or PRETRAINED_DIR}")
     sampler = Sampler.from_pretrained(args.models, device="cpu")
     written = carry_rows(results, items, args.guidance, PartStore(folder, settings), sampler, int(settings["batch_size"]))
