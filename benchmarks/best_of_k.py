@@ -15,9 +15,15 @@ what a user has without the answer: the shipped forward model's DOS of the sampl
   fixed noise; lowest kept): a diffusion model scores how well a crystal fits its condition;
 * ``denoising gain``: that loss minus the same loss with the condition dropped (the diffusion classifier's
   log p(y | S) up to a constant, lowest kept);
+* ``xTB total DOS`` (``--xtb-k N``): the first N samples relabelled with the project's labeller (GFN1-xTB, the
+  converged k-mesh, as the data's labels), the lowest MAE of the total DOS per atom against the target kept; a
+  sample the labeller refuses (atoms too close, SCF not converged, over ``--xtb-timeout`` s) is never kept, and if
+  all are refused the first is. Generate-and-screen with the physics itself: no answer read, 10-40 s per sample;
 * ``oracle``: any of the k matches (the ceiling of every rule; it reads the answer).
 
-The samples are cached (``--cache``, JSON) so that rules can be added without sampling again. Printed per rule and for k' = 1, 2, 4, ... k (the first k' samples): match rate (%), composition right (%), and
+The samples are cached (``--cache``, JSON) so that rules can be added without sampling again; the xTB labels go to
+``<cache>.xtb-I-of-N.json`` (``--xtb-shard I/N`` splits the crystals among N processes; resumable, merged when the
+table is printed). Printed per rule and for k' = 1, 2, 4, ... k (the first k' samples): match rate (%), composition right (%), and
 McNemar's exact p of the rule against ``first`` crystal by crystal.
 """
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -73,6 +80,51 @@ def denoising_losses(sampler: Sampler, structures: list[Structure], dos: np.ndar
     return totals.numpy()
 
 
+class LabelTimeout(BaseException):
+    """Labelling ran out of time; a BaseException so that the labeller's SCF retries do not catch it and go on."""
+
+
+def _label_with_time_limit(structure: Structure, seconds: int):
+    """The project's label of ``structure``, or :class:`LabelTimeout` after ``seconds`` (wall clock, SIGALRM)."""
+    from crystaldos.labellers import label
+
+    def stop(signum, frame):
+        raise LabelTimeout(f"labelling took over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        return label(structure)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def xtb_scores(samples: list[dict], target, n: int, matcher, timeout: int) -> list[dict]:
+    """For the first ``n`` samples: ``{"total_mae", "seconds"}`` of the relabelled sample's total DOS per atom
+    against ``target`` (states/eV/atom), or ``{"error"}``. A sample that matches an earlier one (same composition,
+    ``matcher``) shares its label: the same crystal has the same DOS whatever cell or site order describes it."""
+    from crystaldos.labellers import LabellingError
+    from crystaldos.metrics import dos_agreement
+
+    out: list[dict] = []
+    structures = [Structure.from_dict(s["structure"]) for s in samples[:n]]
+    for j, structure in enumerate(structures):
+        twin = next((i for i in range(j) if "error" not in out[i] and structures[i].composition.reduced_formula
+                     == structure.composition.reduced_formula and matcher.fit(structures[i], structure)), None)
+        if twin is not None:
+            out.append({**out[twin], "same_as": twin, "seconds": 0.0})
+            continue
+        started = time.perf_counter()
+        try:
+            dos = _label_with_time_limit(structure, timeout)
+            out.append({"total_mae": dos_agreement(dos, target)["total_mae"],
+                        "seconds": time.perf_counter() - started})
+        except (LabellingError, LabelTimeout, ValueError, RuntimeError) as error:  # refused: never kept
+            out.append({"error": f"{type(error).__name__}: {error}"[:200], "seconds": time.perf_counter() - started})
+    return out
+
+
 def choose(samples: list[dict], rule: str) -> int:
     """Index of the sample ``rule`` keeps among ``samples`` (dicts with site_mae, total_mae, formula, loss_cond,
     loss_null)."""
@@ -82,6 +134,9 @@ def choose(samples: list[dict], rule: str) -> int:
             "denoising": lambda s: s["loss_cond"], "denoising gain": lambda s: s["loss_cond"] - s["loss_null"]}
     if rule in keys:
         return int(np.argmin([keys[rule](s) for s in samples]))
+    if rule == "xTB total DOS":
+        labelled = [(s["xtb"]["total_mae"], i) for i, s in enumerate(samples) if "total_mae" in s.get("xtb", {})]
+        return min(labelled)[1] if labelled else 0
     if rule == "vote + site DOS":
         votes = Counter(s["formula"] for s in samples)
         top = max(votes.values())
@@ -104,14 +159,24 @@ def main() -> None:
     parser.add_argument("--crystals-per-batch", type=int, default=16, help="crystals per call (times k samples)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", default=None, help="JSON of the samples (default: under ../build, named by the settings)")
+    parser.add_argument("--xtb-k", type=int, default=0, help="relabel the first N samples of each crystal with xTB")
+    parser.add_argument("--xtb-shard", default="1/1", help="I/N: label crystals I, I+N, ... (1-based) and stop")
+    parser.add_argument("--xtb-timeout", type=int, default=60, help="seconds per label before it counts as refused")
     args = parser.parse_args()
     if args.k < 1:
         raise SystemExit(f"--k must be >= 1, got {args.k}")
+    if not 0 <= args.xtb_k <= args.k:
+        raise SystemExit(f"--xtb-k must be between 0 and --k ({args.k}), got {args.xtb_k}")
+    shard, _, n_shards = args.xtb_shard.partition("/")
+    if not (shard.isdigit() and n_shards.isdigit() and 1 <= int(shard) <= int(n_shards)):
+        raise SystemExit(f"--xtb-shard must be I/N with 1 <= I <= N, got {args.xtb_shard!r}")
+    shard, n_shards = int(shard), int(n_shards)
     sampler = Sampler.from_pretrained(device="cpu")
     matcher = structure_matcher()
     items = list(crystaldos.load_dataset().split(args.split)[: args.limit])
     cache = Path(args.cache or f"../build/best_of_k_{args.split}{args.limit}_k{args.k}_s{args.steps}_{args.guidance}_seed{args.seed}.json")
-    per_crystal: list[list[dict]] = json.loads(cache.read_text()) if cache.exists() else []
+    # a cache of more crystals serves a smaller --limit (its first crystals)
+    per_crystal: list[list[dict]] = json.loads(cache.read_text())[: len(items)] if cache.exists() else []
     started = time.perf_counter()
     for b in range(len(per_crystal), len(items), args.crystals_per_batch):
         chunk = items[b: b + args.crystals_per_batch]
@@ -127,6 +192,30 @@ def main() -> None:
             per_crystal.append(samples)
         cache.write_text(json.dumps(per_crystal))
         print(f"{len(per_crystal)}/{len(items)} crystals sampled, {time.perf_counter() - started:.0f} s", flush=True)
+    if args.xtb_k:
+        labels: dict[str, list[dict]] = {}
+        for path in sorted(cache.parent.glob(cache.name + ".xtb-*.json")):
+            labels |= json.loads(path.read_text())
+        if n_shards > 1 or any(str(i) not in labels or len(labels[str(i)]) < args.xtb_k for i in range(len(items))):
+            own = cache.parent / f"{cache.name}.xtb-{shard}-of-{n_shards}.json"
+            mine = json.loads(own.read_text()) if own.exists() else {}
+            for i in range(shard - 1, len(items), n_shards):
+                if str(i) in labels and len(labels[str(i)]) >= args.xtb_k:
+                    continue
+                mine[str(i)] = xtb_scores(per_crystal[i], items[i].dos, args.xtb_k, matcher, args.xtb_timeout)
+                own.write_text(json.dumps(mine))
+                print(f"crystal {i}: xTB {[round(x.get('total_mae', -1), 3) for x in mine[str(i)]]}, "
+                      f"{sum(x['seconds'] for x in mine[str(i)]):.0f} s", flush=True)
+            if n_shards > 1:
+                return  # a shard labels; the run with --xtb-shard 1/1 prints the table from all shards
+            labels |= mine
+        for i, samples in enumerate(per_crystal):
+            for s, x in zip(samples, labels[str(i)]):
+                s["xtb"] = x
+        seconds = [x["seconds"] for i in labels for x in labels[i] if "same_as" not in x]
+        refused = sum("error" in x for i in labels for x in labels[i])
+        print(f"xTB: {len(seconds)} labels, median {np.median(seconds):.1f} s, {refused} of "
+              f"{sum(len(v) for v in labels.values())} samples refused", flush=True)
     truth_first = []  # does the denoising score rank the true crystal above all k samples?
     for item, samples in zip(items, per_crystal):
         # the true crystal scored with the same noise, last in the list
@@ -144,7 +233,7 @@ def main() -> None:
     ks = sorted({1, args.k} | {2 ** p for p in range(1, 8) if 2 ** p < args.k})
     for k in ks:
         first = np.array([c[0]["matched"] for c in per_crystal])
-        for rule in (*RULES, "oracle"):
+        for rule in (*RULES, *(("xTB total DOS",) if k <= args.xtb_k else ()), "oracle"):
             if rule == "oracle":
                 matched = np.array([any(s["matched"] for s in c[:k]) for c in per_crystal])
                 composition = np.array([any(s["composition"] for s in c[:k]) for c in per_crystal])
