@@ -216,6 +216,13 @@ def main() -> None:
         refused = sum("error" in x for i in labels for x in labels[i])
         print(f"xTB: {len(seconds)} labels, median {np.median(seconds):.1f} s, {refused} of "
               f"{sum(len(v) for v in labels.values())} samples refused", flush=True)
+        labelled = [s for c in per_crystal for s in c[: args.xtb_k]]
+        for matched in (True, False):
+            group = [s for s in labelled if s["matched"] == matched]
+            maes = [s["xtb"]["total_mae"] for s in group if "total_mae" in s["xtb"]]
+            print(f"  samples that {'match' if matched else 'do not match'}: {len(group)}, refused "
+                  f"{sum('error' in s['xtb'] for s in group)}, median xTB total-DOS MAE "
+                  f"{np.median(maes) if maes else float('nan'):.3f} states/eV/atom", flush=True)
     truth_first = []  # does the denoising score rank the true crystal above all k samples?
     for item, samples in zip(items, per_crystal):
         # the true crystal scored with the same noise, last in the list
