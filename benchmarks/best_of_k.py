@@ -44,6 +44,7 @@ from tables import show_table
 import crystaldos
 from crystaldos import Sampler
 from crystaldos.data.graph import structure_to_data
+from crystaldos.labellers import LabellingError, label
 from crystaldos.metrics import score, structure_matcher
 from crystaldos.model import one_hot_types
 from crystaldos.paired import format_p, mcnemar_exact
@@ -84,9 +85,12 @@ class LabelTimeout(BaseException):
     """Labelling ran out of time; a BaseException so that the labeller's SCF retries do not catch it and go on."""
 
 
-def _label_with_time_limit(structure: Structure, seconds: int):
+#: What the labeller raises for a sample it will not label (such a sample is never kept).
+REFUSED = (LabellingError, LabelTimeout, ValueError, RuntimeError)
+
+
+def label_with_time_limit(structure: Structure, seconds: int):
     """The project's label of ``structure``, or :class:`LabelTimeout` after ``seconds`` (wall clock, SIGALRM)."""
-    from crystaldos.labellers import label
 
     def stop(signum, frame):
         raise LabelTimeout(f"labelling took over {seconds} s")
@@ -100,11 +104,18 @@ def _label_with_time_limit(structure: Structure, seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
+def load_xtb_labels(cache: Path) -> dict[str, list[dict]]:
+    """The xTB results of every shard file beside ``cache`` (``<cache>.xtb-I-of-N.json``), by crystal index (str)."""
+    labels: dict[str, list[dict]] = {}
+    for path in sorted(cache.parent.glob(cache.name + ".xtb-*.json")):
+        labels |= json.loads(path.read_text())
+    return labels
+
+
 def xtb_scores(samples: list[dict], target, n: int, matcher, timeout: int) -> list[dict]:
     """For the first ``n`` samples: ``{"total_mae", "seconds"}`` of the relabelled sample's total DOS per atom
     against ``target`` (states/eV/atom), or ``{"error"}``. A sample that matches an earlier one (same composition,
     ``matcher``) shares its label: the same crystal has the same DOS whatever cell or site order describes it."""
-    from crystaldos.labellers import LabellingError
     from crystaldos.metrics import dos_agreement
 
     out: list[dict] = []
@@ -117,10 +128,10 @@ def xtb_scores(samples: list[dict], target, n: int, matcher, timeout: int) -> li
             continue
         started = time.perf_counter()
         try:
-            dos = _label_with_time_limit(structure, timeout)
+            dos = label_with_time_limit(structure, timeout)
             out.append({"total_mae": dos_agreement(dos, target)["total_mae"],
                         "seconds": time.perf_counter() - started})
-        except (LabellingError, LabelTimeout, ValueError, RuntimeError) as error:  # refused: never kept
+        except REFUSED as error:  # refused: never kept
             out.append({"error": f"{type(error).__name__}: {error}"[:200], "seconds": time.perf_counter() - started})
     return out
 
@@ -193,15 +204,14 @@ def main() -> None:
         cache.write_text(json.dumps(per_crystal))
         print(f"{len(per_crystal)}/{len(items)} crystals sampled, {time.perf_counter() - started:.0f} s", flush=True)
     if args.xtb_k:
-        labels: dict[str, list[dict]] = {}
-        for path in sorted(cache.parent.glob(cache.name + ".xtb-*.json")):
-            labels |= json.loads(path.read_text())
-        if n_shards > 1 or any(str(i) not in labels or len(labels[str(i)]) < args.xtb_k for i in range(len(items))):
+        labels = load_xtb_labels(cache)
+        missing = [i for i in range(len(items)) if len(labels.get(str(i), [])) < args.xtb_k]
+        if n_shards > 1 or missing:
             own = cache.parent / f"{cache.name}.xtb-{shard}-of-{n_shards}.json"
             mine = json.loads(own.read_text()) if own.exists() else {}
-            for i in range(shard - 1, len(items), n_shards):
-                if str(i) in labels and len(labels[str(i)]) >= args.xtb_k:
-                    continue
+            for i in missing:
+                if i % n_shards != shard - 1:
+                    continue  # another shard's: this one labels crystals I, I+N, ...
                 mine[str(i)] = xtb_scores(per_crystal[i], items[i].dos, args.xtb_k, matcher, args.xtb_timeout)
                 own.write_text(json.dumps(mine))
                 print(f"crystal {i}: xTB {[round(x.get('total_mae', -1), 3) for x in mine[str(i)]]}, "

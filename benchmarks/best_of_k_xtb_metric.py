@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from best_of_k import LabelTimeout, _label_with_time_limit
+from best_of_k import REFUSED, label_with_time_limit, load_xtb_labels
 from pymatgen.core import Structure
 from scipy.ndimage import gaussian_filter1d
 from tables import show_table
@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 import crystaldos
 from crystaldos.dos import total_dos
-from crystaldos.labellers import LabellingError
 from crystaldos.metrics import dos_agreement
 
 
@@ -52,9 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(args.cache)
     per_crystal = json.loads(cache.read_text())
-    labels: dict[str, list[dict]] = {}
-    for path in sorted(cache.parent.glob(cache.name + ".xtb-*.json")):
-        labels |= json.loads(path.read_text())
+    labels = load_xtb_labels(cache)
     if not labels:
         raise SystemExit(f"no xTB labels beside {cache}: run best_of_k.py --xtb-k {args.xtb_k} first")
     items = list(crystaldos.load_dataset().split(args.split)[: len(per_crystal)])
@@ -71,8 +68,8 @@ def main() -> None:
         matched = []
         for j in done:
             try:
-                dos = _label_with_time_limit(Structure.from_dict(per_crystal[i][j]["structure"]), args.timeout)
-            except (LabellingError, LabelTimeout, ValueError, RuntimeError):
+                dos = label_with_time_limit(Structure.from_dict(per_crystal[i][j]["structure"]), args.timeout)
+            except REFUSED:
                 continue  # refused this time (a time limit is wall clock): left out
             for name, value in distances(dos, items[i].dos, args.smooth).items():
                 per_metric.setdefault(name, []).append(value)
