@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch would pull the CUDA build (gigabytes).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install browser clean dataset pretrained evaluation benchmarks screenshot app notebooks device-wheels
+.PHONY: demo test install browser clean dataset dataset-equilibrium pretrained evaluation benchmarks screenshot app notebooks device-wheels
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,13 @@ screenshot: $(VENV)/.installed browser
 dataset: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v2 --chunk-size 40 --jobs 2 \
 		--out crystaldos/data/default/crystaldos_default.nc
+
+# The equilibrium data set (data format 3, under way): the format-2 candidates in rounds over prototype families, whole
+# families held out in val and test, each crystal relaxed with CHGNet and labelled at its relaxed geometry; chunks
+# committed in data/default-v3/labels as they finish (resumable; ~10 s per crystal on one free core).
+dataset-equilibrium: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v3 --candidates-from data/default-v2/candidates.json.gz \
+		--relax --chunk-size 40 --jobs 2 --stage label
 
 # The shipped models: about 5 core-hours on CPU (2.5 h of 2 cores), resumable; runs that are already finished in
 # runs/format2 (their model.pt has the recipe's settings and steps) are not trained again.

@@ -91,12 +91,16 @@ def _write_candidates(work_dir, n):
 
 
 def test_chunked_build_survives_a_kill_and_loses_no_finished_chunk(tmp_path):
+    """With relaxation in the worker: the stored crystals are the relaxed ones, with their relaxation recorded."""
+    from crystaldos.data.store import open_netcdf
+
     work = tmp_path / "work"
     _write_candidates(work, 6)
     script = (
         "from pathlib import Path; from crystaldos.data.build import label_chunks; from crystaldos.dos import DosGrid; "
-        "from crystaldos.labellers import XTBLabeller; "
-        f"label_chunks(Path({str(work)!r}), DosGrid(n_points=64), jobs=1, chunk_size=1, labeller=XTBLabeller.gamma_point(grid=DosGrid(n_points=64)))"
+        "from crystaldos.labellers import XTBLabeller; from crystaldos.relax import Relaxer; "
+        f"label_chunks(Path({str(work)!r}), DosGrid(n_points=64), jobs=1, chunk_size=1, relaxer=Relaxer(), "
+        "labeller=XTBLabeller.gamma_point(grid=DosGrid(n_points=64)))"
     )
     process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     labels = work / "labels"
@@ -113,6 +117,10 @@ def test_chunked_build_survives_a_kill_and_loses_no_finished_chunk(tmp_path):
     assert not list(labels.glob("*.tmp"))
     for name, content in before.items():  # finished chunks were not redone
         assert (labels / name).read_bytes() == content
+    chunk = open_netcdf(labels / "chunk_0005.nc")
+    assert chunk.attrs["relax_model"].startswith("CHGNet") and chunk.attrs["relax_fmax"] == 0.05
+    volume_change = float(chunk["relax_volume_change"].values[0])
+    assert abs(volume_change) > 0.01 and float(chunk["relax_max_force_eV_per_A"].values[0]) <= 0.05 + 1e-9
 
 
 def test_a_pooled_build_stops_cleanly_on_the_stop_file_and_labels_like_one_process(tmp_path):
@@ -266,3 +274,30 @@ def test_the_embedded_file_meets_the_rebuilds_specification():
     assert valid[table.source == "substituted"].mean() >= valid[table.source == "prototype"].mean()
     card = (DEFAULT_PATH.parent / "CARD.md").read_text()
     assert f"| structures | {n} " in card and "Energy window" in card and "Against DFT" in card
+
+
+def test_families_are_held_out_whole_and_every_prefix_of_the_build_order_is_balanced():
+    """The equilibrium build's candidates (data/default-v3): val and test families never occur in train, the
+    split holds about 0.6/0.2/0.2 of the crystals, and the first crystals cover one family each."""
+    from crystaldos.data.build import SPLIT_FRACTIONS, load_candidates
+    from crystaldos.data.candidates import family_of, order_by_family, split_families, split_of_family
+
+    work = Path(__file__).resolve().parents[1] / "data" / "default-v3"
+    candidates = load_candidates(work)
+    families = [family_of(c) for c in candidates]
+    n_families = len(set(families))
+    assert len(set(families[:n_families])) == n_families  # round 0: one crystal of every family
+    saved = json.loads((work / "splits.json").read_text())
+    assert saved["kind"] == "family" and saved["families"] == split_families(candidates, SPLIT_FRACTIONS, saved["seed"])
+    splits = np.array([split_of_family(f, saved["families"], SPLIT_FRACTIONS) for f in families])
+    by_split = {s: {f for f, t in zip(families, splits) if t == s} for s in SPLIT_FRACTIONS}
+    assert not by_split["train"] & by_split["val"] and not by_split["train"] & by_split["test"]
+    assert not by_split["val"] & by_split["test"]
+    for name, fraction in SPLIT_FRACTIONS.items():
+        assert abs(np.mean(splits == name) - fraction) < 0.01
+    # Seeded: another seed gives another order and another split of the small families.
+    other = order_by_family(candidates[:500], seed=1)
+    assert [c.id for c in other] != [c.id for c in order_by_family(candidates[:500], seed=0)]
+    assert split_families(candidates, SPLIT_FRACTIONS, 1) != saved["families"]
+    # A family that came later (a top-up) gets a stable split drawn from its name.
+    assert split_of_family("new-family", saved["families"], SPLIT_FRACTIONS) == split_of_family("new-family", {}, SPLIT_FRACTIONS)

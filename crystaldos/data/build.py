@@ -127,6 +127,50 @@ def _check_prefix(existing: list, regenerated: list) -> None:
         raise CandidatesMismatchError(f"the rerun gives {len(regenerated)} candidates, fewer than the {len(existing)} in the work folder")
 
 
+SPLITS_FILE = "splits.json"
+
+
+def reorder_candidates(work_dir: Path, source: Path, seed: int, fractions: dict[str, float] = SPLIT_FRACTIONS) -> Path:
+    """Stage 1 of an equilibrium build: another build's candidates (``source``, a ``candidates.json.gz``) in rounds
+    over their prototype families, and the family split fixed before any crystal is labelled (``splits.json``).
+
+    Every prefix of finished chunks is then a balanced, family-split data set. A no-op when the work folder has
+    its candidates already.
+    """
+    from crystaldos.data.candidates import Candidate, order_by_family, split_families
+
+    path = work_dir / "candidates.json.gz"
+    if path.exists():
+        return path
+    with gzip.open(source, "rt") as handle:
+        candidates = [Candidate.from_dict(d) for d in json.load(handle)]
+    ordered = order_by_family(candidates, seed)
+    assignment = split_families(ordered, fractions, seed)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(work_dir / SPLITS_FILE, json.dumps(
+        {"kind": "family", "seed": seed, "fractions": fractions, "families": assignment}, indent=0))
+    stats = {"source": str(source), "candidates": len(ordered), "families": len(assignment),
+             "families_by_split": {s: sum(v == s for v in assignment.values()) for s in fractions}}
+    write_text_atomic(work_dir / "candidates.stats.json", json.dumps(stats, indent=1))
+    with atomic_write(path) as tmp, gzip.open(tmp, "wt") as handle:
+        json.dump([c.to_dict() for c in ordered], handle)
+    return path
+
+
+def relax_and_label(relaxer, labeller, structure):
+    """Relax ``structure``, check the relaxation, label the relaxed crystal: ``(RelaxResult, DOS)``, or the
+    :class:`~crystaldos.relax.RelaxationError` / :class:`~crystaldos.labellers.LabellingError` that stopped it
+    (a task for executors: one worker does both, so the relaxed crystal never travels)."""
+    from crystaldos.labellers.xtb import LabellingError
+    from crystaldos.relax import RelaxationError
+
+    try:
+        result = relaxer.relax_checked(structure)
+        return result, labeller.label(result.structure)
+    except (RelaxationError, LabellingError) as err:
+        return err
+
+
 def load_candidates(work_dir: Path):
     from crystaldos.data.candidates import Candidate
 
@@ -180,6 +224,7 @@ def label_chunks(
     labeller=None,
     executor=None,
     chunks: range | None = None,
+    relaxer=None,
 ) -> int:
     """Stage 2: label candidates chunk by chunk; finished chunks are skipped. Returns the chunks left (after a STOP).
 
@@ -196,6 +241,8 @@ def label_chunks(
             kept for the whole run.
         chunks: label only these chunk indices (e.g. another machine takes ``range(100, 140)``); the
             chunk size must then be the same everywhere, since chunk k holds candidates k*size ... (k+1)*size-1.
+        relaxer: a :class:`crystaldos.relax.Relaxer`: each crystal is relaxed first (in the same worker) and the
+            relaxed crystal is labelled and stored; crystals whose relaxation is refused are counted by cause.
     """
     from collections import deque
 
@@ -224,7 +271,9 @@ def label_chunks(
         chunk = candidates[k * chunk_size : (k + 1) * chunk_size]
         structures = [c.structure for c in chunk]
         if runner is None:  # one process: label when collected, so chunks are written in turn
-            in_flight.append((k, chunk, [_Deferred(labeller, s) for s in structures]))
+            in_flight.append((k, chunk, [_Deferred(labeller, s, relaxer) for s in structures]))
+        elif relaxer is not None:
+            in_flight.append((k, chunk, [runner.submit(relax_and_label, relaxer, labeller, s) for s in structures]))
         else:
             in_flight.append((k, chunk, labeller.submit_many(structures, runner)))
 
@@ -234,7 +283,7 @@ def label_chunks(
         queue_next()  # one chunk ahead keeps every worker busy across the boundary
         while in_flight:
             k, chunk, futures = in_flight.popleft()
-            _write_chunk(_chunk_path(out_dir, k), chunk, [f.result() for f in futures], labeller, grid)
+            _write_chunk(_chunk_path(out_dir, k), chunk, [f.result() for f in futures], labeller, grid, relaxer)
             bar.update()
             queue_next()
     finally:
@@ -253,12 +302,14 @@ def label_chunks(
 class _Deferred:
     """A labelling task run in this process when its ``result`` is asked for (the one-process path)."""
 
-    def __init__(self, labeller, structure) -> None:
-        self.labeller, self.structure = labeller, structure
+    def __init__(self, labeller, structure, relaxer=None) -> None:
+        self.labeller, self.structure, self.relaxer = labeller, structure, relaxer
 
     def result(self):
         from crystaldos.labellers.xtb import label_or_error
 
+        if self.relaxer is not None:
+            return relax_and_label(self.relaxer, self.labeller, self.structure)
         return label_or_error(self.labeller, self.structure)
 
     def cancel(self) -> bool:
@@ -274,17 +325,23 @@ def _chunk_number(path: Path) -> int:
     return int(path.name.removeprefix("chunk_").split(".")[0])
 
 
-def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid) -> None:
-    """Write a chunk's labelled crystals (netCDF, atomic) and then its errors file, the marker that it is done."""
+def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid, relaxer=None) -> None:
+    """Write a chunk's labelled crystals (netCDF, atomic) and then its errors file, the marker that it is done.
+
+    ``results``: per candidate its DOS, a ``(RelaxResult, DOS)`` pair (the relaxed crystal is stored), or the error.
+    """
     from crystaldos.data.records import CrystalDOS
     from crystaldos.data.store import write_netcdf
-    from crystaldos.labellers.xtb import LabellingError
 
     records, errors = [], {}
     for candidate, result in zip(chunk, results):
-        if isinstance(result, LabellingError):
+        if isinstance(result, Exception):  # LabellingError or RelaxationError
             errors[candidate.id] = f"{type(result).__name__}: {result}"
             continue
+        structure, relaxation = candidate.structure, None
+        if isinstance(result, tuple):
+            relaxation, result = result
+            structure = relaxation.structure
         properties = {
             name: float(result.attrs[name])
             for name in ("band_gap_eV", "efermi_eV", "energy_per_atom_eV", "wall_time_s", "supercell_atoms",
@@ -292,10 +349,13 @@ def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid
                          "equivalent_site_spread")  # removed by the orbit average (chunks before session 17 lack it)
             if name in result.attrs
         }
+        if relaxation is not None:
+            properties.update(relaxation.properties())
         properties.update(parent=candidate.parent, note=candidate.note, prototype=candidate.prototype, origin=candidate.origin)
-        records.append(CrystalDOS(candidate.id, candidate.structure, result, source=candidate.source, properties=properties))
+        records.append(CrystalDOS(candidate.id, structure, result, source=candidate.source, properties=properties))
     if records:
-        write_netcdf(records, path, grid, labeller.describe(), dos_storage="float16")  # atomic (tmp file + rename)
+        attrs = labeller.describe() | (relaxer.describe() if relaxer is not None else {})
+        write_netcdf(records, path, grid, attrs, dos_storage="float16")  # atomic (tmp file + rename)
     write_text_atomic(path.with_suffix(".errors.json"), json.dumps({"errors": errors}, indent=1))  # the done marker
 
 
@@ -352,12 +412,11 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
                 errors[record.id] = f"{type(err).__name__}: {err}"
     first = open_netcdf(chunk_files[0])
     grid = DosGrid.from_attrs(first.attrs)
-    for record, split in zip(records, assign_splits(len(records), seed)):
-        record.split = str(split)
+    split_kind = assign_record_splits(records, work_dir, seed)
     from crystaldos import __version__
 
     # Settings of the newest chunk: it carries every check the labeller has (older ones may lack some).
-    attrs = {k: v for k, v in open_netcdf(chunk_files[-1]).attrs.items() if k.startswith("labeller_")}
+    attrs = {k: v for k, v in open_netcdf(chunk_files[-1]).attrs.items() if k.startswith(("labeller_", "relax_"))}
     method = attrs.get("labeller_method", "GFN1-xTB")
     if attrs.get("labeller_sampling", "gamma") == "kmesh":
         # The assembly's own symmetry settings, which chunks labelled before them lack.
@@ -377,6 +436,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
         build_command=command,
         seed=seed,
         split_fractions=json.dumps(SPLIT_FRACTIONS),
+        split_kind=split_kind,
         n_candidates=len(records) + len(errors),  # attempted so far (all of them once every chunk is labelled)
         n_candidates_total=len(load_candidates(work_dir)),
         n_failed=len(errors),
@@ -385,13 +445,33 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
         created=time.strftime("%Y-%m-%d"),
         provenance=(
             f"structures: {structures_text} (source=prototype), and their substitutions with DLSVolumePredictor volumes "
-            f"(source=substituted; the parent's id and AFLOW label in parent and prototype); DOS: {dos_text}"
+            f"(source=substituted; the parent's id and AFLOW label in parent and prototype)"
+            + (f"; relaxed (positions and cell) with {attrs['relax_model']} to {attrs['relax_fmax']} eV/Å"
+               if "relax_model" in attrs else "")
+            + f"; DOS: {dos_text}"
         ),
         origins=json.dumps(origins),
     )
     path = write_netcdf(records, out, grid, attrs, dos_storage="float16")
     write_card(open_netcdf(path), out.parent, path)
     return path
+
+
+def assign_record_splits(records: list, work_dir: Path, seed: int) -> str:
+    """Set each record's split: by prototype family from the work folder's ``splits.json`` when it has one (whole
+    families in val and test), else a seeded random split over crystals. Returns the split kind ("family"/"random")."""
+    splits_file = work_dir / SPLITS_FILE
+    if not splits_file.exists():
+        for record, split in zip(records, assign_splits(len(records), seed)):
+            record.split = str(split)
+        return "random"
+    from crystaldos.data.candidates import split_of_family
+
+    table = json.loads(splits_file.read_text())
+    for record in records:
+        family = str(record.properties.get("prototype") or "") or str(record.properties.get("parent") or "") or record.id
+        record.split = split_of_family(family, table["families"], table["fractions"])
+    return table["kind"]
 
 
 def count_reasons(errors: dict[str, str]) -> dict[str, int]:
@@ -417,6 +497,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", type=int, default=DEFAULT_TARGET,
                         help="candidates in all; raised after labelling began, it appends candidates (a top-up)")
     parser.add_argument("--stage", choices=["all", "candidates", "label", "assemble"], default="all")
+    parser.add_argument("--relax", action="store_true",
+                        help="relax every crystal with CHGNet (crystaldos.relax) before labelling it; store the relaxed crystal")
+    parser.add_argument("--candidates-from", type=Path, default=None, metavar="CANDIDATES_JSON_GZ",
+                        help="take another build's candidates, in rounds over prototype families, with whole families "
+                             "held out in val and test (the split is fixed before labelling, in splits.json)")
     # Labels are computed on a window that also keeps the deep valence levels, -25 ... +10 eV at the
     # spacing of the standard -10 ... +10 eV / 256-point grid, so that either window can be cut from
     # them exactly when the file is assembled (benchmarks/element_identification.py decides).
@@ -428,13 +513,21 @@ def main(argv: list[str] | None = None) -> None:
     grid = DosGrid(e_min=args.e_min, e_max=args.e_max, n_points=args.n_points, sigma=args.sigma)
     command = "python -m crystaldos.data.build " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.stage in ("all", "candidates"):
-        print(f"candidates: {make_candidates(args.work_dir, args.seed, target=args.target)}")
+        if args.candidates_from is not None:
+            print(f"candidates: {reorder_candidates(args.work_dir, args.candidates_from, args.seed)}")
+        else:
+            print(f"candidates: {make_candidates(args.work_dir, args.seed, target=args.target)}")
     chunks = None
     if args.chunks:
         first, _, last = args.chunks.partition(":")
         chunks = range(int(first), int(last or first) + 1)
     if args.stage in ("all", "label"):
-        left = label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit, chunks=chunks)
+        relaxer = None
+        if args.relax:
+            from crystaldos.relax import Relaxer
+
+            relaxer = Relaxer()
+        left = label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit, chunks=chunks, relaxer=relaxer)
         if left and args.stage == "all":
             print(f"not assembling: {left} chunks are not labelled yet (rerun to continue; --stage assemble --chunks FIRST:LAST "
                   "assembles a preview of those labelled)")

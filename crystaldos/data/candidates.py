@@ -309,3 +309,66 @@ def select(candidates: list[Candidate], n: int, seed: int) -> list[Candidate]:
             if queues[g] and len(chosen) < n:
                 chosen.append(groups[g][queues[g].pop(0)])
     return chosen
+
+
+def family_of(candidate: Candidate) -> str:
+    """A candidate's prototype family: its AFLOW label, else its parent's id (as
+    :meth:`crystaldos.data.dataset.CrystalDOSDataset.prototype_families` reads it back from a data file)."""
+    return candidate.prototype or candidate.parent or candidate.id
+
+
+def order_by_family(candidates: list[Candidate], seed: int) -> list[Candidate]:
+    """The candidates in rounds over their prototype families: round r takes the r-th member of every family
+    (prototypes before substitutions, the rest seeded), families in a seeded order.
+
+    Every prefix of the result then samples the families evenly: the first ``n_families`` candidates hold
+    one crystal of each, so a build stopped early is still a balanced data set.
+    """
+    rng = np.random.default_rng(seed)
+    families: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        families.setdefault(family_of(c), []).append(c)
+    queues = []
+    for members in families.values():
+        prototypes = [c for c in members if c.source == "prototype"]
+        others = [c for c in members if c.source != "prototype"]
+        queues.append(prototypes + [others[i] for i in rng.permutation(len(others))])
+    order = rng.permutation(len(queues))
+    ordered: list[Candidate] = []
+    for r in range(max(map(len, queues), default=0)):
+        ordered.extend(queues[g][r] for g in order if r < len(queues[g]))
+    return ordered
+
+
+def split_families(candidates: list[Candidate], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Assign whole prototype families to splits so that each split holds about ``fractions`` of the candidates.
+
+    Families go largest first (ties in a seeded order) to the split furthest below its share, so no family of
+    val or test has a member in train. Returns {family: split}.
+    """
+    rng = np.random.default_rng(seed)
+    sizes: dict[str, int] = {}
+    for c in candidates:
+        sizes[family_of(c)] = sizes.get(family_of(c), 0) + 1
+    names = list(sizes)
+    tiebreak = dict(zip(names, rng.permutation(len(names))))
+    total = sum(sizes.values())
+    filled = {split: 0 for split in fractions}
+    assignment = {}
+    for family in sorted(names, key=lambda f: (-sizes[f], tiebreak[f])):
+        split = max(fractions, key=lambda s: fractions[s] * total - filled[s])
+        assignment[family] = split
+        filled[split] += sizes[family]
+    return assignment
+
+
+def split_of_family(family: str, assignment: dict[str, str], fractions: dict[str, float]) -> str:
+    """The split of ``family``: from ``assignment``, or for a family that came after it (a top-up of the candidates)
+    a stable draw from its name's hash in the given proportions."""
+    if family in assignment:
+        return assignment[family]
+    import hashlib
+
+    u = int(hashlib.sha256(family.encode()).hexdigest()[:12], 16) / 16**12
+    edges = np.cumsum(list(fractions.values()))
+    return list(fractions)[int(np.searchsorted(edges, u, side="right").clip(max=len(edges) - 1))]

@@ -1,0 +1,202 @@
+"""Relax crystals to equilibrium with a universal interatomic potential (CHGNet).
+
+Positions and cell are relaxed together (ASE's ``FrechetCellFilter``, FIRE), with CHGNet's
+pretrained weights, which ship inside the ``chgnet`` wheel: nothing is downloaded. Install
+with the optional extra ``pip install crystaldos[relax]``.
+
+A relaxation that does not converge, that turns the crystal into another one, or that changes
+its volume by more than ``max_volume_change`` is refused by :meth:`Relaxer.check` with a
+:class:`RelaxationError` naming the cause; the data build leaves such crystals out and counts them.
+
+Example::
+
+    from crystaldos.relax import Relaxer
+    result = Relaxer().relax(structure)        # any ordered pymatgen Structure (or ASE Atoms)
+    result.structure, result.energy_per_atom   # relaxed crystal, eV/atom
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+#: eV/Å³ per GPa.
+EV_PER_A3_PER_GPA = 1.0 / 160.21766208
+
+
+class RelaxationError(ValueError):
+    """A crystal whose relaxation is not usable; the message names the cause."""
+
+    cause = "relaxation failed"
+
+
+class NotConvergedError(RelaxationError):
+    """The largest force (or stress) was still above the tolerance after the step cap."""
+
+    cause = "not converged"
+
+
+class StructureChangedError(RelaxationError):
+    """The relaxed crystal no longer matches its start (StructureMatcher): it fell into another structure."""
+
+    cause = "changed structure"
+
+
+class VolumeChangeError(RelaxationError):
+    """The volume changed by more than the bound: the start was too far from any minimum to trust."""
+
+    cause = "volume change"
+
+
+@dataclass
+class RelaxResult:
+    """One relaxation.
+
+    Attributes:
+        structure: the relaxed crystal (pymatgen Structure, same site order as the input).
+        initial: the input crystal.
+        energy_per_atom: potential energy of the relaxed crystal, eV/atom (CHGNet's, MP-compatible scale).
+        steps: optimiser steps taken.
+        max_force: largest residual force, eV/Å.
+        max_stress: largest residual stress component, GPa.
+        volume_change: relative volume change V_relaxed / V_initial - 1.
+        converged: whether forces and stress fell below the tolerance within the step cap.
+        model: name and version of the potential (e.g. ``"CHGNet 0.3.0"``).
+        wall_time_s: seconds.
+    """
+
+    structure: object
+    initial: object
+    energy_per_atom: float
+    steps: int
+    max_force: float
+    max_stress: float
+    volume_change: float
+    converged: bool
+    model: str
+    wall_time_s: float
+
+    def properties(self) -> dict:
+        """The scalar results as a flat dict (stored with each crystal of the data set)."""
+        return {
+            "relax_energy_per_atom_eV": self.energy_per_atom,
+            "relax_steps": self.steps,
+            "relax_max_force_eV_per_A": self.max_force,
+            "relax_max_stress_GPa": self.max_stress,
+            "relax_volume_change": self.volume_change,
+            "relax_wall_time_s": self.wall_time_s,
+        }
+
+
+@lru_cache(maxsize=1)
+def _chgnet():
+    """CHGNet's bundled pretrained model (loaded once per process, on the CPU)."""
+    try:
+        from chgnet.model import CHGNet
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError("relaxing needs CHGNet: pip install 'crystaldos[relax]' (or pip install chgnet)") from err
+    return CHGNet.load(verbose=False, use_device="cpu")
+
+
+def potential_name() -> str:
+    """Name and version of the potential's weights, e.g. ``"CHGNet 0.3.0"``."""
+    model = _chgnet()
+    return f"CHGNet {getattr(model, 'version', None) or 'unknown'}"
+
+
+@dataclass(frozen=True)
+class Relaxer:
+    """Relax positions and cell with CHGNet until the largest force is below ``fmax``.
+
+    Attributes:
+        fmax: force tolerance, eV/Å; the cell's stress counts through the filter's virial
+            (scaled to eV/Å by ASE's ``FrechetCellFilter``).
+        max_steps: step cap of the FIRE optimiser.
+        max_volume_change: largest accepted |V_relaxed / V_initial - 1|.
+        match_start: refuse a relaxed crystal that no longer matches its start.
+        relax_cell: relax the cell too (False: positions only).
+    """
+
+    fmax: float = 0.05
+    max_steps: int = 300
+    max_volume_change: float = 0.5
+    match_start: bool = True
+    relax_cell: bool = True
+    matcher_settings: dict = field(default_factory=lambda: dict(stol=0.5, angle_tol=10, ltol=0.3))
+
+    def describe(self) -> dict:
+        """Settings and potential, as ``relax_*`` attributes of a data file."""
+        settings = {f"relax_{k}": v for k, v in asdict(self).items() if k != "matcher_settings"}
+        settings["relax_model"] = potential_name()
+        return {k: (int(v) if isinstance(v, bool) else v) for k, v in settings.items()}
+
+    def relax(self, structure) -> RelaxResult:
+        """Relax ``structure`` (pymatgen Structure or ASE Atoms); see :class:`RelaxResult`.
+
+        Never raises for a poor relaxation: :meth:`check` judges the result.
+        """
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import FIRE
+        from chgnet.model.dynamics import CHGNetCalculator
+        from pymatgen.core import Structure
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from crystaldos.structures import as_structure
+
+        initial = as_structure(structure)
+        if not initial.is_ordered:
+            raise ValueError(f"{initial.composition.reduced_formula}: disordered sites; order the structure first")
+        start = time.perf_counter()
+        atoms = AseAtomsAdaptor.get_atoms(initial)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its device on every construction
+            atoms.calc = CHGNetCalculator(model=_chgnet(), use_device="cpu")
+        target = FrechetCellFilter(atoms) if self.relax_cell else atoms
+        optimizer = FIRE(target, logfile=None)
+        converged = bool(optimizer.run(fmax=self.fmax, steps=self.max_steps))
+        forces = atoms.get_forces()
+        stress = atoms.get_stress(voigt=True) / EV_PER_A3_PER_GPA if self.relax_cell else np.zeros(6)
+        # Same sites in the same order, wrapped into the cell, without the calculator's site properties.
+        relaxed = Structure(np.array(atoms.cell), initial.species, atoms.get_scaled_positions(wrap=True))
+        return RelaxResult(
+            structure=relaxed,
+            initial=initial,
+            energy_per_atom=float(atoms.get_potential_energy()) / len(atoms),
+            steps=int(optimizer.nsteps),
+            max_force=float(np.linalg.norm(forces, axis=1).max()),
+            max_stress=float(np.abs(stress).max()),
+            volume_change=float(relaxed.volume / initial.volume - 1.0),
+            converged=converged,
+            model=potential_name(),
+            wall_time_s=time.perf_counter() - start,
+        )
+
+    def check(self, result: RelaxResult) -> None:
+        """Raise a :class:`RelaxationError` subclass naming why ``result`` is not a usable equilibrium crystal."""
+        formula = result.initial.composition.reduced_formula
+        if not result.converged:
+            raise NotConvergedError(
+                f"{formula}: largest force {result.max_force:.3f} eV/Å after {result.steps} steps (tolerance {self.fmax})")
+        if abs(result.volume_change) > self.max_volume_change:
+            raise VolumeChangeError(
+                f"{formula}: volume changed by {100 * result.volume_change:+.0f} % (bound ±{100 * self.max_volume_change:.0f} %)")
+        if self.match_start:
+            from pymatgen.analysis.structure_matcher import StructureMatcher
+
+            if not StructureMatcher(**self.matcher_settings).fit(result.initial, result.structure):
+                raise StructureChangedError(f"{formula}: the relaxed crystal no longer matches its start")
+
+    def relax_checked(self, structure) -> RelaxResult:
+        """:meth:`relax`, then :meth:`check` (raises :class:`RelaxationError`)."""
+        result = self.relax(structure)
+        self.check(result)
+        return result
+
+
+def relax(structure, **settings) -> RelaxResult:
+    """Relax one crystal with a default :class:`Relaxer` (``settings`` override its fields); unchecked."""
+    return Relaxer(**settings).relax(structure)

@@ -1,0 +1,65 @@
+"""The CHGNet relaxer: it finds the potential's minimum, refuses relaxations by cause, and takes what users hold."""
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from crystaldos.relax import NotConvergedError, Relaxer, StructureChangedError, VolumeChangeError
+
+
+def _silicon(a: float = 5.43) -> Structure:
+    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), ["Si"], [[0, 0, 0]]).get_primitive_structure()
+
+
+@pytest.fixture(scope="module")
+def silicon_minimum():
+    """Si relaxed from its experimental cell: the potential's own minimum."""
+    return Relaxer(fmax=0.01).relax_checked(_silicon())
+
+
+def test_a_strained_crystal_relaxes_back_to_the_potentials_minimum(silicon_minimum):
+    strained = _silicon()
+    strained.scale_lattice(strained.volume * 1.12)  # 12 % too large, as the volume guesses of substitutions are
+    strained.perturb(0.05, min_distance=0.02)
+    result = Relaxer().relax_checked(strained)
+    assert result.converged and result.max_force <= 0.05 + 1e-9
+    assert abs(result.structure.volume / silicon_minimum.structure.volume - 1) < 0.02
+    assert result.volume_change < -0.05  # it did shrink back
+    assert result.model.startswith("CHGNet ") and result.steps > 0
+    # The relaxed crystal keeps its sites in order, inside the cell, without calculator leftovers.
+    assert [s.specie.symbol for s in result.structure] == ["Si", "Si"]
+    assert np.all((result.structure.frac_coords >= 0) & (result.structure.frac_coords < 1))
+    assert not result.structure.site_properties
+    # PBE-like: Si at 5.43 Å moves by a few per cent at most.
+    assert abs(silicon_minimum.volume_change) < 0.04
+    assert np.isfinite(result.energy_per_atom) and -6 < result.energy_per_atom < -4
+
+
+def test_relaxations_are_refused_by_cause():
+    strained = _silicon()
+    strained.scale_lattice(strained.volume * 1.3)
+    with pytest.raises(NotConvergedError, match="after 2 steps"):
+        Relaxer(max_steps=2).relax_checked(strained)
+    with pytest.raises(VolumeChangeError, match="bound ±5 %"):
+        Relaxer(max_volume_change=0.05).relax_checked(strained)
+    # A relaxed crystal that is another crystal than its start: rocksalt NaCl "relaxed" into CsCl's structure.
+    result = Relaxer().relax(Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]))
+    result.structure = Structure(Lattice.cubic(3.3), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+    result.volume_change = result.structure.volume / result.initial.volume - 1
+    with pytest.raises(StructureChangedError, match="no longer matches"):
+        Relaxer(max_volume_change=1.0).check(result)
+    assert {NotConvergedError.cause, VolumeChangeError.cause, StructureChangedError.cause} == {
+        "not converged", "volume change", "changed structure"}
+
+
+def test_the_relaxer_takes_ase_atoms_and_cif_files(tmp_path):
+    from ase.build import bulk
+    from pymatgen.io.cif import CifWriter
+
+    from_atoms = Relaxer().relax(bulk("Cu", "fcc", a=3.7))
+    assert from_atoms.structure.composition.reduced_formula == "Cu" and abs(from_atoms.volume_change) < 0.1
+    path = tmp_path / "si.cif"
+    CifWriter(_silicon()).write_file(path)
+    assert Relaxer().relax(str(path)).structure.composition.reduced_formula == "Si"
+    with pytest.raises(TypeError, match="pymatgen Structure, an ASE Atoms"):
+        Relaxer().relax(42)
