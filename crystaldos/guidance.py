@@ -31,29 +31,7 @@ import torch
 
 from crystaldos.diffusion import JointDiffusion
 from crystaldos.model import CrystalDenoiser, DenoiserOutput, DOSForwardModel
-
-
-#: The three parts of a crystal that guidance can act on, in :class:`Scores` order.
-VARIABLES = ("types", "coords", "lattice")
-
-
-def per_variable(strength: float | Mapping[str, float]) -> tuple[float, float, float]:
-    """One guidance strength per variable (types, coords, lattice) from a number or a mapping.
-
-    Raises:
-        ValueError: unknown variable names, or a value that is not a finite number.
-    """
-    if isinstance(strength, Mapping):
-        unknown = sorted(set(strength) - set(VARIABLES))
-        if unknown:
-            raise ValueError(f"unknown guidance variables {unknown}; choose from {VARIABLES}")
-        values = tuple(float(strength.get(name, 0.0)) for name in VARIABLES)
-    else:
-        values = (float(strength),) * 3
-    if not np.isfinite(values).all():
-        # NaN or inf would turn every coordinate into NaN without an error.
-        raise ValueError(f"guidance strength must be a finite number, got {strength!r}")
-    return values
+from crystaldos.options import VARIABLES, per_variable  # noqa: F401  (VARIABLES: the parts guidance acts on)
 
 
 class CrystalState(NamedTuple):

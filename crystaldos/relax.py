@@ -180,7 +180,8 @@ class Relaxer:
         formula = result.initial.composition.reduced_formula
         if not result.converged:
             raise NotConvergedError(
-                f"{formula}: largest force {result.max_force:.3f} eV/Å after {result.steps} steps (tolerance {self.fmax})")
+                f"{formula}: largest force {result.max_force:.3f} eV/Å, largest stress {result.max_stress:.2f} GPa after "
+                f"{result.steps} steps (tolerance {self.fmax} eV/Å on atoms and on the cell's stress times volume per atom)")
         if abs(result.volume_change) > self.max_volume_change:
             raise VolumeChangeError(
                 f"{formula}: volume changed by {100 * result.volume_change:+.0f} % (bound ±{100 * self.max_volume_change:.0f} %)")

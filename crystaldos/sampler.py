@@ -34,36 +34,29 @@ from crystaldos.device import resolve_device
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
 from crystaldos.diffusion.schedules import reverse_schedule
 from crystaldos.dos import DosGrid, identical_sites, site_dos, validate_site_dos
-from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, dps_output, per_variable
+from crystaldos.dos_inputs import as_site_dos, is_complete_dos
+from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, dps_output
+from crystaldos.structures import ACCEPTED as ACCEPTED_CRYSTALS
+from crystaldos.structures import as_atoms, as_structure, is_crystal_like
 from crystaldos.model import one_hot_types, types_to_atomic_numbers
 
-GUIDANCES = ("cfg", "cbg", "cbg-dps", "none")
-LATTICE_STEPS = ("auto", "ddpm", "ddim", "hybrid")
-
-# The sampler's defaults, chosen on the first 128 validation crystals with the shipped CFG model
-# (benchmarks/sampler_defaults.sh, docs/lattice.md section 13). From t_start = 200: DiffCSP's sampler (corrector
-# 1e-5, DDPM lattice steps) 71.1 %, no corrector 81.2 %, + DDIM lattice steps 85.9 %, + tied types 93.8 %.
-#: Langevin corrector step on X: none (DiffCSP's 1e-5 lets the atoms drift out of place, section 10).
-DEFAULT_STEP_LR = 0.0
-#: Sites with identical target DOS share one type (section 11).
-DEFAULT_TIE_TYPES = True
-#: The lattice's reverse step: "auto" = deterministic (DDIM) from a noised crystal, ancestral (DDPM) from noise.
-DEFAULT_LATTICE_STEP = "auto"
-#: "auto" uses DDIM lattice steps when t_start is at most this (of T = 1000): from pure noise DDIM lattice steps
-#: blow cells up (64 val crystals from t_start = 1000: median |dV| 72 % against 23 % with DDPM steps).
-AUTO_DDIM_MAX_T_START = 500
-#: "hybrid" (an option; docs/lattice.md section 14: no gain measured) takes ancestral (DDPM) lattice steps
-#: while t > this and deterministic (DDIM) ones from here down.
-HYBRID_DDIM_MAX_T = 500
+# The options and their defaults live in crystaldos.options (one place); these names stay importable from here.
+from crystaldos.options import (  # noqa: E402,F401
+    AUTO_DDIM_MAX_T_START,
+    DEFAULT_LATTICE_STEP,
+    DEFAULT_STEP_LR,
+    DEFAULT_TIE_TYPES,
+    GUIDANCES,
+    HYBRID_DDIM_MAX_T,
+    LATTICE_STEPS,
+    SamplingOptions,
+)
 
 
 def resolve_lattice_step(lattice_step: str, t_start: int) -> str:
-    """The lattice step ``"ddpm"`` or ``"ddim"`` that ``lattice_step`` (one of :data:`LATTICE_STEPS`) means at ``t_start``."""
-    if lattice_step not in LATTICE_STEPS:
-        raise ValueError(f"lattice_step must be one of {LATTICE_STEPS}, got {lattice_step!r}")
-    if lattice_step == "auto":
-        return "ddim" if t_start <= AUTO_DDIM_MAX_T_START else "ddpm"
-    return lattice_step
+    """The lattice step ``"ddpm"``, ``"ddim"`` or ``"hybrid"`` that ``lattice_step`` (one of :data:`LATTICE_STEPS`) means
+    at ``t_start``."""
+    return SamplingOptions(lattice_step=lattice_step, t_start=t_start).resolved_lattice_step()
 
 
 def lattice_step_at(lattice_step: str, t_now: int) -> str:
@@ -98,6 +91,11 @@ class SampleResult:
     def guidance(self) -> str:
         return self.settings["guidance"]
 
+    @property
+    def atoms(self):
+        """The generated crystal as an ASE ``Atoms``."""
+        return as_atoms(self.structure)
+
     def __repr__(self) -> str:
         s = self.settings
         return f"SampleResult({self.structure.composition.reduced_formula}, guidance={s['guidance']}, strength={s['strength']}, t_start={s['t_start']})"
@@ -119,12 +117,13 @@ def _dos_list(dos) -> list:
     included (``dos.values.tolist()``). Several: a sequence of those, or one array of shape
     (n_crystals, n_sites, n_energies).
     """
-    if isinstance(dos, xr.DataArray):
+    if isinstance(dos, xr.DataArray) or is_complete_dos(dos):
         return [dos]
     if _is_array(dos):
         return list(dos) if dos.ndim == 3 else [dos]
     if isinstance(dos, (str, bytes)) or not hasattr(dos, "__iter__"):
-        raise TypeError(f"a DOS must be an xarray.DataArray or an array of shape (n_sites, n_energies), got {type(dos).__name__}")
+        raise TypeError(f"a DOS must be an xarray.DataArray, an array of shape (n_sites, n_energies) or a pymatgen CompleteDos, "
+                        f"got {type(dos).__name__}")
     items = list(dos)
     if items and not any(_is_array(d) for d in items):  # nested lists of numbers
         try:
@@ -137,6 +136,15 @@ def _dos_list(dos) -> list:
                              f"several), got nested lists of shape {values.shape}")
         return [values] if values.ndim == 2 else list(values)
     return items
+
+
+def _structure_list(structure) -> list[Structure]:
+    """One crystal or several (Structure, ASE Atoms or file path each) -> a list of Structures."""
+    if is_crystal_like(structure):
+        return [as_structure(structure)]
+    if isinstance(structure, (Sequence, np.ndarray)) and not isinstance(structure, (bytes, Mapping)):
+        return [as_structure(s) for s in structure]
+    raise TypeError(f"expected {ACCEPTED_CRYSTALS}, or a list of them; got {type(structure).__module__}.{type(structure).__qualname__}")
 
 
 def _count_mismatch(what: str, n: int, doses: list) -> ValueError:
@@ -255,91 +263,61 @@ class Sampler:
 
         warnings.warn(message, UserWarning, stacklevel=3)
 
-    def _dos_tensor(self, dos, n_sites: int | None) -> tuple[torch.Tensor, xr.DataArray]:
-        if isinstance(dos, np.ndarray) or torch.is_tensor(dos):
-            values = np.asarray(dos.detach().cpu() if torch.is_tensor(dos) else dos, dtype=np.float32)
-            if values.ndim != 2:
-                raise ValueError(f"DOS must be 2-D (n_sites, n_energies), got shape {values.shape}")
-            dos = site_dos(values, ["X"] * values.shape[0], self.grid)
+    def _dos_tensor(self, dos, n_sites: int | None, structure: Structure | None = None) -> tuple[torch.Tensor, xr.DataArray]:
+        """A target DOS on the model's grid (:func:`crystaldos.dos_inputs.as_site_dos`) as a tensor, and as checked."""
+        dos = as_site_dos(dos, self.grid, structure)
         validate_site_dos(dos, n_sites, self.grid)
         return torch.as_tensor(np.asarray(dos.values), dtype=torch.float32, device=self.device), dos
 
-    def _check_options(self, guidance: str, strength: float | Mapping[str, float], t_start: int, steps: int | None, n_samples: int,
-                       unconditional: str, spacing: str = "logsnr") -> list[int]:
-        if guidance not in GUIDANCES:
-            raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCES}")
-        per_variable(strength)  # a finite number, or finite numbers per known variable
-        if guidance.startswith("cbg") and self.forward_mismatch:
-            raise ValueError(f"{guidance} needs a forward model trained under the denoiser's noise: {self.forward_mismatch}")
-        if unconditional not in ("separate", "cfg-null"):
-            raise ValueError(f"unconditional must be 'separate' or 'cfg-null', got {unconditional!r}")
+    def _check_options(self, options: SamplingOptions) -> list[int]:
+        """Check ``options`` against these models; return the reverse schedule t_start = s_0 > ... > s_K = 0."""
+        if options.guidance.startswith("cbg") and self.forward_mismatch:
+            raise ValueError(f"{options.guidance} needs a forward model trained under the denoiser's noise: {self.forward_mismatch}")
         T = self.diffusion.timesteps
-        if not isinstance(t_start, (int, np.integer)) or not 0 <= t_start <= T:
-            raise ValueError(f"t_start must be an integer in 0 ... {T}, got {t_start!r}")
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        # Strided schedule t_start = s_0 > s_1 > ... > s_K = 0 (it checks steps and spacing).
-        return reverse_schedule(self.diffusion.alpha_bars, t_start, t_start if steps is None else int(steps), spacing)
+        if options.t_start > T:
+            raise ValueError(f"t_start must be an integer in 0 ... {T}, got {options.t_start!r}")
+        if options.guidance != "cfg" and options.unconditional == "separate" and self.uncond_model is None:
+            raise ValueError("this sampler has no separate unconditional model; use unconditional='cfg-null'")
+        steps = options.t_start if options.steps is None else options.steps
+        return reverse_schedule(self.diffusion.alpha_bars, options.t_start, steps, options.spacing)
 
     # ------------------------------------------------------------------ public API
     def reconstruct(
         self,
-        structure: Structure | Sequence[Structure],
-        dos: xr.DataArray | Sequence[xr.DataArray],
-        guidance: str = "cfg",
-        strength: float | Mapping[str, float] = 1.0,
-        t_start: int = 1000,
-        n_samples: int = 1,
-        seed: int = 0,
-        steps: int | None = None,
+        structure,
+        dos,
+        options: SamplingOptions | None = None,
+        *,
         keep_trajectory: bool = False,
         progress: bool = True,
-        unconditional: str = "separate",
-        step_lr: float = DEFAULT_STEP_LR,
         callback: Callable[[int, int], None] | None = None,
         allow_untrained_sizes: bool = False,
-        lattice_step: str = DEFAULT_LATTICE_STEP,
-        spacing: str = "logsnr",
-        tie_types: bool = DEFAULT_TIE_TYPES,
+        **settings,
     ) -> list[SampleResult]:
         """Generate crystals back from their atom count and atom-level DOS.
 
         Args:
-            structure: the reference crystal(s); only its atom count is used when
-                ``t_start`` equals T, else it is noised to ``t_start`` first.
-            dos: the target atom-level DOS (dims site, energy; the model's grid), one per structure.
-            guidance: ``"cfg"`` (classifier-free, strength = w), ``"cbg"`` (classifier-based,
-                strength = s), ``"cbg-dps"`` (classifier-based through the denoiser's predicted clean
-                crystal, see :mod:`crystaldos.guidance`) or ``"none"`` (the unconditional model).
-            strength: one number for all three variables, or one per variable, e.g.
-                ``{"types": 1.0, "coords": 1.0}`` (the lattice, left out, is not guided).
-            t_start: 1 ... T; T starts from the priors, smaller values from the noised reference.
-            n_samples: samples per structure (all in one batched graph).
-            seed: seeds the priors, the forward noising and every reverse step.
-            steps: reverse steps (default t_start; fewer strides the schedule).
+            structure: the reference crystal, or a list of them: a pymatgen Structure, an ASE Atoms or the path of
+                a crystal file (CIF, POSCAR). Only its atom count is used when ``t_start`` is T (1000, the
+                default); else it is noised to ``t_start`` first.
+            dos: the target atom-level DOS, one per structure: an xarray DOS (dims site, energy; resampled onto
+                the model's grid when its energies differ), an array (n_sites, n_energies) on the model's grid, or
+                a pymatgen ``CompleteDos`` with site projections.
+            options: a :class:`~crystaldos.options.SamplingOptions` (default: the defaults).
+            **settings: any option of :class:`~crystaldos.options.SamplingOptions` by name, over ``options``:
+                ``guidance`` ("cfg", "cbg", "cbg-dps", "none"), ``strength``, ``t_start``, ``n_samples``, ``seed``,
+                ``steps``, ``unconditional``, ``step_lr``, ``lattice_step``, ``spacing``, ``tie_types``.
             keep_trajectory: keep ~100 intermediate Structures per sample.
-            unconditional: score used by CBG and ``"none"``: the separately trained
-                unconditional model (``"separate"``) or the CFG model's null branch (``"cfg-null"``).
-            step_lr: Langevin corrector step on X (DiffCSP's ``step_lr``, 1e-5; default 0: no corrector).
             progress: show a tqdm bar (notebook-aware).
-            callback: called as ``callback(done, total)`` after every reverse step
-                (e.g. to drive a widget's progress bar).
+            callback: called as ``callback(done, total)`` after every reverse step (e.g. a widget's progress bar).
             allow_untrained_sizes: sample cells whose atom count lies outside the range the models were
                 trained on (:attr:`training_sites`) with a warning, instead of raising ValueError.
-            lattice_step: reverse step of the lattice: ``"ddpm"`` (ancestral, DiffCSP's), ``"ddim"``
-                (deterministic, no fresh noise) or ``"auto"`` (default: DDIM when ``t_start`` <=
-                :data:`AUTO_DDIM_MAX_T_START`, else DDPM); see docs/lattice.md for what each gives.
-            spacing: where the strided steps fall when ``steps`` < ``t_start``: ``"logsnr"`` (default; even in
-                log signal-to-noise ratio, dense near T) or ``"uniform"`` (even in t; from T it blows the lattice
-                up with 50 steps). See :func:`crystaldos.diffusion.schedules.reverse_schedule`.
-            tie_types: sites of one crystal whose target DOS are identical (:func:`crystaldos.dos.identical_sites`;
-                symmetry-equivalent sites in symmetrised labels) share one clean-type prediction at every step, so
-                they end as one element (:meth:`JointDiffusion.tie_types_eps`). Default on.
 
         Returns:
-            ``n_samples`` results per structure, structure-major.
+            ``n_samples`` results per structure, structure-major (``.structure``; ``.atoms`` for ASE).
         """
-        structures = [structure] if isinstance(structure, Structure) else list(structure)
+        options = SamplingOptions.build(options, **settings)
+        structures = _structure_list(structure)
         doses = _dos_list(dos)
         if len(structures) != len(doses):
             raise _count_mismatch("structures", len(structures), doses)
@@ -350,42 +328,38 @@ class Sampler:
             if not_elements:
                 raise ValueError(f"reconstruct needs real elements on every site; dummy species on sites {not_elements}")
         self._check_sizes([len(s) for s in structures], allow_untrained_sizes)
-        return self._sample([len(s) for s in structures], doses, structures, guidance, strength, t_start, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step, spacing, tie_types)
+        return self._sample([len(s) for s in structures], doses, structures, options, keep_trajectory, progress, callback)
 
     def generate(
         self,
         n_atoms: int | Sequence[int],
-        dos: xr.DataArray | Sequence[xr.DataArray],
-        guidance: str = "cfg",
-        strength: float | Mapping[str, float] = 1.0,
-        n_samples: int = 1,
-        seed: int = 0,
-        steps: int | None = None,
+        dos,
+        options: SamplingOptions | None = None,
+        *,
         keep_trajectory: bool = False,
         progress: bool = True,
-        unconditional: str = "separate",
-        step_lr: float = DEFAULT_STEP_LR,
         callback: Callable[[int, int], None] | None = None,
         allow_untrained_sizes: bool = False,
-        lattice_step: str = DEFAULT_LATTICE_STEP,
-        spacing: str = "logsnr",
-        tie_types: bool = DEFAULT_TIE_TYPES,
+        **settings,
     ) -> list[SampleResult]:
-        """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos`` (from T).
+        """Inverse design: new crystals of ``n_atoms`` atoms whose atom-level DOS should be ``dos``, from pure noise.
 
-        The options are those of :meth:`reconstruct`; ``n_atoms`` must lie in :attr:`training_sites`
-        unless ``allow_untrained_sizes`` (then a warning is given).
+        The arguments are those of :meth:`reconstruct` (``t_start`` is always T); ``n_atoms`` must lie in
+        :attr:`training_sites` unless ``allow_untrained_sizes`` (then a warning is given). :meth:`design` also
+        relaxes, relabels and ranks the samples.
         """
+        options = SamplingOptions.build(options, **settings)
+        if options.t_start != self.diffusion.timesteps:
+            raise ValueError(f"generate starts from pure noise (t_start = {self.diffusion.timesteps}); got t_start = "
+                             f"{options.t_start}: use reconstruct to start from a noised crystal")
         counts = list(n_atoms) if isinstance(n_atoms, (Sequence, np.ndarray)) else [n_atoms]
-        if any(not isinstance(c, (int, np.integer)) for c in counts):
+        if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in counts):
             raise TypeError(f"n_atoms must be an int or a sequence of ints, got {n_atoms!r}")
         doses = _dos_list(dos)
         if len(counts) != len(doses):
             raise _count_mismatch("atom counts", len(counts), doses)
         self._check_sizes(counts, allow_untrained_sizes)
-        return self._sample(counts, doses, None, guidance, strength, self.diffusion.timesteps, n_samples, seed, steps,
-                            keep_trajectory, progress, unconditional, step_lr, callback, lattice_step, spacing, tie_types)
+        return self._sample(counts, doses, None, options, keep_trajectory, progress, callback)
 
     @torch.no_grad()
     def predict_dos(self, structure: Structure | Sequence[Structure]) -> xr.DataArray | list[xr.DataArray]:
@@ -428,21 +402,19 @@ class Sampler:
     # no_grad: without it every step's outputs keep the autograd graph of all earlier steps (memory
     # grew to 24 GB over 1000 steps of a 64-crystal batch); CBG enables grad locally for its gradient.
     @torch.no_grad()
-    def _sample(self, counts, doses, references, guidance, strength, t_start, n_samples, seed, steps, keep_trajectory, progress,
-                unconditional, step_lr, callback=None, lattice_step: str = DEFAULT_LATTICE_STEP, spacing: str = "logsnr",
-                tie_types: bool = DEFAULT_TIE_TYPES) -> list[SampleResult]:
+    def _sample(self, counts, doses, references, options: SamplingOptions, keep_trajectory: bool, progress: bool,
+                callback=None) -> list[SampleResult]:
         from tqdm.auto import tqdm
 
-        schedule = self._check_options(guidance, strength, t_start, steps, n_samples, unconditional, spacing)
-        lattice_step = resolve_lattice_step(lattice_step, t_start)
-        if not (math.isfinite(step_lr) and step_lr >= 0):
-            raise ValueError(f"step_lr must be a finite number >= 0 (0: no Langevin corrector), got {step_lr!r}")
+        schedule = self._check_options(options)
+        guidance, strength, t_start, seed = options.guidance, options.strength, options.t_start, options.seed
+        n_samples, unconditional, step_lr, tie_types = options.n_samples, options.unconditional, options.step_lr, options.tie_types
+        lattice_step = options.resolved_lattice_step()
         if any(c < 1 for c in counts):
             raise ValueError(f"every crystal needs at least one atom, got counts {counts}")
-        targets = [self._dos_tensor(d, c) for d, c in zip(doses, counts)]
+        targets = [self._dos_tensor(d, c, references[i] if references is not None else None)
+                   for i, (d, c) in enumerate(zip(doses, counts))]
         base_model = self.uncond_model if unconditional == "separate" else None
-        if guidance != "cfg" and unconditional == "separate" and base_model is None:
-            raise ValueError("this sampler has no separate unconditional model; use unconditional='cfg-null'")
         unconditional_model = base_model if base_model is not None else self.cfg_model  # cfg-null: its null branch
 
         # One batched graph: every (structure, sample) pair is a crystal.
@@ -533,10 +505,7 @@ class Sampler:
                     dos_pred=predictions[g],
                     trajectory=[crystal(f, g) for f in frames] if keep_trajectory else None,
                     reference=references[i] if references is not None else None,
-                    settings={"guidance": guidance, "strength": dict(strength) if isinstance(strength, Mapping) else float(strength),
-                              "t_start": int(t_start), "steps": len(pairs), "seed": seed, "sample": k,
-                              "unconditional": unconditional, "step_lr": step_lr, "lattice_step": lattice_step,
-                              "spacing": spacing, "tie_types": bool(tie_types)},
+                    settings=options.to_dict() | {"steps": len(pairs), "sample": k, "lattice_step": lattice_step},
                 )
             )
         return results

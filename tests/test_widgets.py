@@ -171,6 +171,30 @@ def test_dashboard_selection_by_id_and_random(sampler, dataset):
         board.select("not-an-id")
 
 
+def test_dashboard_takes_a_users_crystal_as_atoms_or_a_typed_file_path(sampler, dataset, tmp_path, nacl):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    board = GuidanceDashboard(sampler, dataset, steps=10)
+    mine = dataset.split("val")[0]
+    record = board.add_crystal(AseAtomsAdaptor.get_atoms(mine.structure), mine.dos, name="my crystal")
+    assert board.item is record and board.structure.value == f"{mine.formula} · my crystal"
+    assert board.views["target"].structure.composition == mine.structure.composition
+    board.t_start.value = 20
+    board.run()
+    assert board.error is None and len(board.results["cfg"][0].structure) == len(mine.structure)
+    # A CIF path typed into the crystal box: labelled with the data set's labeller, offered and selected.
+    path = tmp_path / "NaCl.cif"
+    nacl.get_primitive_structure().to(filename=str(path))
+    board.structure.value = str(path)
+    assert board.item.id == "NaCl" and board.item.dos.sizes["site"] == 2, board.status.value
+    assert board.structure.value in board.structure.options
+    board.structure.value = str(tmp_path / "missing.cif")  # not a file: nothing happens, the selection stays
+    assert board.item.id == "NaCl"
+    (tmp_path / "bad.cif").write_text("not a crystal")
+    board.structure.value = str(tmp_path / "bad.cif")
+    assert "could not read a crystal" in board.status.value and board.item.id == "NaCl"
+
+
 def test_dashboard_shows_errors_instead_of_raising(sampler, dataset):
     board = GuidanceDashboard(sampler, dataset, steps=10)
     item = board.item

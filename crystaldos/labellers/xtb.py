@@ -219,6 +219,8 @@ class XTBLabeller:
     def label(self, structure) -> xr.DataArray:
         """Atom-level DOS of ``structure`` (site order kept), dims ("site", "energy").
 
+        ``structure``: a pymatgen Structure, an ASE Atoms, or the path of a crystal file (CIF, POSCAR).
+
         ``attrs`` carry the Fermi level (eV, absolute xTB scale), band gap (eV), the sampling
         (k-mesh or supercell), the SCF settings that converged, SCF energy per atom (eV) and
         wall time (s).
@@ -227,6 +229,9 @@ class XTBLabeller:
             LabellingError: (subclasses) unsupported element, disorder, atoms too close,
                 SCF not converged under any retry setting, ill-conditioned basis.
         """
+        from crystaldos.structures import as_structure
+
+        structure = as_structure(structure)
         self.check(structure)
         start = time.perf_counter()
         if self.sampling == "gamma":

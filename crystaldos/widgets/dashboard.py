@@ -95,6 +95,7 @@ class GuidanceDashboard:
             raise ValueError(f"the data set's DOS grid {dataset.grid} is not the models' grid {sampler.grid}; "
                              "resample it (crystaldos.dos.resample) or load models trained on it")
         self._index = {_item_label(item): i for i, item in enumerate(self.items)}
+        self._added: dict[str, CrystalDOS] = {}  # crystals a user brought (add_crystal, or a file path typed in the box)
         self._labeller = labeller
         self._dataset_attrs = dict(dataset.attrs)
         self.results: dict[str, list[SampleResult]] = {}
@@ -107,8 +108,8 @@ class GuidanceDashboard:
         style = {"description_width": "90px"}
         wide = widgets.Layout(width="340px")
         self.structure = widgets.Combobox(
-            options=[RANDOM, *self._index], value=_item_label(self.item), ensure_option=True,
-            placeholder="type a formula or id, or 'random'", description="crystal", style=style, layout=wide,
+            options=[RANDOM, *self._index], value=_item_label(self.item), ensure_option=False,
+            placeholder="a formula or id, 'random', or a CIF/POSCAR path", description="crystal", style=style, layout=wide,
         )
         self.t_start = widgets.IntSlider(value=min(200, T), min=1, max=T, description="t_start", style=style, layout=wide,
                                          continuous_update=False)
@@ -192,7 +193,9 @@ class GuidanceDashboard:
         if isinstance(item, (int, np.integer)):
             item = self.items[int(item)]
         elif isinstance(item, str):
-            if item in self._index:
+            if item in self._added:
+                item = self._added[item]
+            elif item in self._index:
                 item = self.items[self._index[item]]
             else:
                 matches = [label for label in self._index if label.endswith(f"· {item}")]
@@ -220,8 +223,51 @@ class GuidanceDashboard:
         if value == RANDOM:
             rng = np.random.default_rng(self.seed.value)
             self.select(int(rng.integers(len(self.items))))
-        elif value in self._index:
+        elif value in self._index or value in self._added:
             self.select(value)
+        elif value and Path(value).expanduser().is_file():  # a crystal file of the user's: label it and offer it
+            self.status.value = f"computing the DOS of {html.escape(value)} with xTB…"
+            try:
+                self.add_crystal(Path(value).expanduser(), name=Path(value).stem)
+                self.status.value = ""
+            except Exception as error:  # noqa: BLE001 - unreadable file, labeller refusal: said in the status line
+                self.status.value = f"<span style='color:#b00020'><b>error</b>: {html.escape(f'{type(error).__name__}: {error}')}</span>"
+
+    def add_crystal(self, crystal, dos=None, name: str | None = None) -> CrystalDOS:
+        """Offer a crystal of your own as the target, and select it.
+
+        Args:
+            crystal: a pymatgen Structure, an ASE Atoms, or the path of a crystal file (CIF, POSCAR).
+            dos: its atom-level DOS in any form the sampler takes (xarray DOS, array on the models' grid, pymatgen
+                ``CompleteDos``); None computes it with the labeller (seconds to a minute).
+            name: how the crystal box lists it (default ``mine-1``, ``mine-2``, ...).
+
+        Raises:
+            TypeError, ValueError: a crystal or DOS the sampler would not take (the message says why).
+        """
+        from crystaldos.dos import validate_site_dos
+        from crystaldos.dos_inputs import as_site_dos
+        from crystaldos.structures import as_structure
+
+        structure = as_structure(crystal)
+        if dos is None:
+            dos = self._label(structure)
+        dos = as_site_dos(dos, self.sampler.grid, structure)
+        validate_site_dos(dos, len(structure), self.sampler.grid)
+        record = CrystalDOS(name or f"mine-{len(self._added) + 1}", structure, dos, source="user")
+        label = _item_label(record)
+        self._added[label] = record
+        self.structure.options = [*self.structure.options, label]
+        self.select(label)
+        return record
+
+    def _label(self, structure) -> xr.DataArray:
+        """The atom-level DOS of ``structure`` from the labeller (default: the data set's own)."""
+        if self._labeller is None:
+            from crystaldos.labellers import XTBLabeller
+
+            self._labeller = XTBLabeller.for_dataset(self._dataset_attrs).label
+        return self._labeller(structure)
 
     def _on_preset(self, change) -> None:
         if change["new"] is not None:
@@ -295,13 +341,9 @@ class GuidanceDashboard:
         """xTB DOS of the shown sample of one guidance (cached), or a message saying why there is none."""
         key = (name, int(self.sample.value or 0))
         if key not in self.xtb_dos:
-            if self._labeller is None:
-                from crystaldos.labellers import XTBLabeller
-
-                self._labeller = XTBLabeller.for_dataset(self._dataset_attrs).label
             self.status.value = f"xTB for the {GUIDANCE_NAMES[name]} crystal…"
             try:
-                self.xtb_dos[key] = self._labeller(self._selected(name).structure)
+                self.xtb_dos[key] = self._label(self._selected(name).structure)
             except Exception as error:  # noqa: BLE001 - implausible cells, SCF failures: said in the plot
                 self.xtb_dos[key] = f"{type(error).__name__}: {error}"
         return self.xtb_dos[key]

@@ -105,13 +105,17 @@ class StructureView:
         self.structure = structure
 
 
-def show(structure: Structure, width: str = "400px", height: str = "350px") -> nglview.NGLWidget:
+def show(structure, width: str = "400px", height: str = "350px") -> nglview.NGLWidget:
     """A 3D view of one crystal with its unit cell, atoms coloured by element.
+
+    ``structure``: a pymatgen Structure, an ASE Atoms, or the path of a crystal file (CIF, POSCAR).
 
     >>> from crystaldos.widgets import show
     >>> show(item.structure)
     """
-    return StructureView(structure, width, height).widget
+    from crystaldos.structures import as_structure
+
+    return StructureView(as_structure(structure), width, height).widget
 
 
 class TrajectoryPlayer:
