@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from crystaldos.geometry import VOLUME_PER_ATOM_RANGE
+
 #: eV/Å³ per GPa.
 EV_PER_A3_PER_GPA = 1.0 / 160.21766208
 
@@ -53,6 +55,10 @@ class VolumeChangeError(RelaxationError):
     cause = "volume change"
 
 
+class _RunawayCell(Exception):
+    """Raised inside the optimiser to stop a relaxation whose cell collapses or swells without end."""
+
+
 @dataclass
 class RelaxResult:
     """One relaxation.
@@ -68,6 +74,7 @@ class RelaxResult:
         converged: whether forces and stress fell below the tolerance within the step cap.
         model: name and version of the potential (e.g. ``"CHGNet 0.3.0"``).
         wall_time_s: seconds.
+        stopped: why the relaxation was stopped before the step cap (the cell ran away), else None.
     """
 
     structure: object
@@ -80,6 +87,7 @@ class RelaxResult:
     converged: bool
     model: str
     wall_time_s: float
+    stopped: str | None = None
 
     def properties(self) -> dict:
         """The scalar results as a flat dict (stored with each crystal of the data set)."""
@@ -117,14 +125,15 @@ class Relaxer:
         fmax: force tolerance, eV/Å; the cell's stress counts through the filter's virial
             (scaled to eV/Å by ASE's ``FrechetCellFilter``).
         max_steps: step cap of the FIRE optimiser.
-        max_volume_change: largest accepted |V_relaxed / V_initial - 1|.
+        max_volume_change: largest accepted |V_relaxed / V_initial - 1| (None: any, within the physical range
+            of volumes per atom, ``crystaldos.geometry.VOLUME_PER_ATOM_RANGE``).
         match_start: refuse a relaxed crystal that no longer matches its start.
         relax_cell: relax the cell too (False: positions only).
     """
 
     fmax: float = 0.05
     max_steps: int = 300
-    max_volume_change: float = 0.5
+    max_volume_change: float | None = 0.5
     match_start: bool = True
     relax_cell: bool = True
     matcher_settings: dict = field(default_factory=lambda: dict(stol=0.5, angle_tol=10, ltol=0.3))
@@ -157,7 +166,26 @@ class Relaxer:
             atoms.calc = CHGNetCalculator(model=_chgnet(), use_device="cpu")
         target = FrechetCellFilter(atoms) if self.relax_cell else atoms
         optimizer = FIRE(target, logfile=None)
-        converged = bool(optimizer.run(fmax=self.fmax, steps=self.max_steps))
+        start_volume = atoms.get_volume()
+        ratio_bounds = (0.0, np.inf) if self.max_volume_change is None else (
+            1.0 / (1.0 + 2 * self.max_volume_change), 1.0 + 2 * self.max_volume_change)
+
+        def guard() -> None:
+            # A cell that collapses or swells without end (seen for generated crystals) makes the potential's
+            # neighbour lists grow until memory runs out (22 GB for a 12-atom cell); it is stopped long before, when
+            # its volume leaves the physical range or twice the accepted change.
+            volume = atoms.get_volume()
+            per_atom, ratio = volume / len(atoms), volume / start_volume
+            low, high = VOLUME_PER_ATOM_RANGE
+            if not (low <= per_atom <= high and ratio_bounds[0] <= ratio <= ratio_bounds[1]):
+                raise _RunawayCell(f"the cell ran away (volume x {ratio:.2f}, {per_atom:.3g} Å³/atom, after {optimizer.nsteps} steps)")
+
+        optimizer.attach(guard, interval=1)
+        stopped = None
+        try:
+            converged = bool(optimizer.run(fmax=self.fmax, steps=self.max_steps))
+        except _RunawayCell as runaway:
+            converged, stopped = False, str(runaway)
         forces = atoms.get_forces()
         stress = atoms.get_stress(voigt=True) / EV_PER_A3_PER_GPA if self.relax_cell else np.zeros(6)
         # Same sites in the same order, wrapped into the cell, without the calculator's site properties.
@@ -173,16 +201,19 @@ class Relaxer:
             converged=converged,
             model=potential_name(),
             wall_time_s=time.perf_counter() - start,
+            stopped=stopped,
         )
 
     def check(self, result: RelaxResult) -> None:
         """Raise a :class:`RelaxationError` subclass naming why ``result`` is not a usable equilibrium crystal."""
         formula = result.initial.composition.reduced_formula
+        if result.stopped:
+            raise VolumeChangeError(f"{formula}: {result.stopped}")
         if not result.converged:
             raise NotConvergedError(
                 f"{formula}: largest force {result.max_force:.3f} eV/Å, largest stress {result.max_stress:.2f} GPa after "
                 f"{result.steps} steps (tolerance {self.fmax} eV/Å on atoms and on the cell's stress times volume per atom)")
-        if abs(result.volume_change) > self.max_volume_change:
+        if self.max_volume_change is not None and abs(result.volume_change) > self.max_volume_change:
             raise VolumeChangeError(
                 f"{formula}: volume changed by {100 * result.volume_change:+.0f} % (bound ±{100 * self.max_volume_change:.0f} %)")
         if self.match_start:
@@ -196,6 +227,19 @@ class Relaxer:
         result = self.relax(structure)
         self.check(result)
         return result
+
+
+def relax_and_label(relaxer: Relaxer, labeller, structure):
+    """Relax ``structure``, check the relaxation, label the relaxed crystal: ``(RelaxResult, DOS)``, or the
+    :class:`RelaxationError` / :class:`~crystaldos.labellers.LabellingError` that stopped it (a task for executors:
+    one worker does both, so the relaxed crystal never travels between processes)."""
+    from crystaldos.labellers.xtb import LabellingError
+
+    try:
+        result = relaxer.relax_checked(structure)
+        return result, labeller.label(result.structure)
+    except (RelaxationError, LabellingError) as err:
+        return err
 
 
 def relax(structure, **settings) -> RelaxResult:

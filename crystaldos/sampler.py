@@ -361,6 +361,53 @@ class Sampler:
         self._check_sizes(counts, allow_untrained_sizes)
         return self._sample(counts, doses, None, options, keep_trajectory, progress, callback)
 
+    def design(
+        self,
+        dos,
+        n_samples: int = 8,
+        seed: int = 0,
+        progress: bool = True,
+        options: SamplingOptions | None = None,
+        *,
+        relaxer=None,
+        labeller=None,
+        distance: str | None = None,
+        jobs: int = 2,
+        executor=None,
+        allow_untrained_sizes: bool = False,
+        callback: Callable[[str, int, int], None] | None = None,
+        **settings,
+    ):
+        """Design crystals with the target DOS: generate ``n_samples`` from pure noise, screen them, relax each, recompute
+        its DOS, and rank them by how close that DOS is to the target.
+
+        Args:
+            dos: the target atom-level DOS (any form :meth:`reconstruct` takes; its site count is the atom count), or a
+                data set item (its ``.dos``).
+            n_samples: samples drawn (k); each costs a relaxation and a labelling (seconds each).
+            seed: seeds the samples.
+            progress: tqdm bars for sampling and for relaxing and labelling.
+            options, **settings: sampling options as for :meth:`reconstruct` (CFG by default; ``t_start`` is T).
+            relaxer: a :class:`crystaldos.relax.Relaxer` (default: CHGNet, 0.05 eV/Å).
+            labeller: computes the DOS of a relaxed crystal (default: the labeller of the models' training data).
+            distance: the ranking distance, ``"site"``, ``"total"`` or ``"wasserstein"`` (:func:`crystaldos.design.dos_distance`).
+            jobs: processes that relax and label in parallel (1: this process); ignored with ``executor``.
+            executor: any ``concurrent.futures``-style executor (e.g. ``dask.distributed.Client``) for the relax-and-label tasks.
+            callback: called as ``callback(stage, done, total)``, stage "sample" or "relax and label".
+
+        Returns:
+            A :class:`crystaldos.design.DesignResult`: candidates ranked best first (``result[0]``), each with
+            ``.structure`` (relaxed), ``.dos`` (recomputed), ``.distance``, ``.energy_per_atom``; ``result.dropped`` says
+            which samples were dropped and why.
+
+        Raises:
+            crystaldos.design.DesignError: no sample survived (its ``dropped`` says why).
+        """
+        from crystaldos.design import DEFAULT_DISTANCE, design
+
+        return design(self, dos, n_samples, seed, progress, options, relaxer, labeller, distance or DEFAULT_DISTANCE, jobs,
+                      executor, allow_untrained_sizes, callback, **settings)
+
     @torch.no_grad()
     def predict_dos(self, structure: Structure | Sequence[Structure]) -> xr.DataArray | list[xr.DataArray]:
         """The forward model's atom-level DOS of clean crystals (t = 0), in one batched pass.

@@ -157,20 +157,6 @@ def reorder_candidates(work_dir: Path, source: Path, seed: int, fractions: dict[
     return path
 
 
-def relax_and_label(relaxer, labeller, structure):
-    """Relax ``structure``, check the relaxation, label the relaxed crystal: ``(RelaxResult, DOS)``, or the
-    :class:`~crystaldos.relax.RelaxationError` / :class:`~crystaldos.labellers.LabellingError` that stopped it
-    (a task for executors: one worker does both, so the relaxed crystal never travels)."""
-    from crystaldos.labellers.xtb import LabellingError
-    from crystaldos.relax import RelaxationError
-
-    try:
-        result = relaxer.relax_checked(structure)
-        return result, labeller.label(result.structure)
-    except (RelaxationError, LabellingError) as err:
-        return err
-
-
 def load_candidates(work_dir: Path):
     from crystaldos.data.candidates import Candidate
 
@@ -273,6 +259,8 @@ def label_chunks(
         if runner is None:  # one process: label when collected, so chunks are written in turn
             in_flight.append((k, chunk, [_Deferred(labeller, s, relaxer) for s in structures]))
         elif relaxer is not None:
+            from crystaldos.relax import relax_and_label
+
             in_flight.append((k, chunk, [runner.submit(relax_and_label, relaxer, labeller, s) for s in structures]))
         else:
             in_flight.append((k, chunk, labeller.submit_many(structures, runner)))
@@ -309,6 +297,8 @@ class _Deferred:
         from crystaldos.labellers.xtb import label_or_error
 
         if self.relaxer is not None:
+            from crystaldos.relax import relax_and_label
+
             return relax_and_label(self.relaxer, self.labeller, self.structure)
         return label_or_error(self.labeller, self.structure)
 

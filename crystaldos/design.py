@@ -1,0 +1,268 @@
+"""Design crystals from a target DOS: generate, screen, relax, recompute the DOS, rank.
+
+A raw sample's DOS means little: its geometry is a guess of the denoiser's, and a DOS moves with the volume.
+So each sample is screened (geometry, SMACT composition), relaxed with the universal potential
+(:mod:`crystaldos.relax`), its DOS recomputed at the relaxed geometry with the labeller, and the candidates
+are ranked by how far that DOS lies from the target. Use it through :meth:`crystaldos.Sampler.design`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import xarray as xr
+
+#: How a candidate's recomputed DOS is compared with the target (see :func:`dos_distance`).
+DISTANCES = ("site", "total", "wasserstein")
+#: The default ranking distance.
+DEFAULT_DISTANCE = "site"
+
+
+class DesignError(RuntimeError):
+    """No sample survived screening, relaxation and labelling (the ``dropped`` reasons say why)."""
+
+    def __init__(self, message: str, dropped: list) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+
+
+@dataclass
+class DesignCandidate:
+    """One designed crystal, relaxed and relabelled.
+
+    Attributes:
+        structure: the relaxed crystal (pymatgen Structure; sites in the target DOS's site order).
+        dos: its atom-level DOS recomputed by the labeller at the relaxed geometry (dims site, energy).
+        distance: how far ``dos`` lies from the target (:func:`dos_distance`; states/eV/atom, or eV for
+            ``"wasserstein"``); lower is better.
+        energy_per_atom: the potential's energy of the relaxed crystal, eV/atom.
+        rank: 0 for the best candidate.
+        sample: the raw sample it was relaxed from (:class:`~crystaldos.sampler.SampleResult`).
+        relaxation: the :class:`~crystaldos.relax.RelaxResult` (steps, residual force, volume change).
+    """
+
+    structure: object
+    dos: xr.DataArray
+    distance: float
+    energy_per_atom: float
+    rank: int
+    sample: object
+    relaxation: object
+
+    @property
+    def atoms(self):
+        """The relaxed crystal as an ASE ``Atoms``."""
+        from crystaldos.structures import as_atoms
+
+        return as_atoms(self.structure)
+
+    def __repr__(self) -> str:
+        return (f"DesignCandidate(#{self.rank} {self.structure.composition.reduced_formula}, distance={self.distance:.3f}, "
+                f"energy_per_atom={self.energy_per_atom:.3f} eV)")
+
+
+@dataclass
+class Dropped:
+    """A sample that did not become a candidate: its index among the samples, the raw crystal, and why."""
+
+    sample_index: int
+    structure: object
+    stage: str  # "screen", "relax" or "label"
+    reason: str
+
+
+@dataclass
+class DesignResult(Sequence):
+    """The candidates of one design, ranked best first (index it like a list), and what was dropped.
+
+    Attributes:
+        candidates: ranked :class:`DesignCandidate` s.
+        dropped: :class:`Dropped` samples with the stage and reason.
+        target: the target DOS on the model's grid.
+        distance: the name of the ranking distance.
+        timings: seconds spent in "sample", "relax and label" and in all.
+    """
+
+    candidates: list[DesignCandidate]
+    dropped: list[Dropped]
+    target: xr.DataArray
+    distance: str
+    timings: dict = field(default_factory=dict)
+
+    def __getitem__(self, index):
+        return self.candidates[index]
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def table(self):
+        """One row per candidate: rank, formula, distance, energy per atom, volume change on relaxation (pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame([{
+            "rank": c.rank, "formula": c.structure.composition.reduced_formula, f"distance ({self.distance})": c.distance,
+            "energy_per_atom_eV": c.energy_per_atom, "relax_volume_change_pct": 100 * c.relaxation.volume_change,
+            "sample": c.sample.settings.get("sample"),
+        } for c in self.candidates]).set_index("rank")
+
+    def __repr__(self) -> str:
+        return (f"DesignResult({len(self.candidates)} candidates ranked by {self.distance} distance, "
+                f"{len(self.dropped)} dropped, {self.timings.get('total', float('nan')):.1f} s)")
+
+
+def dos_distance(dos: xr.DataArray, target: xr.DataArray, kind: str = DEFAULT_DISTANCE) -> float:
+    """Distance between a candidate's DOS and the target (same sites, same grid).
+
+    ``"site"``: mean over sites of the site-by-site MAE (states/eV/atom; site i of a sample was generated
+    for site i of the target); ``"total"``: MAE of the total DOS per atom; ``"wasserstein"``: earth mover's
+    distance (eV) between the area-normalised total DOS.
+    """
+    from crystaldos.metrics import dos_agreement
+
+    if kind not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {kind!r}")
+    agreement = dos_agreement(dos, target)
+    return {"site": agreement["site_mae"], "total": agreement["total_mae"], "wasserstein": agreement["total_wasserstein"]}[kind]
+
+
+#: Atoms of a raw sample closer than this (Å) cannot be pulled apart by a relaxation (the labeller's own limit).
+MIN_SAMPLE_DISTANCE = 0.5
+
+
+def screen(structure) -> str | None:
+    """Why a raw sample is not worth relaxing (None if it is): a cell no code can treat, atoms on top of each other
+    (closer than :data:`MIN_SAMPLE_DISTANCE`), or a composition that fails SMACT's charge-neutrality and
+    electronegativity test (CDVAE's; alloys pass).
+
+    Moderately short bonds are left to the relaxation: raw samples from noise have them in most crystals (7 of 8
+    samples of a 12-atom MoC target had a pair closer than 0.6 x the covalent radii sum).
+    """
+    from crystaldos.chemistry import smact_valid
+    from crystaldos.geometry import implausible_cell_reason
+
+    reason = implausible_cell_reason(structure)
+    if reason:
+        return f"implausible cell: {reason}"
+    centres, neighbours, _, distances = structure.get_neighbor_list(MIN_SAMPLE_DISTANCE)
+    if len(distances):
+        k = int(np.argmin(distances))
+        return f"sites {int(centres[k])} and {int(neighbours[k])} are {distances[k]:.2f} Å apart"
+    if not smact_valid(structure.composition):
+        return f"{structure.composition.reduced_formula} is not charge balanced with SMACT's oxidation states"
+    return None
+
+
+_POOLS: dict[int, object] = {}
+
+
+def shared_pool(jobs: int):
+    """A process pool of ``jobs`` workers kept for this session (its workers load the potential once)."""
+    if jobs not in _POOLS:
+        from crystaldos.labellers.xtb import local_pool
+
+        _POOLS[jobs] = local_pool(jobs)
+        atexit.register(_POOLS[jobs].shutdown, cancel_futures=True)
+    return _POOLS[jobs]
+
+
+def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance: str = DEFAULT_DISTANCE, jobs: int = 2,
+           executor=None, progress: bool = True, on_done: Callable[[int, int], None] | None = None,
+           ) -> tuple[list[DesignCandidate], list[Dropped]]:
+    """Screen, relax and relabel ``samples`` (SampleResults), rank them by ``distance`` to ``target``.
+
+    Args:
+        jobs: worker processes of the local pool (1: in this process); ignored with ``executor``.
+        executor: any ``concurrent.futures``-style executor (``submit``), e.g. a ``dask.distributed.Client``.
+        on_done: called as ``on_done(done, total)`` as each sample finishes (e.g. a widget's progress bar).
+    """
+    from tqdm.auto import tqdm
+
+    from crystaldos.relax import RelaxationError, relax_and_label
+
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    dropped: list[Dropped] = []
+    kept: list[int] = []
+    for i, sample in enumerate(samples):
+        reason = screen(sample.structure)
+        if reason:
+            dropped.append(Dropped(i, sample.structure, "screen", reason))
+        else:
+            kept.append(i)
+    runner = executor or (shared_pool(jobs) if jobs > 1 and len(kept) > 1 else None)
+    if runner is None:
+        outcomes = (relax_and_label(relaxer, labeller, samples[i].structure) for i in kept)
+    else:
+        futures = [runner.submit(relax_and_label, relaxer, labeller, samples[i].structure) for i in kept]
+        outcomes = (f.result() for f in futures)
+    candidates = []
+    bar = tqdm(total=len(samples), initial=len(samples) - len(kept), desc="relax and label", disable=not progress)
+    for done, (i, outcome) in enumerate(zip(kept, outcomes), start=len(samples) - len(kept) + 1):
+        bar.update()
+        if on_done is not None:
+            on_done(done, len(samples))
+        if isinstance(outcome, Exception):
+            stage = "relax" if isinstance(outcome, RelaxationError) else "label"
+            dropped.append(Dropped(i, samples[i].structure, stage, f"{type(outcome).__name__}: {outcome}"))
+            continue
+        relaxation, dos = outcome
+        candidates.append(DesignCandidate(relaxation.structure, dos, np.nan, relaxation.energy_per_atom, -1, samples[i],
+                                          relaxation))
+    bar.close()
+    dropped.sort(key=lambda d: d.sample_index)
+    return rank(candidates, target, distance), dropped
+
+
+def rank(candidates: list[DesignCandidate], target: xr.DataArray, distance: str = DEFAULT_DISTANCE) -> list[DesignCandidate]:
+    """``candidates`` ordered by ``distance`` of their DOS to ``target`` (ties: lower energy first), with ``.distance``
+    and ``.rank`` set accordingly."""
+    for candidate in candidates:
+        candidate.distance = dos_distance(candidate.dos, target, distance)
+    ordered = sorted(candidates, key=lambda c: (c.distance, c.energy_per_atom))
+    for position, candidate in enumerate(ordered):
+        candidate.rank = position
+    return ordered
+
+
+def design(sampler, target, n_samples: int = 8, seed: int = 0, progress: bool = True, options=None, relaxer=None,
+           labeller=None, distance: str = DEFAULT_DISTANCE, jobs: int = 2, executor=None, allow_untrained_sizes: bool = False,
+           callback: Callable[[str, int, int], None] | None = None, **settings) -> DesignResult:
+    """See :meth:`crystaldos.Sampler.design`."""
+    from crystaldos.dos_inputs import as_site_dos
+    from crystaldos.options import SamplingOptions
+
+    start = time.perf_counter()
+    structure = getattr(target, "structure", None)
+    dos = getattr(target, "dos", target)  # a data set item (a reconstruction target) gives its DOS
+    target_dos = as_site_dos(dos, sampler.grid, structure)
+    options = SamplingOptions.build(options, **settings).replace(n_samples=n_samples, seed=seed,
+                                                                  t_start=sampler.diffusion.timesteps)
+    if relaxer is None:
+        from crystaldos.relax import Relaxer
+
+        # A raw sample's cell is a guess (from noise, often half or twice the volume) and it may relax into another,
+        # better crystal: the relaxed one is the candidate, whatever its change.
+        relaxer = Relaxer(match_start=False, max_volume_change=None)
+    if labeller is None:
+        from crystaldos.data.dataset import load_dataset
+        from crystaldos.labellers import XTBLabeller
+
+        labeller = XTBLabeller.for_dataset(load_dataset().attrs)  # the labeller of the models' training data
+    step_callback = (lambda done, total: callback("sample", done, total)) if callback else None
+    samples = sampler.generate(target_dos.sizes["site"], target_dos, options, progress=progress, callback=step_callback,
+                               allow_untrained_sizes=allow_untrained_sizes)
+    sampled = time.perf_counter()
+    on_done = (lambda done, total: callback("relax and label", done, total)) if callback else None
+    candidates, dropped = verify(samples, target_dos, relaxer, labeller, distance, jobs, executor, progress, on_done)
+    end = time.perf_counter()
+    result = DesignResult(candidates, dropped, target_dos, distance,
+                          {"sample": sampled - start, "relax and label": end - sampled, "total": end - start})
+    if not candidates:
+        reasons = "; ".join(f"sample {d.sample_index}: {d.reason[:80]}" for d in dropped[:4])
+        raise DesignError(f"none of the {n_samples} samples survived screening, relaxation and labelling ({reasons}); "
+                          "draw more samples or another seed", dropped)
+    return result

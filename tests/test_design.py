@@ -1,0 +1,88 @@
+"""Sampler.design: samples screened, relaxed, relabelled and ranked by their recomputed DOS; drops said with reasons."""
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+import crystaldos
+from crystaldos import Sampler
+from crystaldos.design import DesignError, Dropped, dos_distance, rank, screen
+from crystaldos.dos import DOSValidationError, DosGrid
+from crystaldos.labellers import XTBLabeller
+from crystaldos.relax import Relaxer
+
+#: Bounded relaxations keep the tests short (samples of few reverse steps relax slowly or not at all).
+QUICK = dict(relaxer=Relaxer(match_start=False, max_volume_change=None, max_steps=100), jobs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    return Sampler.from_pretrained(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def target():
+    """Si, two atoms: relaxing and labelling its samples takes about a second each."""
+    return next(i for i in crystaldos.load_dataset().split("val") if i.id == "aflow-198-s00")
+
+
+@pytest.fixture(scope="module")
+def designed(sampler, target):
+    """From a data set item (a reconstruction target): its DOS is the target."""
+    return sampler.design(target, n_samples=4, seed=0, steps=50, **QUICK)
+
+
+def test_design_returns_relaxed_relabelled_candidates_ranked_best_first(designed, target):
+    assert len(designed) + len(designed.dropped) == 4 and len(designed) >= 1
+    distances = [c.distance for c in designed]
+    assert distances == sorted(distances) and [c.rank for c in designed] == list(range(len(designed)))
+    labeller = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)
+    for candidate in designed:
+        # (re-ranking in another test may reorder a list, never these objects' structures or DOS)
+        assert len(candidate.structure) == 2 and candidate.dos.dims == ("site", "energy")
+        relaxation = candidate.relaxation
+        assert relaxation.converged and relaxation.max_force <= 0.05 + 1e-9  # relaxed, not the raw sample
+        assert candidate.structure is relaxation.structure and candidate.sample.structure is relaxation.initial
+        assert np.isfinite(candidate.energy_per_atom) and candidate.energy_per_atom < 0
+        # The distance is to the target.
+        assert candidate.distance == pytest.approx(dos_distance(candidate.dos, designed.target, "site"))
+    # The DOS is the labeller's at the relaxed geometry (checked on the best candidate: a label takes seconds).
+    np.testing.assert_allclose(designed[0].dos.values, labeller.label(designed[0].structure).values, atol=1e-5)
+    table = designed.table()
+    assert list(table.index) == list(range(len(designed))) and "energy_per_atom_eV" in table
+    assert set(designed.timings) == {"sample", "relax and label", "total"}
+
+
+def test_the_ranking_distance_is_chosen_by_name(sampler, designed, target):
+    assert designed.target.equals(target.dos.assign_attrs(designed.target.attrs))
+    by_total = rank(list(designed), designed.target, "total")
+    assert [c.distance for c in by_total] == sorted(c.distance for c in by_total)
+    for c in by_total:
+        assert c.distance == pytest.approx(dos_distance(c.dos, designed.target, "total"))
+    with pytest.raises(ValueError, match="distance must be one of"):
+        sampler.design(target.dos, n_samples=1, steps=5, distance="cosine", **QUICK)
+
+
+def test_dropped_samples_say_where_and_why(sampler, target):
+    # Raw samples of 2 reverse steps are mostly noise: atoms on top of each other, cells that run away.
+    try:
+        result = sampler.design(target.dos, n_samples=3, seed=3, steps=2, **QUICK)
+        dropped = result.dropped
+    except DesignError as error:  # none survived: the error carries the reasons
+        dropped = error.dropped
+    assert dropped and all(isinstance(d, Dropped) and d.stage in ("screen", "relax", "label") and d.reason for d in dropped)
+    assert sorted(d.sample_index for d in dropped) == [d.sample_index for d in dropped]
+    # The screen names atoms on top of each other and compositions SMACT refuses.
+    stacked = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]])
+    assert "0.04 Å apart" in screen(stacked)
+    assert "NaF2 is not charge balanced" in screen(Structure(Lattice.cubic(4.0), ["Na", "F", "F"],
+                                                             [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]]))
+
+
+def test_a_bad_target_dos_is_refused_before_anything_is_sampled(sampler, target):
+    with pytest.raises(DOSValidationError, match="negative"):
+        sampler.design(-target.dos, n_samples=1, progress=False)
+    with pytest.raises(DOSValidationError, match="must be on the model's grid"):
+        sampler.design(np.ones((2, 100)), n_samples=1, progress=False)
+    with pytest.raises(ValueError, match="lie outside the 1 ... 20 atoms"):
+        sampler.design(np.ones((30, DosGrid().n_points)), n_samples=1, progress=False)
