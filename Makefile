@@ -49,7 +49,7 @@ test: $(VENV)/.installed browser
 # The README's dashboard screenshot, taken by the browser test.
 screenshot: $(VENV)/.installed browser
 	CRYSTALDOS_ARTIFACTS=build/test-artifacts OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/test_dashboard_browser.py
-	cp build/test-artifacts/dashboard_after.png docs/dashboard.png
+	cp build/test-artifacts/dashboard_after.png docs/guide/dashboard.png
 
 # Regenerate the shipped artefacts (long; all resumable).
 # The embedded data set (format 2): continues the chunks committed in data/default-v2/labels (all 246 are done;
@@ -69,10 +69,10 @@ dataset-equilibrium: $(VENV)/.installed
 # The shipped models: about 5 core-hours on CPU (2.5 h of 2 cores), resumable; runs that are already finished in
 # runs/format2 (their model.pt has the recipe's settings and steps) are not trained again.
 pretrained: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --recipe format2 --runs runs/format2 --docs docs
+	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --recipe format2 --runs runs/format2 --docs docs/research
 
-evaluation: $(VENV)/.installed       # the full experiment on the whole test split, full-length sampling: docs/evaluation_full/
-	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/evaluation_full --no-progress
+evaluation: $(VENV)/.installed       # the full experiment on the whole test split, full-length sampling: docs/research/evaluation_full/
+	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/research/evaluation_full --no-progress
 
 # Wheels of what the GPU machine lacks (pymatgen and its needs, h5netcdf, tblite, smact), ~18 MB, for scripts/device_*.sh.
 device-wheels: $(VENV)/.installed

@@ -3,7 +3,7 @@
 Needs the optional ``reference`` extra (``apt-get install libxc-dev libopenblas-dev`` first, then
 ``CC=g++ pip install -e ".[reference]"``); not run in CI.
 
-    python benchmarks/dft_reference.py --kpts 6 --out docs/labeller/dft_reference.md
+    python benchmarks/dft_reference.py --kpts 6 --out docs/research/labeller/dft_reference.md
 
 For each crystal of the reference panel (the physics panel's primitive cells): the earth mover's
 distance between the total DOS per atom of the labeller and of PBE (both on the labeller's grid,

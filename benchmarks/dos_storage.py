@@ -4,7 +4,7 @@
 
 Every encoding is written with h5netcdf exactly as ``crystaldos.data.store.write_netcdf`` writes the
 ``dos`` variable (gzip level 6, one HDF5 chunk per 4096 sites) and read back; the error is in
-states/eV, to be set beside the labels' own convergence noise (MAE ~0.05, docs/labeller.md).
+states/eV, to be set beside the labels' own convergence noise (MAE ~0.05, docs/research/labeller.md).
 A uint16 encoding must choose a scale: the largest DOS value it can hold is 65534 x scale.
 """
 

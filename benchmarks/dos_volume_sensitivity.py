@@ -8,7 +8,7 @@ labeller of the data set (``XTBLabeller.for_dataset``; the converged k-mesh labe
 crystal and f: the MAE between the atom-level DOS at f and at f = 1 (states/eV/atom, over atoms and energies),
 and the shift of the occupied band's centre (eV). A model can only place a crystal's volume within 5 % from its
 DOS if it resolves DOS differences of the size found at f = 0.95 / 1.05; beside them the script prints the
-labels' own noise (about 0.03, docs/labeller.md) and what the per-element-mean baseline misses on the same
+labels' own noise (about 0.03, docs/research/labeller.md) and what the per-element-mean baseline misses on the same
 atoms (the training split of ``--data``), the scale of today's forward models' errors.
 
 ``--sample N`` instead takes N seeded crystals of the test split of ``--data`` (≤ ``--max-sites`` sites) and compares
@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="data set whose labeller and training split are used (default: the labeller's defaults, no baseline)")
     parser.add_argument("--factors", type=float, nargs="+", default=[0.85, 0.9, 0.95, 0.97, 1.0, 1.03, 1.05, 1.1, 1.15])
-    parser.add_argument("--label-noise", type=float, default=0.03, help="states/eV/atom, drawn as a line (docs/labeller.md)")
+    parser.add_argument("--label-noise", type=float, default=0.03, help="states/eV/atom, drawn as a line (docs/research/labeller.md)")
     parser.add_argument("--crystals", nargs="+", default=None, help="names from the lattice panel (default: all six)")
     parser.add_argument("--sample", type=int, default=None, help="N crystals of the test split of --data instead of the panel")
     parser.add_argument("--max-sites", type=int, default=4)

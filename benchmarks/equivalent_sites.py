@@ -6,7 +6,7 @@ Reads labelled chunks as the labeller stored them (a folder of ``chunk_*.nc``) o
 crystal with equivalent sites measures the largest MAE (states/eV/atom) between a site's DOS and its orbit's
 mean (:func:`crystaldos.labellers.symmetry.equivalent_site_spread`) and the largest difference in occupied
 electrons (the DOS integrated up to E_F) within an orbit. By symmetry both are zero for a converged label;
-the label noise is 0.03 states/eV/atom (docs/labeller.md). Prints the distribution, metals against
+the label noise is 0.03 states/eV/atom (docs/research/labeller.md). Prints the distribution, metals against
 insulators, and the worst crystals. An assembled format-2 file is already symmetrised (all spreads 0).
 
 ``--relabel ID ...`` relabels those crystals with GFN1-xTB (no multipole terms), GFN2-xTB as stored and GFN2-xTB

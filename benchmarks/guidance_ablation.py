@@ -1,6 +1,6 @@
 """Which variable does guidance help: CBG and CFG applied to the atom types, coordinates or lattice alone.
 
-    python benchmarks/guidance_ablation.py [--limit 64] [--t-start 200] [--steps 100] [--out docs/guidance_ablation.png]
+    python benchmarks/guidance_ablation.py [--limit 64] [--t-start 200] [--steps 100] [--out docs/research/guidance_ablation.png]
 
 Every row is one ``run_experiment`` over the first ``limit`` test crystals from
 ``t_start`` (seed 0, so all rows share the noise), with the guidance strength given
@@ -25,7 +25,7 @@ COLUMNS = ["guidance", "guided", "strength", "match rate (%)", "RMSE", "valid (%
 
 
 def main() -> None:
-    args = parse_args(__doc__, "docs/guidance_ablation.png")
+    args = parse_args(__doc__, "docs/research/guidance_ablation.png")
     sampler, items = load(args)
     rows = [scored_row(sampler, items, args, guidance, {name: strength for name in subset},
                        {"guided": "+".join(subset) or "-", "strength": strength if subset else 0.0})

@@ -1,6 +1,6 @@
 """Reconstruction quality vs guidance strength (CFG omega, CBG s), printed as a table and plotted.
 
-    python benchmarks/guidance_strength.py [--limit 64] [--t-start 200] [--steps 100] [--out docs/guidance_strength.png]
+    python benchmarks/guidance_strength.py [--limit 64] [--t-start 200] [--steps 100] [--out docs/research/guidance_strength.png]
 
 Each strength is one ``run_experiment`` over the first ``limit`` test crystals from
 ``t_start`` (seed 0), so the rows differ only in the guidance weight. Strength 0 is the
@@ -29,7 +29,7 @@ LABELS = {"cfg": "CFG (strength = ω)", "cbg": "CBG (strength = s)", "cbg (cfg-n
 
 
 def main() -> None:
-    args = parse_args(__doc__, "docs/guidance_strength.png")
+    args = parse_args(__doc__, "docs/research/guidance_strength.png")
     sampler, items = load(args)
     rows = [scored_row(sampler, items, args, guidance, strength, {"series": label, "strength": strength}, unconditional)
             for (label, guidance, unconditional), strengths in SERIES.items() for strength in strengths]

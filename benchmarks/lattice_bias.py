@@ -6,7 +6,7 @@
 Each crystal is noised to step t with ``--draws`` seeded noise draws (one batch) and the CFG denoiser's one-step
 estimate L0_hat = (L_t - sqrt(1 - abar) eps_hat) / sqrt(abar) is compared with the truth: the mean signed and the
 median absolute volume error (%), beside the same for "no denoising" (eps_hat = 0), which is unbiased. A mean
-far from 0 is a bias that the reverse steps accumulate (docs/lattice.md, section 7).
+far from 0 is a bias that the reverse steps accumulate (docs/research/lattice.md, section 7).
 """
 
 from __future__ import annotations

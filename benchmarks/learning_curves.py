@@ -11,12 +11,12 @@ runs go in parallel, one CPU thread each, and resume from ``--runs``), then reco
 accuracy, median |volume error| and match rate against the number of training crystals, plus each run's
 final validation loss (also written to ``<runs>/results.csv``, or ``results_ddim.csv`` with ``--lattice-step ddim``, so
 that sampling one run's models both ways keeps both tables). ``--data`` trains and tests on another data file; ``--forward`` then names a forward
-model trained on a data file with the same DOS grid (it only predicts the samples' DOS here). ``--plot`` writes the figure; ``--plot-only`` redraws it from committed results, e.g. docs/learning_curves.png:
+model trained on a data file with the same DOS grid (it only predicts the samples' DOS here). ``--plot`` writes the figure; ``--plot-only`` redraws it from committed results, e.g. docs/research/learning_curves.png:
 
-    python benchmarks/learning_curves.py --plot-only --plot docs/learning_curves.png \
-        --series "37 chunks, 64 test crystals=docs/learning_curves/preview_37_chunks.csv" \
-        --series "37 chunks, + scale features=docs/learning_curves/preview_37_chunks_scale_features.csv" \
-        --series "117 chunks, + scale features, 128 test crystals=docs/learning_curves/preview_117_chunks.csv"
+    python benchmarks/learning_curves.py --plot-only --plot docs/research/learning_curves.png \
+        --series "37 chunks, 64 test crystals=docs/research/learning_curves/preview_37_chunks.csv" \
+        --series "37 chunks, + scale features=docs/research/learning_curves/preview_37_chunks_scale_features.csv" \
+        --series "117 chunks, + scale features, 128 test crystals=docs/research/learning_curves/preview_117_chunks.csv"
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--forward", type=Path, default=PRETRAINED_DIR / "forward.pt",
                         help="forward-model checkpoint on the data's DOS grid (default: the shipped one)")
     parser.add_argument("--lattice-step", choices=("ddpm", "ddim"), default="ddpm",
-                        help="the reverse step of the lattice when sampling (docs/lattice.md section 2)")
+                        help="the reverse step of the lattice when sampling (docs/research/lattice.md section 2)")
     parser.add_argument("--plot", type=Path, default=None, help="write the figure here")
     parser.add_argument("--label", default=None, help="this run's name in the figure (default: its settings)")
     parser.add_argument("--series", action="append", default=[], metavar="LABEL=CSV",

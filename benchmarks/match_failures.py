@@ -1,7 +1,7 @@
 """Why reconstructions fail to match: types, lattice shape or coordinates?
 
     python benchmarks/match_failures.py build/lc_all_f1_edges/fraction_1/run/model.pt --data build/preview_all/data.nc \
-        --forward build/runs/fwd_preview_all/model.pt --limit 128 --lattice-step ddim --csv docs/lattice/match_failures_117_chunks.csv
+        --forward build/runs/fwd_preview_all/model.pt --limit 128 --lattice-step ddim --csv docs/research/lattice/match_failures_117_chunks.csv
 
 Reconstructs the first ``--limit`` test crystals with a CFG checkpoint (omega = 1, seed 0) from ``--t-start``
 (default 200) and sorts every miss by what repairs it. Each generated crystal keeps its site order (the DOS of

@@ -1,6 +1,6 @@
 """Train and validation loss against step for several training runs, one line pair per run.
 
-    python benchmarks/plot_histories.py docs/forward_sweep/*.history.csv --out docs/forward_sweep/curves.png
+    python benchmarks/plot_histories.py docs/research/forward_sweep/*.history.csv --out docs/research/forward_sweep/curves.png
 
 Reads the ``history.csv`` a run writes (or copies of it named ``<run>.history.csv``); the run's name is the file
 name without ``.history.csv`` (or its folder's name for a plain ``history.csv``). Prints each run's lowest

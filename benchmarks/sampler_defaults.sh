@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Choose the sampler's defaults on the VALIDATION split (docs/lattice.md section 13): the CFG model from
+# Choose the sampler's defaults on the VALIDATION split (docs/research/lattice.md section 13): the CFG model from
 # t_start = 200 and 500 (first 128 val crystals) and 1000 (first 64; 128 for the number of strided steps) under
 # DiffCSP's sampler (corrector on, DDPM lattice steps) and without the corrector, with DDPM or DDIM lattice steps,
-# types free or tied. (CBG against the unguided model: benchmarks/cbg_variants.py --split val, docs/forward_model.md.)
-# One setting per folder under docs/sampler_defaults/<name>/ (report.md; results.nc and parts stay local); each
+# types free or tied. (CBG against the unguided model: benchmarks/cbg_variants.py --split val, docs/research/forward_model.md.)
+# One setting per folder under docs/research/sampler_defaults/<name>/ (report.md; results.nc and parts stay local); each
 # resumes from its parts. Every option is spelled out: the defaults are what it chose.
 # Usage: benchmarks/sampler_defaults.sh [JOBS] (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=docs/sampler_defaults
+OUT=docs/research/sampler_defaults
 JOBS=${1:-2}
 run() {  # name, then evaluate's arguments
     local name=$1; shift

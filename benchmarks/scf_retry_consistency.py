@@ -5,7 +5,7 @@
 ``XTBLabeller.scf_attempts`` retries a failed SCF at a higher electronic temperature (5000 K; until 2026-11-28 also
 10000 K in a 6 Å supercell, dropped after this measurement). The SCF supplies the charges from which the k-mesh DOS is built, so a retry may move the DOS.
 A label must be a property of the crystal; if the retry settings alone move it by more than the labels' noise
-(about 0.03 states/eV/atom, docs/labeller.md), the crystals labelled on a retry carry a systematic error.
+(about 0.03 states/eV/atom, docs/research/labeller.md), the crystals labelled on a retry carry a systematic error.
 
 For N seeded crystals of ``--data`` (a labelled chunk or data file, ≤ ``--max-sites`` sites) whose stored label
 converged at the first attempt, the labeller of the data set is rerun with each retry's temperature and supercell

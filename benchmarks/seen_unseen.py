@@ -1,6 +1,6 @@
 """Match rates of an existing evaluation split by whether each test crystal's prototype family was seen in training.
 
-    python benchmarks/seen_unseen.py docs/evaluation_full/results.nc [--data FILE]
+    python benchmarks/seen_unseen.py docs/research/evaluation_full/results.nc [--data FILE]
 
 Reads a ``results.nc`` written by ``crystaldos evaluate`` (no sampling is repeated), marks every test crystal
 whose prototype family (``CrystalDOSDataset.prototype_families``: the AFLOW label in data format 2, the parent

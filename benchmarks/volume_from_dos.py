@@ -3,7 +3,7 @@
     python benchmarks/volume_from_dos.py [--data build/preview_v2_37.nc]
 
 A denoiser reconstructing from t_start = 200 has two sources for the cell's scale: the noised cell (the
-"no denoising" estimate L_t / sqrt(abar) is off by a median 8-9 % at t = 200, docs/lattice.md section 1) and
+"no denoising" estimate L_t / sqrt(abar) is off by a median 8-9 % at t = 200, docs/research/lattice.md section 1) and
 what the condition says. This script measures the second with ridge regressions of log(volume per atom),
 fitted on the training split, the ridge strength chosen on the validation split, scored on the test split:
 

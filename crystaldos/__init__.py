@@ -3,7 +3,7 @@
 Entry points::
 
     from crystaldos import load_dataset
-    ds = load_dataset()                 # the embedded default (GFN1-xTB atom-level DOS)
+    ds = load_dataset()                 # the embedded default (GFN2-xTB atom-level DOS)
     item = ds.split("test")[0]
     item.structure                      # pymatgen Structure
     item.dos                            # xarray DataArray, dims ("site", "energy"), eV - E_F

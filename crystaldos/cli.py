@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("path", nargs="?", default=None, help="data file (.nc, .jsonl); default: embedded")
     p.add_argument("--out", default="results/dataset", help="folder for CARD.md and figures")
     p.set_defaults(func=card)
-    p = commands.add_parser("build-dataset", help="rebuild the embedded default data set (hours of GFN1-xTB)", add_help=False)
+    p = commands.add_parser("build-dataset", help="rebuild the embedded default data set (tens of core-hours of GFN2-xTB)", add_help=False)
     p.set_defaults(func=None)
     from crystaldos.train.__main__ import add_arguments as add_train_arguments
     from crystaldos.train.__main__ import run as train_run

@@ -59,7 +59,7 @@ class DosGrid:
     The default is the embedded data set's grid (format 2): -24.98 ... +10 eV, 447 points, sigma 0.2 eV. It extends
     the format-1 grid (-10 ... +10 eV, 256 points: ``DosGrid(-10, 10, 256)``) down by 191 points of the same spacing,
     because the window below -10 eV carries the semicore levels (an element is identified from its DOS for 80 % of
-    atoms with it, 75 % without: docs/labeller.md).
+    atoms with it, 75 % without: docs/research/labeller.md).
 
     Attributes:
         e_min: lowest energy of the window, eV relative to E_F.

@@ -85,8 +85,8 @@ def run_experiment(
     guidances or t_starts into the same folder); ``models`` (e.g. checkpoint digests) joins its settings.
     ``time_limit_minutes`` (with ``parts``): start no new batch after so many minutes (a lent machine's budget).
     ``lattice_step`` is the lattice's reverse step, ``"auto"``, ``"ddpm"`` (DiffCSP's) or ``"ddim"`` (see :meth:`Sampler.reconstruct`);
-    ``step_lr`` the Langevin corrector's step on X (DiffCSP's 1e-5; 0, the default, turns it off, docs/lattice.md section 10);
-    ``tie_types`` gives sites with identical target DOS one type (see :meth:`Sampler.reconstruct`, docs/lattice.md section 11).
+    ``step_lr`` the Langevin corrector's step on X (DiffCSP's 1e-5; 0, the default, turns it off, docs/research/lattice.md section 10);
+    ``tie_types`` gives sites with identical target DOS one type (see :meth:`Sampler.reconstruct`, docs/research/lattice.md section 11).
 
     Raises:
         PartsMismatchError: ``parts`` holds batches made with other settings, crystals or models.
@@ -490,11 +490,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where strided steps fall (results before 2026-11-27 used uniform)")
     parser.add_argument("--lattice-step", default=DEFAULT_LATTICE_STEP, choices=LATTICE_STEPS,
                         help="the lattice's reverse step: ancestral (DiffCSP's), deterministic, or auto (deterministic "
-                             "from a noised crystal, ancestral from noise; the default, docs/lattice.md)")
+                             "from a noised crystal, ancestral from noise; the default, docs/research/lattice.md)")
     parser.add_argument("--step-lr", type=float, default=DEFAULT_STEP_LR,
-                        help="Langevin corrector step on the coordinates (DiffCSP's 1e-5; 0, the default: no corrector, docs/lattice.md)")
+                        help="Langevin corrector step on the coordinates (DiffCSP's 1e-5; 0, the default: no corrector, docs/research/lattice.md)")
     parser.add_argument("--tie-types", action=argparse.BooleanOptionalAction, default=DEFAULT_TIE_TYPES,
-                        help="sites whose target DOS are identical (symmetry-equivalent) get one type (the default; docs/lattice.md)")
+                        help="sites whose target DOS are identical (symmetry-equivalent) get one type (the default; docs/research/lattice.md)")
     parser.add_argument("--unconditional", default="separate", choices=["separate", "cfg-null"],
                         help="score under CBG and 'none': the separate unconditional model or the CFG model's null branch")
     parser.add_argument("--batch-size", type=int, default=64)

@@ -20,7 +20,7 @@ UNCONDITIONALS = ("separate", "cfg-null")
 VARIABLES = ("types", "coords", "lattice")
 
 # The defaults were chosen on the first 128 validation crystals with the shipped CFG model
-# (benchmarks/sampler_defaults.sh, docs/lattice.md section 13). From t_start = 200: DiffCSP's sampler (corrector
+# (benchmarks/sampler_defaults.sh, docs/research/lattice.md section 13). From t_start = 200: DiffCSP's sampler (corrector
 # 1e-5, DDPM lattice steps) 71.1 %, no corrector 81.2 %, + DDIM lattice steps 85.9 %, + tied types 93.8 %.
 #: Langevin corrector step on X: none (DiffCSP's 1e-5 lets the atoms drift out of place, section 10).
 DEFAULT_STEP_LR = 0.0
@@ -31,7 +31,7 @@ DEFAULT_LATTICE_STEP = "auto"
 #: "auto" uses DDIM lattice steps when t_start is at most this (of T = 1000): from pure noise DDIM lattice steps
 #: blow cells up (64 val crystals from t_start = 1000: median |dV| 72 % against 23 % with DDPM steps).
 AUTO_DDIM_MAX_T_START = 500
-#: "hybrid" (an option; docs/lattice.md section 14: no gain measured) takes ancestral (DDPM) lattice steps
+#: "hybrid" (an option; docs/research/lattice.md section 14: no gain measured) takes ancestral (DDPM) lattice steps
 #: while t > this and deterministic (DDIM) ones from here down.
 HYBRID_DDIM_MAX_T = 500
 #: The diffusion's number of noise levels (T) of every shipped model; ``t_start`` = T starts from pure noise.

@@ -10,7 +10,7 @@ The reverse process is DiffCSP's: the reverse wrapped-normal step for X and
 DDPM steps for the lattice and the one-hot atom types, with DiffCSP's Langevin
 corrector on X as an option (``step_lr``). The defaults were chosen on the
 validation split (:data:`DEFAULT_STEP_LR`, :data:`DEFAULT_LATTICE_STEP`,
-:data:`DEFAULT_TIE_TYPES`; docs/lattice.md section 13).
+:data:`DEFAULT_TIE_TYPES`; docs/research/lattice.md section 13).
 ``steps`` < ``t_start`` strides the schedule (each jump uses the exact DDPM
 posterior and the VE reverse step between the two noise levels).
 """

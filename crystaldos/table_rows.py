@@ -1,7 +1,7 @@
 """Carry rows of a finished reconstruction table into the parts folder of a new run, so that a release which
 changes one network reruns only the rows that use it.
 
-    python -m crystaldos.table_rows --results docs/evaluation_full/results.nc --guidance cfg none \\
+    python -m crystaldos.table_rows --results docs/research/evaluation_full/results.nc --guidance cfg none \\
         --parts build/cbg_v2/parts
 
 CFG and the unguided sampler never call the forward model while sampling; only the forward-model DOS columns of

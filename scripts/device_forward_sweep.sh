@@ -24,7 +24,7 @@ MINUTES=${MINUTES:-6}
 DEVICE=${DEVICE:-auto}
 RUNS=${RUNS:-/tmp/crystaldos-sweep}
 KEEP_WEIGHTS=${KEEP_WEIGHTS:-0}
-# The best CPU configuration of docs/forward_model.md: L1 from the median table, clean crystals, geometry on edges.
+# The best CPU configuration of docs/research/forward_model.md: L1 from the median table, clean crystals, geometry on edges.
 COMMON="forward_loss=l1 model.element_baseline=true model.edge_lengths=true model.lattice_scale_features=true"
 VARIANTS=${VARIANTS:-"h128_L4_t0|forward_max_t=0
 h256_L6_t0|forward_max_t=0 model.hidden=256 model.n_layers=6

@@ -117,7 +117,7 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
     assert counting.asked == []
     with pytest.raises(ValueError, match="needs a parts folder"):
         run_experiment(sampler, items, time_limit_minutes=1.0, **settings)
-    # The sampler's defaults (chosen on val, docs/lattice.md section 13) are recorded: auto lattice steps (DDIM from
+    # The sampler's defaults (chosen on val, docs/research/lattice.md section 13) are recorded: auto lattice steps (DDIM from
     # t_start = 20), no corrector, tied types.
     assert (in_memory.attrs["lattice_step"], in_memory.attrs["step_lr"], in_memory.attrs["tie_types"]) == ("auto", 0.0, 1)
     # Ancestral lattice steps reach the sampler: the same atoms' noise, other cells, and the results say which.

@@ -119,7 +119,7 @@ def test_old_data_sets_keep_the_gamma_point_labeller():
 
 def test_textbook_crystals_that_format_1_could_not_label_now_label_and_mgo_has_a_gap():
     """CsCl raised SCFConvergenceError and InP IllConditionedBasisError with the Gamma-point GFN1-xTB
-    labeller; MgO came out metallic. (InP's small gap is GFN2-xTB's own: docs/labeller.md.)"""
+    labeller; MgO came out metallic. (InP's small gap is GFN2-xTB's own: docs/research/labeller.md.)"""
     from crystaldos.labellers.panel import physics_panel
 
     panel = physics_panel()

@@ -3,7 +3,7 @@
 Six hand-built crystals (Mo bcc, NaCl, Cu fcc, Si, GaAs, MgO), labelled by the labeller the shipped models'
 data set was built with, reconstructed with CFG from t_start = 200, four samples each: at least 3 of 4 samples
 within 5 % of the true volume per atom for at least 5 of the 6. The shipped models fail it: 2 of 6 (Si and GaAs)
-with the format-2 models and the default sampler (session 21; the format-1 models 0 of 6, docs/lattice.md); the
+with the format-2 models and the default sampler (session 21; the format-1 models 0 of 6, docs/research/lattice.md); the
 test is a strict xfail, so the day a retrained model passes it, it turns red until the mark is removed.
 """
 
@@ -24,7 +24,7 @@ def test_the_panel_is_six_textbook_crystals_as_primitive_cells():
     assert abs(panel["Mo bcc"].volume - 3.147**3 / 2) < 1e-6  # bcc: two atoms per cubic cell
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped models miss the lattice (2 of 6 crystals pass; docs/lattice.md, issue 11)")
+@pytest.mark.xfail(strict=True, reason="the shipped models miss the lattice (2 of 6 crystals pass; docs/research/lattice.md, issue 11)")
 def test_cfg_from_t200_recovers_the_volume_of_five_of_six_textbook_crystals():
     sampler = Sampler.from_pretrained(device="cpu")
     labeller = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)

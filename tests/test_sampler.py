@@ -301,7 +301,7 @@ def test_atom_counts_outside_the_training_range_are_refused_or_warned(sampler, i
 
 def test_the_lattice_step_is_deterministic_from_a_noised_crystal_and_ancestral_from_noise(sampler, items):
     """The default "auto": DDIM lattice steps from t_start <= 500 (85.9 against 81.2 % of 128 val crystals from 200),
-    DDPM from pure noise (DDIM blew cells up there: median |dV| 72 against 23 %; docs/lattice.md section 13)."""
+    DDPM from pure noise (DDIM blew cells up there: median |dV| 72 against 23 %; docs/research/lattice.md section 13)."""
     item = items[2]
     auto = sampler.reconstruct(item.structure, item.dos, t_start=50, steps=10, progress=False, seed=1)[0]
     ddim = sampler.reconstruct(item.structure, item.dos, t_start=50, steps=10, progress=False, seed=1, lattice_step="ddim")[0]
@@ -369,7 +369,7 @@ def test_guidance_gradient_shifts_the_ddpm_mean_by_the_posterior_variance(sample
 
 def test_cbg_from_noise_keeps_the_cells_physical(sampler):
     """In the noise form, CBG's gradient near T was divided by sqrt(alpha_T) ~ 0.03 and the guided cells came out
-    at a median of ~18,000 Å^3 per atom after 50 steps (docs/cbg_from_noise.txt); as a shift of the step's mean the
+    at a median of ~18,000 Å^3 per atom after 50 steps (docs/research/cbg_from_noise.txt); as a shift of the step's mean the
     format-1 models' median cell stayed within bounds. On the format-2 models, with a likelihood that counted all
     447 grid points as independent, guiding the lattice from noise inflated 5 of these 8 cells (median 5,400 Å^3 per
     atom). The likelihood now counts the effectively independent energies (the errors are correlated over ~11 grid

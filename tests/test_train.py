@@ -227,7 +227,7 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(small_data_with_test, tmp_pat
     root = Path(__file__).resolve().parent.parent
     out = tmp_path / "out"
     out.mkdir()
-    # Hand-written measurements beside the report (docs/learning_curves.md) are carried into it.
+    # Hand-written measurements beside the report (docs/research/learning_curves.md) are carried into it.
     (out / "learning_curves.md").write_text("## Learning curves\n\nmeasured by hand\n")
     env = {**os.environ, "OUT": str(out), "SCALE": "0.0005", "DEVICE": "cpu", "PYTHON": sys.executable,
            "RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1", "DATA": small_data_with_test}

@@ -73,8 +73,8 @@ def chemistry_statistics(ds: xr.Dataset) -> dict:
             "geometry_problems": problems}
 
 
-#: The labeller's measurements, written by the benchmarks into docs/labeller.md; a format-2 card quotes them.
-LABELLER_DOC = Path(__file__).resolve().parents[2] / "docs" / "labeller.md"
+#: The labeller's measurements, written by the benchmarks into docs/research/labeller.md; a format-2 card quotes them.
+LABELLER_DOC = Path(__file__).resolve().parents[2] / "docs" / "research" / "labeller.md"
 EVIDENCE_SECTIONS = ("Physics panel", "Against DFT", "Convergence on crystals of the data set", "Cost", "Energy window")
 
 
@@ -82,7 +82,7 @@ def labeller_evidence(doc: Path = LABELLER_DOC, sections: tuple[str, ...] = EVID
     """The sections of ``doc`` whose level-2 heading starts with one of ``sections`` (heading demoted to level 3),
     as markdown lines; a note instead when the file is absent (an installed package carries no docs)."""
     if not doc.exists():
-        return [f"(The measurements of the labeller are in docs/labeller.md of the source repository; {doc} is absent.)"]
+        return [f"(The measurements of the labeller are in docs/research/labeller.md of the source repository; {doc} is absent.)"]
     lines, keep = [], False
     for line in doc.read_text().splitlines():
         if line.startswith("## "):
@@ -177,7 +177,7 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
         labeller = (f"{ds.attrs.get('labeller_method', '?')} (tblite), k-mesh of {ds.attrs.get('labeller_k_density', '?')} points per 1/Å "
                     "from two-centre matrices, SCF potential from a Gamma-point supercell >= "
                     f"{ds.attrs.get('labeller_min_length', '?')} Å of the primitive cell at {ds.attrs.get('labeller_electronic_temperature', '?')} K "
-                    "(retried hotter, damped, other supercells), Mulliken projection; method and limits: docs/labeller.md")
+                    "(retried hotter, damped, other supercells), Mulliken projection; method and limits: docs/research/labeller.md")
     else:
         labeller = (f"{ds.attrs.get('labeller_method', '?')} (tblite), Gamma-point supercells >= {ds.attrs.get('labeller_min_length', '?')} Å "
                     f"(<= {ds.attrs.get('labeller_max_orbitals', '?')} basis functions), Mulliken projection, "
@@ -206,7 +206,7 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
         "",
         ("Caveats: GFN2-xTB is a semi-empirical tight-binding method: its band gaps differ from DFT's (too large for covalent "
          "semiconductors, 3-16x too small for ionic insulators; InP and ZnO come out nearly gapless), see the DFT comparison in "
-         "docs/labeller.md; charges come from a Gamma-point SCF, whose supercell the DOS still depends on for metals; crystals "
+         "docs/research/labeller.md; charges come from a Gamma-point SCF, whose supercell the DOS still depends on for metals; crystals "
          "whose GFN2-xTB SCF diverges are left out (listed by reason above), and so are those whose symmetry-equivalent sites' DOS "
          "differ by more than the label noise (SymmetryBrokenError; the others are averaged over equivalent sites); substituted "
          "structures are unrelaxed "
@@ -218,7 +218,7 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
         "",
     ]
     if kmesh:
-        lines += ["## How good the labels are (measured; from docs/labeller.md, where the commands are)", *labeller_evidence(), ""]
+        lines += ["## How good the labels are (measured; from docs/research/labeller.md, where the commands are)", *labeller_evidence(), ""]
     path = out_dir / "CARD.md"
     path.write_text("\n".join(lines))
     return path

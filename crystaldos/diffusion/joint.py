@@ -34,7 +34,7 @@ from crystaldos.model.features import NUM_ELEMENTS
 from crystaldos.settings import Settings
 
 
-#: DiffCSP's Langevin corrector step on X (``step_lr``); 0 turns the corrector off (docs/lattice.md section 10).
+#: DiffCSP's Langevin corrector step on X (``step_lr``); 0 turns the corrector off (docs/research/lattice.md section 10).
 DIFFCSP_STEP_LR = 1e-5
 
 

@@ -5,7 +5,7 @@ label computed on a finite k-mesh, from a Gamma-point supercell SCF, with GFN2's
 kept only on the orbital diagonal (``crystaldos.labellers.bloch``), breaks that slightly for most crystals
 and badly for a few (measured on the first 4,021 format-2 labels: the worst site is within 0.002
 states/eV/atom of its orbit's mean for 75 % of the crystals, beyond the label noise of 0.03 for 3.8 %, up to
-0.42 in Fe-Ni intermetallics whose equivalent sites hold populations 3-6 electrons apart; docs/labeller.md).
+0.42 in Fe-Ni intermetallics whose equivalent sites hold populations 3-6 electrons apart; docs/research/labeller.md).
 
 :func:`symmetrise_site_dos` averages the DOS over every orbit (the same as sampling the zone with the mesh's
 whole star) and reports the spread it removed; a spread beyond the label noise means the label broke the
@@ -23,7 +23,7 @@ import xarray as xr
 SYMPREC = 1e-3
 
 #: Largest spread (states/eV/atom, :func:`equivalent_site_spread`) a label may have: the label noise, the MAE
-#: between labels of one crystal under SCF settings that should not matter (docs/labeller.md).
+#: between labels of one crystal under SCF settings that should not matter (docs/research/labeller.md).
 MAX_EQUIVALENT_SPREAD = 0.03
 
 

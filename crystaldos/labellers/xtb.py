@@ -1,20 +1,18 @@
-"""Atom-projected DOS from GFN1-xTB (through the ``tblite`` package).
+"""Atom-projected DOS from GFN2-xTB (or GFN1-xTB) through the ``tblite`` package.
 
-Method, per structure:
+Method of the default, converged labeller (``sampling="kmesh"``; details and measurements in
+docs/research/labeller.md):
 
-1. Build a supercell whose perpendicular widths are at least ``min_length`` Å
-   (Gamma-point sampling of the supercell = a regular k-mesh of the primitive
-   cell), near-cubic (pymatgen's CubicSupercellTransformation), capped at
-   ``max_orbitals`` basis functions (the supercell is then smaller).
-2. Periodic GFN1-xTB single point (tblite), spin-restricted, Fermi smearing at
-   ``electronic_temperature``.
-3. Mulliken projection of every eigenvector n onto atoms A:
-   ``w_An = sum_{mu in A} C_mu,n (S C)_mu,n`` (sums to 1 over atoms).
-4. Fermi level from the occupations: mid-gap when the levels around the
-   chemical potential are cleanly filled/empty with a gap > ``gap_threshold``
-   eV, else the chemical potential of the smeared occupations.
-5. Gaussian broadening of ``2 * w_An`` (both spins) onto the grid, averaged over
-   the periodic images of every site: states/eV per atom (see ``crystaldos.dos``).
+1. SCF charges from a Gamma-point calculation of a >= ``min_length`` Å supercell of the primitive cell,
+   spin-restricted, Fermi smearing at ``electronic_temperature`` (retried with more smearing and damping).
+2. Two-centre Hamiltonian and overlap blocks between every pair of atoms (``crystaldos.labellers.bloch``),
+   with the SCF potential of step 1.
+3. Bloch sums H(k), S(k) on a Gamma-centred mesh of ``k_density`` points per Å⁻¹, generalised eigenproblem per
+   k, Mulliken projection ``w_An = sum_{mu in A} C_mu,n (S C)_mu,n`` on atoms.
+4. Fermi level from the electron count (mid-gap for insulators), Gaussian broadening of ``2 * w_An`` (both spins)
+   onto the grid: states/eV per atom (see ``crystaldos.dos``), averaged over symmetry-equivalent sites.
+
+``sampling="gamma"`` (data format 1) takes the levels of the Gamma-point supercell itself instead of steps 2-3.
 """
 
 from __future__ import annotations
@@ -88,7 +86,7 @@ def orbitals_per_atom(z: int, method: str = "GFN1-xTB") -> int:
 
 @dataclass(frozen=True)
 class XTBLabeller:
-    """Atom-level DOS of any ordered crystal from periodic GFN1-xTB.
+    """Atom-level DOS of any ordered crystal from periodic GFN2-xTB (``method``; GFN1-xTB for data format 1).
 
     Attributes:
         grid: energy grid and broadening of the output.
@@ -120,7 +118,7 @@ class XTBLabeller:
         multipole_blocks: keep GFN2's multipole terms, taken from the SCF supercell as F(T) blocks
             (:meth:`_GammaSCF.residual_blocks`), so that H(k) at the supercell's k-points is tblite's own
             supercell Hamiltonian. False (data format 2) leaves them out: measured error and why in
-            docs/labeller.md ("Multipole terms").
+            docs/research/labeller.md ("Multipole terms").
         max_equivalent_spread: k-mesh labels are averaged over symmetry-equivalent sites; a label whose
             sites differed from their orbit's mean by more than this (states/eV/atom, the label noise) is
             refused with :class:`SymmetryBrokenError`. None: average, never refuse.
@@ -275,7 +273,7 @@ class XTBLabeller:
             raise SymmetryBrokenError(
                 f"{structure.composition.reduced_formula}: symmetry-equivalent sites' DOS differ from their mean by up to "
                 f"{spread:.3f} states/eV/atom (> {self.max_equivalent_spread}, the label noise): the label broke the "
-                "crystal's symmetry (GFN2's multipole terms left out, or a symmetry-broken SCF; docs/labeller.md), "
+                "crystal's symmetry (GFN2's multipole terms left out, or a symmetry-broken SCF; docs/research/labeller.md), "
                 "so it is not the crystal's DOS"
             )
         return symmetric
@@ -418,7 +416,7 @@ class XTBLabeller:
 
         if self.multipole_blocks:
             # The multipole blocks are the primitive cell's: label it, and give every site its primitive site's DOS
-            # (a converged DOS does not depend on the cell, docs/labeller.md).
+            # (a converged DOS does not depend on the cell, docs/research/labeller.md).
             cell_site_map, structure = site_map, primitive
             site_map = np.arange(len(primitive))
         matrices, spread, residual = self.bloch_matrices(structure, scf, primitive, site_map)

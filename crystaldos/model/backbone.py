@@ -48,7 +48,7 @@ class ModelConfig(Settings):
             size, ln(V / N / 1 Å³), the log volume per atom. With L Lᵀ / 100 Å² alone a 1-atom cell's inputs
             are ~0.06 and a 4 % change of its volume moves them by ~0.003, so the network hardly resolves the
             cell's size; the log volume per atom puts that change at 0.04 of an input that the DOS's
-            expected volume can be compared with linearly (docs/lattice.md, section 7).
+            expected volume can be compared with linearly (docs/research/lattice.md, section 7).
         element_baseline: forward model only: predict each atom's DOS as the mean DOS of its element in the
             training split (a table set at the start of training, stored with the weights) plus what the
             network adds, so that a small data set starts from the per-element baseline instead of learning it.

@@ -78,7 +78,7 @@ class TrainConfig(Settings):
             10 % below its mean DOS in test MAE, benchmarks/forward_ceiling.py).
         forward_clean_fraction: ``forward`` only: this share of each batch's crystals is taken at t = 0, the rest
             at steps drawn uniformly as above. Drawn uniformly, 95 % of the steps are at t > 50 and the model at
-            t = 0 barely fits its own training crystals (docs/forward_model.md).
+            t = 0 barely fits its own training crystals (docs/research/forward_model.md).
         time_limit_minutes: stop this invocation after so many minutes of training (checked every ``log_every``
             steps, agreed by all ranks), then checkpoint and release as if ``steps`` were reached; the history's
             last step says where it stopped, and rerunning the command continues towards ``steps``. For fixed

@@ -5,7 +5,7 @@
 Runs ``crystaldos train`` for the CFG denoiser, the unconditional denoiser and
 the forward model as three parallel processes (one CPU thread each), copies
 each run's ``model.pt`` to ``<out>/<kind>.pt`` and writes the training report
-(:mod:`crystaldos.train.report`) to ``docs/``. Interrupted runs resume from
+(:mod:`crystaldos.train.report`) to ``docs/research/``. Interrupted runs resume from
 their ``train_state.pt``; a run whose ``model.pt`` already has its settings and steps is not started again. ``--set KEY=VALUE`` applies to all three runs, ``--set forward:KEY=VALUE`` to one
 (e.g. the forward model's weight decay; diffusion settings must stay common, or CBG refuses the pair), and
 ``--steps forward=3500`` sets one run's length. ``--recipe`` (default ``format2``) takes the settings chosen
@@ -36,26 +36,26 @@ class Recipe:
 
 
 #: ``--recipe``: ``format2`` (the default) made the shipped models on the embedded (format-2) data, each setting
-#: measured on its previews (docs/lattice.md sections 5, 7, 9 and 12, docs/forward_model.md, docs/training.md);
+#: measured on its previews (docs/research/lattice.md sections 5, 7, 9 and 12, docs/research/forward_model.md, docs/research/training.md);
 #: ``format1`` made the previous release's on the format-1 data.
 RECIPES = {
     "format1": Recipe(dict(SHIPPED_STEPS), about="the previous release's models: 8,000 steps each, default settings"),
     "format2": Recipe(
         {"cfg": 20_000, "uncond": 20_000, "forward": 12_000},
         (
-            "diffusion.lattice_noise_atoms=8",  # lattice noise scaled by cell size (docs/lattice.md section 5)
+            "diffusion.lattice_noise_atoms=8",  # lattice noise scaled by cell size (docs/research/lattice.md section 5)
             "model.lattice_scale_features=true",  # the cell's log volume per atom and shape as inputs (section 7)
             "model.edge_lengths=true",  # bond lengths on the all-pairs edges (section 9)
             "keep_best=true",  # release the lowest validation loss, not the last step's
             # For the CFG denoiser too: its type term's validation loss turns up from step ~4,000, and although the
             # weights of step 10,150 sampled as well as the lowest-loss ones (6,750), those of step 20,000 matched
-            # 73.4 % of 128 val crystals from t_start = 200 against 81.2 % (docs/lattice.md, section 12).
-            "forward:forward_loss=l1",  # the median table's loss (docs/forward_model.md)
+            # 73.4 % of 128 val crystals from t_start = 200 against 81.2 % (docs/research/lattice.md, section 12).
+            "forward:forward_loss=l1",  # the median table's loss (docs/research/forward_model.md)
             "forward:model.element_baseline=true",
             "forward:weight_decay=0.1",
             # Half of each batch at t = 0: with t uniform the forward model saw a clean crystal 1 step in 1,000 and
             # stayed 22 % below the per-element mean at t = 0; half clean it is 39 % below, CBG from t_start = 200
-            # matches 71.3 % of the test split instead of 67.5 % (docs/forward_model.md).
+            # matches 71.3 % of the test split instead of 67.5 % (docs/research/forward_model.md).
             "forward:forward_clean_fraction=0.5",
         ),
         about="the retraining on format-2 data: about 250 epochs of ~4,900 training crystals for the denoisers",
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="build/runs")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "pretrained"))
-    parser.add_argument("--docs", default="docs")
+    parser.add_argument("--docs", default="docs/research")
     parser.add_argument("--data", default=None)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the step counts (e.g. 0.01 for a smoke run)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the training config's, auto)")

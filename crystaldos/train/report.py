@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="training report of released checkpoints")
     parser.add_argument("--models", default=None, help="folder with cfg.pt, uncond.pt, forward.pt (default: shipped)")
     parser.add_argument("--data", default=None)
-    parser.add_argument("--out", default="docs")
+    parser.add_argument("--out", default="docs/research")
     args = parser.parse_args(argv)
     from crystaldos.checkpoint import PRETRAINED_DIR
 
