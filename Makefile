@@ -42,9 +42,10 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install chromium: the browser test will be skipped"
 
-# With chromium present the browser test must run (a missing browser fails it instead of skipping).
+# With chromium present the browser test must run (a missing browser fails it instead of skipping). Two worker
+# processes, one test file each at a time (its module fixtures load once).
 test: $(VENV)/.installed browser
-	OMP_NUM_THREADS=1 CRYSTALDOS_REQUIRE_BROWSER=$$(command -v chromium >/dev/null 2>&1 && echo 1) $(PY) -m pytest -q --durations=15
+	OMP_NUM_THREADS=1 CRYSTALDOS_REQUIRE_BROWSER=$$(command -v chromium >/dev/null 2>&1 && echo 1) $(PY) -m pytest -q -n 2 --dist loadfile --durations=25
 
 # The README's dashboard screenshot, taken by the browser test.
 screenshot: $(VENV)/.installed browser

@@ -17,7 +17,6 @@ posterior and the VE reverse step between the two noise levels).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence

@@ -24,7 +24,7 @@ def test_the_panel_is_six_textbook_crystals_as_primitive_cells():
     assert abs(panel["Mo bcc"].volume - 3.147**3 / 2) < 1e-6  # bcc: two atoms per cubic cell
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped models miss the lattice (2 of 6 crystals pass; docs/research/lattice.md, issue 11)")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="the shipped models miss the lattice (2 of 6 crystals pass; docs/research/lattice.md, issue 11)")
 def test_cfg_from_t200_recovers_the_volume_of_five_of_six_textbook_crystals():
     sampler = Sampler.from_pretrained(device="cpu")
     labeller = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)

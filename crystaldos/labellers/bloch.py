@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 
 from crystaldos.geometry import perpendicular_widths
-from crystaldos.labellers.xtb import BOHR_PER_ANGSTROM, EV_PER_HARTREE, orbitals_per_atom
+from crystaldos.labellers.tblite_basis import BOHR_PER_ANGSTROM, EV_PER_HARTREE, orbitals_per_atom
 
 
 def _dimer_matrices(method: str, za: int, zb: int, separation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

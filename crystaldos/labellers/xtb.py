@@ -21,7 +21,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -29,12 +29,16 @@ import xarray as xr
 
 from crystaldos.dos import DosGrid, broaden, site_dos
 from crystaldos.geometry import implausible_cell_reason, perpendicular_widths
+from crystaldos.labellers import bloch
+from crystaldos.labellers.bloch import image_sums
 from crystaldos.labellers.symmetry import MAX_EQUIVALENT_SPREAD, symmetrise_site_dos
-
-BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
-EV_PER_HARTREE = 27.211386245988
-KELVIN_TO_HARTREE = 3.166811563e-6
-MAX_Z = 86  # GFN1-xTB parameters cover H ... Rn
+from crystaldos.labellers.tblite_basis import (  # noqa: F401 (MAX_Z and BOHR_PER_ANGSTROM: imported from here too)
+    BOHR_PER_ANGSTROM,
+    EV_PER_HARTREE,
+    KELVIN_TO_HARTREE,
+    MAX_Z,
+    orbitals_per_atom,
+)
 
 
 class LabellingError(ValueError):
@@ -66,22 +70,6 @@ class SymmetryBrokenError(LabellingError):
 class IllConditionedBasisError(LabellingError):
     """Nearly linearly dependent basis functions (diffuse orbitals in dense cells) push states
     to unphysical energies, e.g. the whole conduction band to thousands of eV."""
-
-
-@lru_cache(maxsize=None)
-def orbitals_per_atom(z: int, method: str = "GFN1-xTB") -> int:
-    """Number of basis functions tblite puts on an atom of atomic number ``z``.
-
-    tblite orders basis functions atom by atom, so this is all that is needed
-    to map orbitals to atoms. Read off a one-atom calculation (cached).
-    """
-    from tblite.interface import Calculator
-
-    calc = Calculator(method, np.array([z]), np.zeros((1, 3)))
-    calc.set("verbosity", 0)
-    # Open-shell free atoms may need many smeared iterations; only the basis size is read.
-    calc.set("max-iter", 500)
-    return int(calc.singlepoint().get("norbitals"))
 
 
 @dataclass(frozen=True)
@@ -387,7 +375,6 @@ class XTBLabeller:
         multipole blocks when ``multipole_blocks`` (then ``structure`` must be ``primitive``). Also returns the
         largest potential difference between the SCF supercell's images and the largest multipole term (Hartree).
         """
-        from crystaldos.labellers import bloch
 
         prim_potential, prim_self_energy, spread, residual = scf.home_cell_potentials(
             primitive, self.method, self.overlap_tolerance
@@ -412,7 +399,6 @@ class XTBLabeller:
 
         ``scf`` is the Gamma-point SCF of ``primitive``; ``site_map[i]`` is the primitive site of site i.
         """
-        from crystaldos.labellers import bloch
 
         if self.multipole_blocks:
             # The multipole blocks are the primitive cell's: label it, and give every site its primitive site's DOS
@@ -655,7 +641,6 @@ class _GammaSCF:
         (a symmetry-broken SCF when large) and the largest element of F - H0 - S o (V + V^T)/2
         (GFN2's multipole terms, which the k-mesh DOS leaves out).
         """
-        from crystaldos.labellers.bloch import image_sums
 
         overlap, core = self.result.get("overlap-matrix"), self.result.get("hamiltonian-matrix")
         potential, residual = self.potential_and_residual
