@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from crystaldos.geometry import VOLUME_PER_ATOM_RANGE
+from crystaldos.geometry import VOLUME_PER_ATOM_RANGE, implausible_cell_reason
 
 #: eV/Å³ per GPa.
 EV_PER_A3_PER_GPA = 1.0 / 160.21766208
@@ -53,6 +53,13 @@ class VolumeChangeError(RelaxationError):
     """The volume changed by more than the bound: the start was too far from any minimum to trust."""
 
     cause = "volume change"
+
+
+class ImplausibleCellError(RelaxationError):
+    """The crystal's cell is not a physical one to start from (volume per atom outside 2 ... 200 Å³, faces closer
+    than 1 Å): the potential's neighbour lists would exhaust the memory."""
+
+    cause = "implausible cell"
 
 
 class _RunawayCell(Exception):
@@ -161,6 +168,10 @@ class Relaxer:
         if not initial.is_ordered:
             raise ValueError(f"{initial.composition.reduced_formula}: disordered sites; order the structure first")
         start = time.perf_counter()
+        implausible = implausible_cell_reason(initial)
+        if implausible:  # never hand it to the potential (0.1 Å³/atom took 16 GB in its first call)
+            return RelaxResult(initial.copy(), initial, float("nan"), 0, float("nan"), float("nan"), 0.0, False,
+                               potential_name(), time.perf_counter() - start, stopped=f"implausible cell: {implausible}")
         atoms = AseAtomsAdaptor.get_atoms(initial)
         with contextlib.redirect_stdout(io.StringIO()):  # it prints its device on every construction
             atoms.calc = CHGNetCalculator(model=_chgnet(), use_device="cpu")
@@ -207,6 +218,8 @@ class Relaxer:
     def check(self, result: RelaxResult) -> None:
         """Raise a :class:`RelaxationError` subclass naming why ``result`` is not a usable equilibrium crystal."""
         formula = result.initial.composition.reduced_formula
+        if result.stopped and result.stopped.startswith("implausible cell"):
+            raise ImplausibleCellError(f"{formula}: {result.stopped}")
         if result.stopped:
             raise VolumeChangeError(f"{formula}: {result.stopped}")
         if not result.converged:

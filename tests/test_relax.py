@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystaldos.relax import NotConvergedError, Relaxer, StructureChangedError, VolumeChangeError
+from crystaldos.relax import ImplausibleCellError, NotConvergedError, Relaxer, StructureChangedError, VolumeChangeError
 
 
 def _silicon(a: float = 5.43) -> Structure:
@@ -40,14 +40,20 @@ def test_relaxations_are_refused_by_cause():
     strained.scale_lattice(strained.volume * 1.3)
     with pytest.raises(NotConvergedError, match="after 2 steps"):
         Relaxer(max_steps=2).relax_checked(strained)
-    with pytest.raises(VolumeChangeError, match="bound ±5 %"):
+    # Beyond twice the bound the relaxation is stopped at once (a cell running away would exhaust the memory).
+    with pytest.raises(VolumeChangeError, match=r"the cell ran away \(volume x 0\.\d+"):
         Relaxer(max_volume_change=0.05).relax_checked(strained)
+    with pytest.raises(VolumeChangeError, match="bound ±20 %"):
+        Relaxer(max_volume_change=0.2).relax_checked(strained)
     # A relaxed crystal that is another crystal than its start: rocksalt NaCl "relaxed" into CsCl's structure.
     result = Relaxer().relax(Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]))
     result.structure = Structure(Lattice.cubic(3.3), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
     result.volume_change = result.structure.volume / result.initial.volume - 1
     with pytest.raises(StructureChangedError, match="no longer matches"):
         Relaxer(max_volume_change=1.0).check(result)
+    # A cell no potential should see (0.1 Å³ per atom) is refused before the potential is called.
+    with pytest.raises(ImplausibleCellError, match="volume per atom 0.125"):
+        Relaxer().relax_checked(Structure(Lattice.cubic(0.5), ["H"], [[0, 0, 0]]))
     assert {NotConvergedError.cause, VolumeChangeError.cause, StructureChangedError.cause} == {
         "not converged", "volume change", "changed structure"}
 
@@ -63,3 +69,19 @@ def test_the_relaxer_takes_ase_atoms_and_cif_files(tmp_path):
     assert Relaxer().relax(str(path)).structure.composition.reduced_formula == "Si"
     with pytest.raises(TypeError, match="pymatgen Structure, an ASE Atoms"):
         Relaxer().relax(42)
+
+
+def test_hull_energies_from_relaxed_energies_and_elemental_references(tmp_path):
+    """NaCl lies on the hull of Na, Cl and itself; a polymorph 0.2 eV/atom higher lies 0.2 above it. The references
+    are the lowest relaxed simple crystals (Cl: its molecule in a box) and are cached."""
+    from crystaldos.data.stability import elemental_references, energies_above_hull
+
+    cache = tmp_path / "references.json"
+    references = elemental_references(["Na", "Cl"], Relaxer(), cache, progress=False, trials=("bcc", "dimer"))
+    assert references["Cl"]["from"] == "dimer" and references["Na"]["from"] == "bcc"
+    assert cache.exists() and elemental_references(["Na", "Cl"], None, cache, progress=False) == references  # no relaxer needed
+    nacl = Relaxer().relax(Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]))
+    e = nacl.energy_per_atom
+    assert e < (references["Na"]["energy_per_atom"] + references["Cl"]["energy_per_atom"]) / 2 - 1.0  # strongly bound
+    hull = energies_above_hull(["NaCl", "NaCl", "Na"], [e, e + 0.2, references["Na"]["energy_per_atom"]], references)
+    np.testing.assert_allclose(hull, [0.0, 0.2, 0.0], atol=1e-6)

@@ -403,6 +403,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
     first = open_netcdf(chunk_files[0])
     grid = DosGrid.from_attrs(first.attrs)
     split_kind = assign_record_splits(records, work_dir, seed)
+    hull_text = add_hull_energies(records, work_dir)
     from crystaldos import __version__
 
     # Settings of the newest chunk: it carries every check the labeller has (older ones may lack some).
@@ -438,6 +439,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
             f"(source=substituted; the parent's id and AFLOW label in parent and prototype)"
             + (f"; relaxed (positions and cell) with {attrs['relax_model']} to {attrs['relax_fmax']} eV/Å"
                if "relax_model" in attrs else "")
+            + hull_text
             + f"; DOS: {dos_text}"
         ),
         origins=json.dumps(origins),
@@ -445,6 +447,29 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
     path = write_netcdf(records, out, grid, attrs, dos_storage="float16")
     write_card(open_netcdf(path), out.parent, path)
     return path
+
+
+def add_hull_energies(records: list, work_dir: Path) -> str:
+    """Give every relaxed record its energy above the hull of the set's own phase diagram (``e_above_hull_eV``,
+    :mod:`crystaldos.data.stability`; elemental references cached in ``elemental_references.json``). Returns a
+    sentence for the provenance ("" when the records were not relaxed)."""
+    energies = [r.properties.get("relax_energy_per_atom_eV") for r in records]
+    if not records or any(e is None or not np.isfinite(e) for e in energies):
+        return ""
+    from crystaldos.data.stability import elemental_references, energies_above_hull
+    from crystaldos.relax import Relaxer
+
+    compositions = [r.structure.composition for r in records]
+    elements = sorted({el.symbol for c in compositions for el in c.elements})
+    known: dict[str, float] = {}
+    for c, e in zip(compositions, energies):
+        if len(c.elements) == 1:
+            known[c.elements[0].symbol] = min(e, known.get(c.elements[0].symbol, np.inf))
+    references = elemental_references(elements, Relaxer(), work_dir / "elemental_references.json", known)
+    for record, e_hull in zip(records, energies_above_hull(compositions, energies, references)):
+        record.properties["e_above_hull_eV"] = float(e_hull)
+    return ("; energy above the hull of the set's own phase diagram (its relaxed energies and the lowest of simple "
+            "elemental crystals per element) in e_above_hull_eV")
 
 
 def assign_record_splits(records: list, work_dir: Path, seed: int) -> str:

@@ -1,0 +1,89 @@
+"""Energy above the convex hull of a set's own phase diagram, with the relaxer's energies.
+
+Each element's reference is the lowest relaxed energy per atom among its simple crystals (fcc, bcc, hcp, simple
+cubic, diamond, a diatomic molecule in a box) and any elemental crystal of the set itself. For the molecular
+elements (H, N, O, F, Cl, ...) the box of one molecule stands in for the molecular solid (no van der Waals
+packing), so their reference may lie a little high and the hull energies of their compounds a little low. The
+references are cached in a JSON file so that a build computes them once.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+#: Lattice constants (Å) for the trial structures, scaled to the element's atomic radius before relaxing.
+_TRIALS = ("fcc", "bcc", "hcp", "sc", "dimer", "diamond")
+
+
+def trial_structures(symbol: str) -> dict[str, object]:
+    """Simple elemental crystals of ``symbol`` at volumes from its atomic radius (relaxation finds the minimum)."""
+    from pymatgen.core import Element, Lattice, Structure
+
+    radius = float(Element(symbol).atomic_radius or Element(symbol).average_ionic_radius or 1.5)
+    d = 2 * radius  # nearest-neighbour distance
+    return {
+        "fcc": Structure(Lattice.cubic(d * np.sqrt(2)), [symbol] * 4,
+                         [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]).get_primitive_structure(),
+        "bcc": Structure(Lattice.cubic(2 * d / np.sqrt(3)), [symbol] * 2, [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure(),
+        "hcp": Structure(Lattice.hexagonal(d, d * 1.633), [symbol] * 2, [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]),
+        "sc": Structure(Lattice.cubic(d), [symbol], [[0, 0, 0]]),
+        # A diatomic molecule in a box: the molecular elements' solids are stacks of these.
+        "dimer": Structure(Lattice.cubic(max(4.5, 2 * d + 2.5)), [symbol] * 2, [[0, 0, 0], [d / max(4.5, 2 * d + 2.5), 0, 0]]),
+        "diamond": Structure(Lattice.cubic(4 * d / np.sqrt(3)), [symbol] * 8,
+                             [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
+                              [0.25, 0.25, 0.25], [0.75, 0.75, 0.25], [0.75, 0.25, 0.75], [0.25, 0.75, 0.75]]
+                             ).get_primitive_structure(),
+    }
+
+
+def elemental_references(elements, relaxer, cache: Path | None = None, known: dict[str, float] | None = None,
+                         progress: bool = True, trials: tuple[str, ...] = _TRIALS) -> dict[str, dict]:
+    """{element: {"energy_per_atom": eV, "from": which crystal}}: the lowest relaxed energy per atom of its trial crystals
+    and of ``known`` ({element: eV/atom} of the set's own elemental crystals). Cached in ``cache`` (JSON).
+    ``trials``: which of :func:`trial_structures` to relax."""
+    from dataclasses import replace
+
+    from tqdm.auto import tqdm
+
+    found = json.loads(cache.read_text()) if cache is not None and cache.exists() else {}
+    if set(elements) - set(found):  # trial cells start far from their minimum: any change in the physical range is fine
+        relaxer = replace(relaxer, max_volume_change=None, match_start=False)
+    for symbol in tqdm(sorted(set(elements) - set(found)), desc="elemental references", disable=not progress):
+        best = {"energy_per_atom": np.inf, "from": ""}
+        for name, structure in trial_structures(symbol).items():
+            if name not in trials:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = relaxer.relax(structure)
+            if result.converged and result.energy_per_atom < best["energy_per_atom"]:
+                best = {"energy_per_atom": float(result.energy_per_atom), "from": name}
+        found[symbol] = best
+        if cache is not None:
+            cache.write_text(json.dumps(found, indent=1, sort_keys=True))
+    out = {s: dict(found[s]) for s in elements}
+    for symbol, energy in (known or {}).items():
+        if symbol in out and energy < out[symbol]["energy_per_atom"]:
+            out[symbol] = {"energy_per_atom": float(energy), "from": "the data set"}
+    return out
+
+
+def energies_above_hull(compositions, energies_per_atom, references: dict[str, dict]) -> np.ndarray:
+    """Energy above the hull (eV/atom) of each crystal, on the phase diagram of all of them plus the references.
+
+    Args:
+        compositions: pymatgen Compositions, (n,).
+        energies_per_atom: their relaxed energies, eV/atom, (n,).
+        references: :func:`elemental_references`.
+    """
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition
+
+    entries = [PDEntry(Composition(c), float(e) * Composition(c).num_atoms) for c, e in zip(compositions, energies_per_atom)]
+    refs = [PDEntry(Composition(s), r["energy_per_atom"]) for s, r in references.items() if np.isfinite(r["energy_per_atom"])]
+    diagram = PhaseDiagram(entries + refs)
+    return np.array([diagram.get_e_above_hull(entry, allow_negative=True) for entry in entries])
