@@ -1,5 +1,7 @@
 """Sampler.design: samples screened, relaxed, relabelled and ranked by their recomputed DOS; drops said with reasons."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -11,8 +13,11 @@ from crystaldos.dos import DOSValidationError, DosGrid
 from crystaldos.labellers import XTBLabeller
 from crystaldos.relax import Relaxer
 
-#: Bounded relaxations keep the tests short (samples of few reverse steps relax slowly or not at all).
-QUICK = dict(relaxer=Relaxer(match_start=False, max_volume_change=None, max_steps=100), jobs=1, progress=False)
+#: Bounded relaxations and SCFs keep the tests short (samples of few reverse steps relax slowly or not at all, and
+#: their SCFs need the labeller's retry): the data set's labeller, its first attempt only (100 SCF iterations).
+LABELLER = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)
+QUICK = dict(relaxer=Relaxer(match_start=False, max_volume_change=None, max_steps=100), jobs=1, progress=False,
+             labeller=replace(LABELLER, retry_scf=False, max_iterations=100))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +41,7 @@ def test_design_returns_relaxed_relabelled_candidates_ranked_best_first(designed
     assert len(designed) + len(designed.dropped) == 4 and len(designed) >= 1
     distances = [c.distance for c in designed]
     assert distances == sorted(distances) and [c.rank for c in designed] == list(range(len(designed)))
-    labeller = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)
+    labeller = QUICK["labeller"]
     for candidate in designed:
         # (re-ranking in another test may reorder a list, never these objects' structures or DOS)
         assert len(candidate.structure) == 2 and candidate.dos.dims == ("site", "energy")

@@ -263,5 +263,7 @@ def test_dashboard_default_steps_and_the_note_that_says_why(sampler, dataset):
 
     board = GuidanceDashboard(sampler, dataset)
     assert board.steps.value == DEFAULT_STEPS == 100
-    assert "benchmarks/dashboard_steps.py" in board.steps_note.value
+    # The note speaks to users: no research references in the interface.
+    assert "100 (the default)" in board.steps_note.value and "benchmarks/" not in board.steps_note.value
+    assert "%" not in board.steps_note.value
     assert GuidanceDashboard(sampler, dataset, steps=None).steps.value == sampler.diffusion.timesteps
