@@ -437,7 +437,8 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
         provenance=(
             f"structures: {structures_text} (source=prototype), and their substitutions with DLSVolumePredictor volumes "
             f"(source=substituted; the parent's id and AFLOW label in parent and prototype)"
-            + (f"; relaxed (positions and cell) with {attrs['relax_model']} to {attrs['relax_fmax']} eV/Å"
+            + (f"; relaxed (positions and cell) with {attrs['relax_model']} (Deng et al., Nat. Mach. Intell. 5, 1031 (2023); "
+               f"weights from the chgnet wheel, BSD-3-Clause) to {attrs['relax_fmax']} eV/Å"
                if "relax_model" in attrs else "")
             + hull_text
             + f"; DOS: {dos_text}"

@@ -136,6 +136,28 @@ def plot_card(ds: xr.Dataset, path: Path) -> Path:
     return path
 
 
+def relaxation_rows(ds: xr.Dataset) -> list[str]:
+    """Card rows on the split kind, the relaxation (statistics and cost) and the hull energies, where the data have them."""
+    rows = []
+    kind = ds.attrs.get("split_kind", "random")
+    rows.append(f"| split kind | {'whole prototype families held out in val and test (none of their families occurs in train)' if kind == 'family' else 'random over crystals'} |")
+    if "relax_model" not in ds.attrs or "relax_volume_change" not in ds:
+        return rows
+    dv = 100 * np.abs(ds["relax_volume_change"].values.astype(float))
+    steps = ds["relax_steps"].values.astype(float)
+    seconds = ds["relax_wall_time_s"].values.astype(float)
+    rows.append(
+        f"| relaxation | {ds.attrs['relax_model']}, positions and cell, FIRE to {ds.attrs.get('relax_fmax', '?')} eV/Å, at most "
+        f"{ds.attrs.get('relax_max_steps', '?')} steps; |volume change| median {np.median(dv):.1f} %, 90th percentile "
+        f"{np.percentile(dv, 90):.1f} %; steps median {np.median(steps):.0f}; {seconds.mean():.1f} s per crystal on one core |")
+    if "e_above_hull_eV" in ds:
+        hull = ds["e_above_hull_eV"].values.astype(float)
+        rows.append(
+            f"| energy above the hull (the set's own phase diagram) | median {1000 * np.median(hull):.0f} meV/atom; on the hull "
+            f"{100 * np.mean(hull <= 1e-6):.1f} %, within 0.1 eV/atom {100 * np.mean(hull <= 0.1):.1f} % (no cut applied) |")
+    return rows
+
+
 def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> Path:
     """Write ``CARD.md`` and ``card.png`` for ``ds`` into ``out_dir``; returns the markdown path."""
     out_dir = Path(out_dir)
@@ -182,6 +204,7 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
         labeller = (f"{ds.attrs.get('labeller_method', '?')} (tblite), Gamma-point supercells >= {ds.attrs.get('labeller_min_length', '?')} Å "
                     f"(<= {ds.attrs.get('labeller_max_orbitals', '?')} basis functions), Mulliken projection, "
                     f"T_el = {ds.attrs.get('labeller_electronic_temperature', '?')} K")
+    lines += relaxation_rows(ds)
     shares = ", ".join(f"{k} {100 * v:.1f} %" for k, v in stats["smact_valid_share"].items())
     problems = stats["geometry_problems"]
     lines += [
@@ -208,9 +231,10 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
          "semiconductors, 3-16x too small for ionic insulators; InP and ZnO come out nearly gapless), see the DFT comparison in "
          "docs/research/labeller.md; charges come from a Gamma-point SCF, whose supercell the DOS still depends on for metals; crystals "
          "whose GFN2-xTB SCF diverges are left out (listed by reason above), and so are those whose symmetry-equivalent sites' DOS "
-         "differ by more than the label noise (SymmetryBrokenError; the others are averaged over equivalent sites); substituted "
-         "structures are unrelaxed "
-         "(predicted volume, parent geometry).") if kmesh else
+         "differ by more than the label noise (SymmetryBrokenError; the others are averaged over equivalent sites); "
+         + ("every crystal was relaxed with the universal potential named above, not with DFT: its equilibrium volumes are "
+            "PBE-like (a few per cent larger than experiment)." if "relax_model" in ds.attrs else
+            "substituted structures are unrelaxed (predicted volume, parent geometry).")) if kmesh else
         ("Caveats: GFN1-xTB is a semi-empirical tight-binding method (band gaps and band widths differ from DFT); "
          "Gamma-point sampling of a >= 8 Å supercell (capped at 360 basis functions) discretises the levels; the 0.2 eV broadening smooths "
          "most of it, but small metallic cells can show shell-closure gaps at E_F (e.g. fcc Cu); "
