@@ -138,6 +138,10 @@ def test_dashboard_guides_only_the_chosen_variables(sampler, dataset):
     direct = sampler.reconstruct(board.item.structure, board.item.dos, guidance="cbg", strength={"types": 0.5}, t_start=50,
                                  steps=10, seed=board.seed.value, progress=False)[0]
     assert direct.structure == board.results["cbg"][0].structure
+    # The controls are one SamplingOptions, stored with every result.
+    options = board.options("cbg")
+    assert (options.guidance, options.strength, options.t_start, options.steps) == ("cbg", {"types": 0.5}, 50, 10)
+    assert board.results["cbg"][0].settings == options.to_dict() | {"sample": 0, "lattice_step": "ddim"}
     board.guided["types"].value = False
     board.run()
     assert board.results["cbg"][0].settings["strength"] == {} and "on no variable" in board.status.value

@@ -33,6 +33,7 @@ from crystaldos.data.dataset import CrystalDOSDataset
 from crystaldos.data.records import CrystalDOS
 from crystaldos.guidance import VARIABLES
 from crystaldos.metrics import ReconstructionScore, dos_agreement, score
+from crystaldos.options import SamplingOptions
 from crystaldos.sampler import Sampler, SampleResult
 from crystaldos.widgets.dos_view import TOTAL, figure_png, overlay_dos, site_labels
 from crystaldos.widgets.structure_view import StructureView, TrajectoryPlayer
@@ -272,6 +273,15 @@ class GuidanceDashboard:
             self.t_start.value = int(change["new"])
 
     # ------------------------------------------------------------------ running
+    def options(self, guidance: str) -> SamplingOptions:
+        """The sampling options a Run uses for ``guidance`` ("cbg" or "cfg"), read off the controls."""
+        t_start = int(self.t_start.value)
+        value = float(self.cbg_scale.value if guidance == "cbg" else self.omega.value)
+        guided = [name for name, button in self.guided.items() if button.value]
+        strength = value if len(guided) == len(VARIABLES) else {name: value for name in guided}
+        return SamplingOptions(guidance=guidance, strength=strength, t_start=t_start, n_samples=int(self.n_samples.value),
+                               seed=int(self.seed.value), steps=min(int(self.steps.value), t_start))
+
     def run(self) -> None:
         """Sample CBG and CFG reconstructions of the selected crystal with the current settings.
 
@@ -288,20 +298,12 @@ class GuidanceDashboard:
         def advance(step: int, _: int) -> None:
             self.progress.value = before + step
 
-        guided = [name for name, button in self.guided.items() if button.value]
-
-        def strength_of(value: float) -> float | dict[str, float]:
-            return float(value) if len(guided) == len(VARIABLES) else {name: float(value) for name in guided}
-
         try:
             results = {}
-            for name, strength in (("cbg", self.cbg_scale.value), ("cfg", self.omega.value)):
+            for name in ("cbg", "cfg"):
                 self.status.value = f"sampling {GUIDANCE_NAMES[name]} from t = {t_start} ({steps} steps)…"
-                results[name] = self.sampler.reconstruct(
-                    self.item.structure, self.item.dos, guidance=name, strength=strength_of(strength), t_start=t_start,
-                    n_samples=int(self.n_samples.value), seed=int(self.seed.value), steps=steps,
-                    keep_trajectory=True, progress=False, callback=advance,
-                )
+                results[name] = self.sampler.reconstruct(self.item.structure, self.item.dos, self.options(name),
+                                                         keep_trajectory=True, progress=False, callback=advance)
                 before += steps
             self.status.value = "scoring…"
             self.results = results
@@ -319,7 +321,8 @@ class GuidanceDashboard:
             self.progress.bar_style = "success"
             self.status.value = (f"done: {len(results['cbg'])} CBG and {len(results['cfg'])} CFG samples "
                                  f"(t_start = {t_start}, {steps} steps, ω = {self.omega.value:g}, s = {self.cbg_scale.value:g} "
-                                 f"on {' + '.join(guided) or 'no variable'}, seed {self.seed.value})")
+                                 f"on {' + '.join(n for n, b in self.guided.items() if b.value) or 'no variable'}, "
+                                 f"seed {self.seed.value})")
         except Exception as error:  # noqa: BLE001 - shown, not raised: a dashboard must not die silently
             self.error = f"{type(error).__name__}: {error}"
             self.progress.bar_style = "danger"
