@@ -226,7 +226,7 @@ def rank(candidates: list[DesignCandidate], target: xr.DataArray, distance: str 
     return ordered
 
 
-def design(sampler, target, n_samples: int = 8, seed: int = 0, progress: bool = True, options=None, relaxer=None,
+def design(sampler, target, *, n_samples: int = 8, seed: int = 0, progress: bool = True, options=None, relaxer=None,
            labeller=None, distance: str = DEFAULT_DISTANCE, jobs: int = 2, executor=None, allow_untrained_sizes: bool = False,
            callback: Callable[[str, int, int], None] | None = None, **settings) -> DesignResult:
     """See :meth:`crystaldos.Sampler.design`."""

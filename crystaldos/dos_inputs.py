@@ -33,17 +33,18 @@ def is_complete_dos(obj) -> bool:
     return isinstance(obj, CompleteDos)
 
 
-def as_site_dos(dos, grid: DosGrid, structure=None) -> xr.DataArray:
+def as_site_dos(dos, grid: DosGrid, structure=None, n_sites: int | None = None) -> xr.DataArray:
     """``dos`` as an atom-level DOS on ``grid`` (dims site, energy), checked.
 
     Args:
         dos: xarray DOS, array-like (n_sites, n_energies) on ``grid``, or a pymatgen ``CompleteDos``.
         grid: the model's grid.
         structure: site order for a ``CompleteDos`` (default its own structure).
+        n_sites: the number of sites the DOS must have (None: any).
 
     Raises:
         DOSValidationError: an xarray DOS whose energies do not cover ``grid``; a ``CompleteDos`` without site
-            projections; a wrong shape, NaN or negative values.
+            projections; a wrong shape or site count, NaN or negative values.
 
     Warns:
         UserWarning: the DOS was resampled onto ``grid``; or its values lie far outside the training data's
@@ -68,7 +69,7 @@ def as_site_dos(dos, grid: DosGrid, structure=None) -> xr.DataArray:
                 f"{grid.e_max:.2f} eV; got {values.shape[1]} energies (give an xarray DOS with its 'energy' coordinate to "
                 "have it resampled)")
         out = site_dos(values, ["X"] * values.shape[0], grid)
-    validate_site_dos(out, None, grid)
+    validate_site_dos(out, n_sites, grid)
     warn_if_other_units(out)
     return out
 
@@ -79,8 +80,7 @@ def _onto_grid(dos: xr.DataArray, grid: DosGrid) -> xr.DataArray:
     if tuple(dos.dims) != ("site", "energy"):
         raise DOSValidationError(f"atom-level DOS must have dims ('site', 'energy'), got {tuple(dos.dims)}")
     if "energy" not in dos.coords:
-        validate_site_dos(dos, None, grid)  # no coordinate: its grid attributes must be the model's
-        return dos
+        return dos  # no coordinate: its grid attributes must be the model's (as_site_dos checks them)
     energies = np.asarray(dos["energy"].values, dtype=float)
     if energies.size == int(grid.n_points) and np.allclose(energies, grid.energies, atol=1e-3 * grid.spacing):
         out = dos.copy()

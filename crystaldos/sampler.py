@@ -32,7 +32,7 @@ from crystaldos.data.graph import fully_connected_edges, structure_to_data
 from crystaldos.device import resolve_device
 from crystaldos.diffusion import DiffusionConfig, JointDiffusion
 from crystaldos.diffusion.schedules import reverse_schedule
-from crystaldos.dos import DosGrid, identical_sites, site_dos, validate_site_dos
+from crystaldos.dos import DosGrid, identical_sites, site_dos
 from crystaldos.dos_inputs import as_site_dos, is_complete_dos
 from crystaldos.guidance import CrystalState, Graph, Likelihood, cbg_output, cfg_output, denoise, dps_output
 from crystaldos.structures import ACCEPTED as ACCEPTED_CRYSTALS
@@ -264,8 +264,7 @@ class Sampler:
 
     def _dos_tensor(self, dos, n_sites: int | None, structure: Structure | None = None) -> tuple[torch.Tensor, xr.DataArray]:
         """A target DOS on the model's grid (:func:`crystaldos.dos_inputs.as_site_dos`) as a tensor, and as checked."""
-        dos = as_site_dos(dos, self.grid, structure)
-        validate_site_dos(dos, n_sites, self.grid)
+        dos = as_site_dos(dos, self.grid, structure, n_sites)
         return torch.as_tensor(np.asarray(dos.values), dtype=torch.float32, device=self.device), dos
 
     def _check_options(self, options: SamplingOptions) -> list[int]:
@@ -404,8 +403,9 @@ class Sampler:
         """
         from crystaldos.design import DEFAULT_DISTANCE, design
 
-        return design(self, dos, n_samples, seed, progress, options, relaxer, labeller, distance or DEFAULT_DISTANCE, jobs,
-                      executor, allow_untrained_sizes, callback, **settings)
+        return design(self, dos, n_samples=n_samples, seed=seed, progress=progress, options=options, relaxer=relaxer,
+                      labeller=labeller, distance=distance or DEFAULT_DISTANCE, jobs=jobs, executor=executor,
+                      allow_untrained_sizes=allow_untrained_sizes, callback=callback, **settings)
 
     @torch.no_grad()
     def predict_dos(self, structure: Structure | Sequence[Structure]) -> xr.DataArray | list[xr.DataArray]:

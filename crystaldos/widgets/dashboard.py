@@ -244,15 +244,13 @@ class GuidanceDashboard:
         Raises:
             TypeError, ValueError: a crystal or DOS the sampler would not take (the message says why).
         """
-        from crystaldos.dos import validate_site_dos
         from crystaldos.dos_inputs import as_site_dos
         from crystaldos.structures import as_structure
 
         structure = as_structure(crystal)
         if dos is None:
             dos = self._label(structure)
-        dos = as_site_dos(dos, self.sampler.grid, structure)
-        validate_site_dos(dos, len(structure), self.sampler.grid)
+        dos = as_site_dos(dos, self.sampler.grid, structure, len(structure))
         record = CrystalDOS(name or f"mine-{len(self._added) + 1}", structure, dos, source="user")
         label = _item_label(record)
         self._added[label] = record
