@@ -83,10 +83,10 @@ device-wheels: $(VENV)/.installed
 		uncertainties palettable bibtexparser h5netcdf tblite==0.8.0 cffi pycparser smact
 
 benchmarks: $(VENV)/.installed
-	$(PY) benchmarks/train_speed.py
-	$(PY) benchmarks/sampling_speed.py
-	$(PY) benchmarks/guidance_strength.py
-	$(PY) benchmarks/guidance_ablation.py
+	$(PY) -m benchmarks.speed.training
+	$(PY) -m benchmarks.speed.sampling
+	$(PY) -m benchmarks.guidance.strength
+	$(PY) -m benchmarks.guidance.ablation
 
 clean:
 	rm -rf $(VENV) results

@@ -13,7 +13,6 @@ Writes ``results.nc`` (xarray), ``report.md`` and figures to ``--out``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -28,18 +27,30 @@ from pymatgen.core import Structure
 from crystaldos.data.store import compressed_encoding
 from crystaldos.diffusion import DIFFCSP_STEP_LR
 from crystaldos.dos import total_dos
-from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
-from crystaldos.paired import P_VALUE_COLUMN, format_p, paired_match_table
-from crystaldos.parts import PartsMismatchError, PartStore
-from crystaldos.sampler import AUTO_DDIM_MAX_T_START, DEFAULT_LATTICE_STEP, DEFAULT_STEP_LR, DEFAULT_TIE_TYPES, LATTICE_STEPS
-
-#: DOS agreement of the xTB-recomputed DOS of a generated crystal with the target (``xtb_`` variables).
-XTB_FIELDS = ("site_mae", "total_mae", "total_wasserstein")
-
-SCORE_FIELDS = (
-    "valid", "matched", "rmse", "valid_cdvae", "reference_valid_cdvae", "matched_cdvae", "volume_error_pct", "length_error_pct",
-    "angle_error_deg", "composition_match", "site_type_accuracy", "dos_site_mae", "dos_total_mae", "dos_total_wasserstein",
+from crystaldos.experiments.parts import (
+    SCORE_FIELDS,
+    XTB_FIELDS,
+    PartsMismatchError,
+    PartStore,
+    batch_part,
+    experiment_settings,
+    model_hashes,
+    part_name,
+    xtb_part_name,
 )
+from crystaldos.metrics import MATCHER_SETTINGS, dos_agreement, score, structure_matcher
+from crystaldos.options import (
+    AUTO_DDIM_MAX_T_START,
+    DEFAULT_LATTICE_STEP,
+    DEFAULT_STEP_LR,
+    DEFAULT_TIE_TYPES,
+    GUIDANCES,
+    LATTICE_STEPS,
+    SPACINGS,
+    UNCONDITIONALS,
+    SamplingOptions,
+)
+from crystaldos.paired import P_VALUE_COLUMN, format_p, paired_match_table
 
 
 class TimeLimitReached(RuntimeError):
@@ -52,21 +63,17 @@ def run_experiment(
     guidances=("cbg", "cfg"),
     t_starts=(1000, 500, 200),
     strengths: dict | None = None,
-    steps: int | None = None,
-    seed: int = 0,
+    options: SamplingOptions | None = None,
+    *,
     batch_size: int = 64,
     xtb_limit: int = 0,
     progress: bool = True,
     labeller=None,
-    unconditional: str = "separate",
     family_seen: Sequence[bool] | None = None,
-    spacing: str = "logsnr",
     parts: str | Path | None = None,
     models: dict | None = None,
     time_limit_minutes: float | None = None,
-    lattice_step: str = DEFAULT_LATTICE_STEP,
-    step_lr: float = DEFAULT_STEP_LR,
-    tie_types: bool = DEFAULT_TIE_TYPES,
+    **settings,
 ) -> xr.Dataset:
     """Reconstruct every item under every (guidance, t_start) and score it.
 
@@ -77,16 +84,16 @@ def run_experiment(
     the first ``xtb_limit`` valid crystals per setting, the xTB-recomputed DOS errors.
     ``labeller`` recomputes those DOS; pass ``XTBLabeller.for_dataset(dataset.attrs)`` so that
     they are computed as the targets were (default: xTB defaults on the targets' grid).
-    ``unconditional`` is the score CBG and ``"none"`` build on (see :meth:`Sampler.reconstruct`).
+    ``options`` (a :class:`~crystaldos.options.SamplingOptions`) and ``settings`` (any of its options by name, over
+    ``options``: ``steps``, ``seed``, ``unconditional``, ``spacing``, ``lattice_step``, ``step_lr``, ``tie_types``) say
+    how every row samples; each row sets its own ``guidance``, ``strength`` (from ``strengths``) and ``t_start``, and
+    a batch starting at item b is seeded ``seed + b``. ``steps`` is capped at each row's ``t_start``.
     ``family_seen`` (n,) marks the items whose prototype family has members in the training split
     (``test.family_seen_in(train)``); the summary then gives match rates for both groups.
-    ``parts`` names a folder (:class:`crystaldos.parts.PartStore`) that keeps every finished batch, so that a
+    ``parts`` names a folder (:class:`crystaldos.experiments.parts.PartStore`) that keeps every finished batch, so that a
     killed run continues where it stopped and a run may be split over sessions or machines (each doing some
     guidances or t_starts into the same folder); ``models`` (e.g. checkpoint digests) joins its settings.
     ``time_limit_minutes`` (with ``parts``): start no new batch after so many minutes (a lent machine's budget).
-    ``lattice_step`` is the lattice's reverse step, ``"auto"``, ``"ddpm"`` (DiffCSP's) or ``"ddim"`` (see :meth:`Sampler.reconstruct`);
-    ``step_lr`` the Langevin corrector's step on X (DiffCSP's 1e-5; 0, the default, turns it off, docs/research/lattice.md section 10);
-    ``tie_types`` gives sites with identical target DOS one type (see :meth:`Sampler.reconstruct`, docs/research/lattice.md section 11).
 
     Raises:
         PartsMismatchError: ``parts`` holds batches made with other settings, crystals or models.
@@ -94,6 +101,9 @@ def run_experiment(
     """
     from tqdm.auto import tqdm
 
+    options = SamplingOptions.build(options, **settings)
+    if options.n_samples != 1:
+        raise ValueError(f"an experiment scores one sample per crystal; got n_samples={options.n_samples}")
     strengths = {"cfg": 1.0, "cbg": 1.0, "cbg-dps": 1.0, "none": 0.0} | (strengths or {})
     items = list(items)
     n, energies = len(items), items[0].dos["energy"].values
@@ -110,8 +120,7 @@ def run_experiment(
         raise ValueError("time_limit_minutes needs a parts folder to keep the finished batches in")
     started = time.perf_counter()
     if parts is not None:
-        store = PartStore(parts, experiment_settings(items, strengths, steps, seed, batch_size, unconditional, spacing,
-                                                     models, lattice_step, step_lr, tie_types))
+        store = PartStore(parts, experiment_settings(items, strengths, options, batch_size, models))
         done = len([name for name in store.names() if not name.startswith("xtb")])
         if done:
             print(f"resuming from {parts}: {done} finished batches there")
@@ -125,10 +134,9 @@ def run_experiment(
                     if time_limit_minutes is not None and time.perf_counter() - started > 60 * time_limit_minutes:
                         raise TimeLimitReached(f"time limit of {time_limit_minutes} min reached with "
                                                f"{len(store.names())} parts finished in {parts}; rerun to continue")
-                    part = _sample_batch(sampler, chunk, matcher, guidance=guidance, strength=strengths[guidance],
-                                         t_start=t_start, steps=min(steps, t_start) if steps else None, seed=seed + b,
-                                         progress=progress, unconditional=unconditional, spacing=spacing,
-                                         lattice_step=lattice_step, step_lr=step_lr, tie_types=tie_types)
+                    row = options.replace(guidance=guidance, strength=strengths[guidance], t_start=int(t_start),
+                                          steps=min(options.steps, t_start) if options.steps else None, seed=options.seed + b)
+                    part = _sample_batch(sampler, chunk, matcher, row, progress)
                     if store:
                         store.save(name, part)
                 elif list(part["structure"].values) != [i.id for i in chunk]:
@@ -163,13 +171,13 @@ def run_experiment(
         coords={"guidance": list(guidances), "t_start": list(t_starts), "structure": [i.id for i in items], "energy": energies},
         attrs={
             "strengths": json.dumps({g: strengths[g] for g in guidances}),
-            "steps": steps or 0,
-            "seed": seed,
-            "unconditional": unconditional,
-            "spacing": spacing,
-            "lattice_step": lattice_step,
-            "step_lr": step_lr,
-            "tie_types": int(tie_types),
+            "steps": options.steps or 0,
+            "seed": options.seed,
+            "unconditional": options.unconditional,
+            "spacing": options.spacing,
+            "lattice_step": options.lattice_step,
+            "step_lr": options.step_lr,
+            "tie_types": int(options.tie_types),
             "matcher": json.dumps(MATCHER_SETTINGS),
             "dos_units": "states/eV/atom; wasserstein in eV",
             "xtb_limit": xtb_limit,
@@ -184,10 +192,10 @@ def run_experiment(
     return ds
 
 
-def _sample_batch(sampler, chunk, matcher, **reconstruct_kwargs) -> xr.Dataset:
+def _sample_batch(sampler, chunk, matcher, options: SamplingOptions, progress: bool) -> xr.Dataset:
     """Reconstruct one batch of items and score it: one part of the experiment (dims structure[, energy])."""
     started = time.perf_counter()
-    results = sampler.reconstruct([i.structure for i in chunk], [i.dos for i in chunk], **reconstruct_kwargs)
+    results = sampler.reconstruct([i.structure for i in chunk], [i.dos for i in chunk], options, progress=progress)
     elapsed = time.perf_counter() - started
     scores = [score(r.structure, i.structure, r.dos_pred, i.dos, matcher) for i, r in zip(chunk, results)]
     return batch_part(
@@ -195,35 +203,6 @@ def _sample_batch(sampler, chunk, matcher, **reconstruct_kwargs) -> xr.Dataset:
         # verbosity 0: no Cartesian copies or cell parameters (Structure.from_dict reads it the same); 30 % shorter
         [json.dumps(r.structure.as_dict(verbosity=0)) for r in results],
         [r.structure.composition.reduced_formula for r in results], [r.dos_pred for r in results], elapsed)
-
-
-def batch_part(chunk, fields: dict[str, np.ndarray], generated: Sequence[str], formulas: Sequence[str],
-               dos_pred: Sequence[xr.DataArray], seconds: float, **attrs) -> xr.Dataset:
-    """One part of the experiment (dims structure[, energy]) for the items ``chunk``: the :data:`SCORE_FIELDS`
-    (each (len(chunk),)), the generated crystals as pymatgen JSON and their reduced formulas, their forward-model
-    DOS (stored as the total per atom) and the sampling time (s)."""
-    return xr.Dataset(
-        {f: ("structure", np.asarray(fields[f], dtype=float)) for f in SCORE_FIELDS}
-        | {
-            "generated": ("structure", np.array(generated, dtype=str)),
-            "generated_formula": ("structure", np.array(formulas, dtype=str)),
-            # float16 like the data set's labels (its dos_storage): only plotted, the scores use full precision
-            "dos_pred_total": (("structure", "energy"), np.stack(
-                [total_dos(d).values / d.sizes["site"] for d in dos_pred]).astype(np.float16)),
-        },
-        coords={"structure": [i.id for i in chunk], "energy": chunk[0].dos["energy"].values},
-        attrs={"sampling_time_s": seconds} | attrs,
-    )
-
-
-def part_name(guidance: str, t_start: int, batch_start: int) -> str:
-    """The name of the part of the batch starting at item ``batch_start`` of one (guidance, t_start) row."""
-    return f"{guidance}_t{int(t_start)}_b{batch_start:05d}"
-
-
-def xtb_part_name(xtb_limit: int, guidance: str, t_start: int) -> str:
-    """The name of the part holding one row's xTB-recomputed DOS errors."""
-    return f"xtb{xtb_limit}_{guidance}_t{int(t_start)}"
 
 
 def _xtb_scores(items, structures, limit: int, labeller=None) -> xr.Dataset:
@@ -243,32 +222,6 @@ def _xtb_scores(items, structures, limit: int, labeller=None) -> xr.Dataset:
             for f, v in dos_agreement(dos, items[k].dos).items():
                 values[f][k] = v
     return xr.Dataset({f: ("structure", v) for f, v in values.items()}, coords={"structure": [i.id for i in items]})
-
-
-def experiment_settings(items, strengths: dict, steps, seed: int, batch_size: int, unconditional: str, spacing: str,
-                        models: dict | None = None, lattice_step: str = DEFAULT_LATTICE_STEP, step_lr: float = DEFAULT_STEP_LR,
-                        tie_types: bool = DEFAULT_TIE_TYPES) -> dict:
-    """What a part of the experiment depends on besides its (guidance, t_start, batch): a parts folder made with
-    other settings, other crystals or other target DOS (digest of ids and DOS values) cannot be resumed."""
-    settings = {"strengths": strengths, "steps": steps or 0, "seed": seed, "batch_size": batch_size,
-                "unconditional": unconditional, "spacing": spacing, "lattice_step": lattice_step, "step_lr": step_lr,
-                "n_items": len(items), "items_sha256": items_digest(items), "models": models or {}}
-    # Only when on, so that parts folders made before the option existed (untied) still resume.
-    return settings | ({"tie_types": True} if tie_types else {})
-
-
-def items_digest(items) -> str:
-    """SHA-256 of the items' ids and target DOS values: which crystals and targets a run scored."""
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(str(item.id).encode())
-        digest.update(np.ascontiguousarray(item.dos.values, dtype=np.float32).tobytes())
-    return digest.hexdigest()
-
-
-def model_hashes(folder: str | Path) -> dict[str, str]:
-    """SHA-256 of every checkpoint (``*.pt``) in ``folder``, by file name: which models made a run's parts."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).glob("*.pt"))}
 
 
 def summary_table(ds: xr.Dataset) -> pd.DataFrame:
@@ -315,7 +268,7 @@ def _family_columns(sel: xr.Dataset) -> dict:
         return {}
     seen = sel.family_seen.values.astype(bool)
     matched = sel.matched.values == 1
-    rate = lambda mask: 100 * float(np.mean(matched[mask])) if mask.any() else math.nan  # noqa: E731
+    rate = lambda mask: 100 * float(np.mean(matched[mask])) if mask.any() else math.nan
     return {f"match seen (%, n={int(seen.sum())})": rate(seen), f"match unseen (%, n={int((~seen).sum())})": rate(~seen)}
 
 
@@ -324,7 +277,7 @@ def _lattice_columns(sel: xr.Dataset) -> dict:
     within 5 %, lattice length (%) and angle (deg) errors."""
     if "volume_error_pct" not in sel:
         return {}
-    finite = lambda v: v[np.isfinite(v)]  # noqa: E731
+    finite = lambda v: v[np.isfinite(v)]
     volume = finite(np.abs(sel.volume_error_pct.values))
     return {
         "|dV| (%)": float(volume.mean()) if volume.size else math.nan,
@@ -480,13 +433,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="data file (default: embedded)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="first N crystals of the split")
-    parser.add_argument("--guidance", nargs="+", default=["cbg", "cfg"], choices=["cbg", "cfg", "cbg-dps", "none"],
+    parser.add_argument("--guidance", nargs="+", default=["cbg", "cfg"], choices=GUIDANCES,
                         help="cbg-dps: classifier-based guidance through the denoiser's predicted clean crystal (an option)")
     parser.add_argument("--t-start", nargs="+", type=int, default=[1000, 500, 200])
     parser.add_argument("--cfg-strength", type=float, default=1.0, help="omega")
     parser.add_argument("--cbg-strength", type=float, default=1.0, help="s (CBG and CBG-DPS)")
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: t_start)")
-    parser.add_argument("--spacing", default="logsnr", choices=["logsnr", "uniform"],
+    parser.add_argument("--spacing", default=SamplingOptions.spacing, choices=SPACINGS,
                         help="where strided steps fall (results before 2026-11-27 used uniform)")
     parser.add_argument("--lattice-step", default=DEFAULT_LATTICE_STEP, choices=LATTICE_STEPS,
                         help="the lattice's reverse step: ancestral (DiffCSP's), deterministic, or auto (deterministic "
@@ -495,7 +448,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Langevin corrector step on the coordinates (DiffCSP's 1e-5; 0, the default: no corrector, docs/research/lattice.md)")
     parser.add_argument("--tie-types", action=argparse.BooleanOptionalAction, default=DEFAULT_TIE_TYPES,
                         help="sites whose target DOS are identical (symmetry-equivalent) get one type (the default; docs/research/lattice.md)")
-    parser.add_argument("--unconditional", default="separate", choices=["separate", "cfg-null"],
+    parser.add_argument("--unconditional", default=SamplingOptions.unconditional, choices=UNCONDITIONALS,
                         help="score under CBG and 'none': the separate unconditional model or the CFG model's null branch")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--xtb-limit", type=int, default=0, help="recompute the DOS of up to N valid crystals per setting with xTB")
@@ -533,13 +486,14 @@ def run(args: argparse.Namespace) -> None:
               f"{dataset.attrs.get('format_version')} keeps no prototype family")
         family_seen = None
     try:
+        options = SamplingOptions(steps=args.steps, seed=args.seed, unconditional=args.unconditional, spacing=args.spacing,
+                                  lattice_step=args.lattice_step, step_lr=args.step_lr, tie_types=args.tie_types)
         ds = run_experiment(
             sampler, items, tuple(args.guidance), tuple(args.t_start),
-            {"cfg": args.cfg_strength, "cbg": args.cbg_strength, "cbg-dps": args.cbg_strength},
-            args.steps, args.seed, args.batch_size, args.xtb_limit, not args.no_progress, XTBLabeller.for_dataset(dataset.attrs),
-            args.unconditional, family_seen, args.spacing, parts=args.parts or Path(args.out) / "parts", models=models,
-            time_limit_minutes=args.time_limit_minutes, lattice_step=args.lattice_step, step_lr=args.step_lr,
-            tie_types=args.tie_types,
+            {"cfg": args.cfg_strength, "cbg": args.cbg_strength, "cbg-dps": args.cbg_strength}, options,
+            batch_size=args.batch_size, xtb_limit=args.xtb_limit, progress=not args.no_progress,
+            labeller=XTBLabeller.for_dataset(dataset.attrs), family_seen=family_seen,
+            parts=args.parts or Path(args.out) / "parts", models=models, time_limit_minutes=args.time_limit_minutes,
         )
     except TimeLimitReached as stop:
         print(stop)

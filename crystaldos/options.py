@@ -20,7 +20,7 @@ UNCONDITIONALS = ("separate", "cfg-null")
 VARIABLES = ("types", "coords", "lattice")
 
 # The defaults were chosen on the first 128 validation crystals with the shipped CFG model
-# (benchmarks/sampler_defaults.sh, docs/research/lattice.md section 13). From t_start = 200: DiffCSP's sampler (corrector
+# (benchmarks/evaluation/sampler_defaults.sh, docs/research/lattice.md section 13). From t_start = 200: DiffCSP's sampler (corrector
 # 1e-5, DDPM lattice steps) 71.1 %, no corrector 81.2 %, + DDIM lattice steps 85.9 %, + tied types 93.8 %.
 #: Langevin corrector step on X: none (DiffCSP's 1e-5 lets the atoms drift out of place, section 10).
 DEFAULT_STEP_LR = 0.0

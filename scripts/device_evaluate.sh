@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The reconstruction benchmark (`crystaldos evaluate`) on a lent GPU machine, within its minutes and resumable
-# across calls and sessions: every finished batch is a part (crystaldos.parts), and the parts travel as one file.
+# across calls and sessions: every finished batch is a part (crystaldos.experiments.parts), and the parts travel as one file.
 #
 #   make device-wheels && bash scripts/device_pack.sh [data file]   # here, once
 #   device run, carry ["build/devpack"] (+ the parts archive of an earlier call, if any):

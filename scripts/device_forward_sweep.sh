@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train forward-model variants side by side (one process each; on a lent GPU they share the chip) and report
 # each one's DOS MAE at t = 0 on its own training split and on the test split, beside the per-element mean and
-# median tables (benchmarks/forward_baseline.py). The question it answers: does a bigger or longer-trained
+# median tables (benchmarks/forward_model/baseline.py). The question it answers: does a bigger or longer-trained
 # forward model fit its training crystals better than the median table, and does that carry to the test split?
 #
 #   here:  make device-wheels && bash scripts/device_pack.sh build/preview_v2_0_61/data.nc
@@ -55,7 +55,7 @@ for name in "${names[@]}"; do
         "$PY" -c "import torch; t = torch.load('$RUNS/$name/model.pt', weights_only=False)['train']; c = t['config']; \
 print(f\"{t['step']} of {c['steps']} steps in {t['wall_time_s']:.0f} s, {t['n_parameters']:,} parameters; {c['model']['hidden']} wide, {c['model']['n_layers']} layers, forward_max_t {c['forward_max_t']}, lr {c['lr']}\")"
         for split in train test; do
-            "$PY" benchmarks/forward_baseline.py --checkpoint "$RUNS/$name/model.pt" --data "$DATA" --split "$split" --t 0 200 --device "$DEVICE"
+            "$PY" benchmarks/forward_model/baseline.py --checkpoint "$RUNS/$name/model.pt" --data "$DATA" --split "$split" --t 0 200 --device "$DEVICE"
         done
     ) > "$RUNS/$name.md" 2>&1 &
 done

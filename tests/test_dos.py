@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import xarray as xr
 from pymatgen.core import Lattice, Structure
 from pymatgen.electronic_structure.core import Orbital, Spin
 from pymatgen.electronic_structure.dos import CompleteDos, Dos

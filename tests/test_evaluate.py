@@ -72,7 +72,7 @@ def test_an_interrupted_experiment_resumes_from_its_finished_batches(tmp_path):
     import crystaldos
     from crystaldos import Sampler
     from crystaldos.evaluate import TimeLimitReached, run_experiment
-    from crystaldos.parts import PartsMismatchError
+    from crystaldos.experiments.parts import PartsMismatchError
 
     sampler = Sampler.from_pretrained(device="cpu")
     items = crystaldos.load_dataset().split("test")[:3]
@@ -178,8 +178,8 @@ def test_rows_carried_from_an_earlier_table_equal_a_fresh_run_with_the_new_forwa
 
     from crystaldos import Sampler
     from crystaldos.evaluate import SCORE_FIELDS, run_experiment
-    from crystaldos.parts import PartsMismatchError, PartStore
-    from crystaldos.table_rows import carry_rows, check_compatible
+    from crystaldos.experiments.carry_rows import carry_rows, check_compatible
+    from crystaldos.experiments.parts import PartsMismatchError, PartStore
 
     old_sampler = Sampler.from_pretrained(device="cpu")
     new_sampler = copy.deepcopy(old_sampler)

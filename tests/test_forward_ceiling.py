@@ -1,14 +1,10 @@
-"""The structure-only lookup of benchmarks/forward_ceiling.py (the baseline the forward model is compared with):
+"""The structure-only lookup of benchmarks/forward_model/ceiling.py (the baseline the forward model is compared with):
 its environment descriptor describes the crystal, not the cell chosen for it, and tells environments apart."""
-
-import sys
-from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from forward_ceiling import environment_descriptors, nearest_rows  # noqa: E402
+from benchmarks.forward_model.ceiling import environment_descriptors, nearest_rows
 
 
 def silicon() -> Structure:

@@ -94,7 +94,7 @@ def test_aluminium_is_a_metal_and_its_dos_converges_with_the_mesh():
     assert coarse.attrs["band_gap_eV"] == 0.0
     assert float(np.interp(0.0, coarse["energy"].values, coarse.values[0])) > 0.1
     fine = dataclasses.replace(FAST, k_density=40.0).label(aluminium)
-    # Measured: 0.11 between densities 20 and 40, 0.03 between 40 and 80 (benchmarks/labeller_panel.py).
+    # Measured: 0.11 between densities 20 and 40, 0.03 between 40 and 80 (benchmarks/labeller/panel.py).
     assert np.abs(coarse.values - fine.values).mean() < 0.15
 
 

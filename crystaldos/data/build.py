@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
                              "held out in val and test (the split is fixed before labelling, in splits.json)")
     # Labels are computed on a window that also keeps the deep valence levels, -25 ... +10 eV at the
     # spacing of the standard -10 ... +10 eV / 256-point grid, so that either window can be cut from
-    # them exactly when the file is assembled (benchmarks/element_identification.py decides).
+    # them exactly when the file is assembled (benchmarks/forward_model/element_identification.py decides).
     parser.add_argument("--e-min", type=float, default=WIDE_GRID.e_min)
     parser.add_argument("--e-max", type=float, default=WIDE_GRID.e_max)
     parser.add_argument("--n-points", type=int, default=WIDE_GRID.n_points)

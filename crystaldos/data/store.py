@@ -115,7 +115,7 @@ def write_netcdf(
 
     ``dos_storage="float16"`` stores the DOS in half precision (byte-shuffled, gzip): 5x smaller than
     float32 on the rebuilt data, with a relative rounding error below 5e-4 (mean absolute 4e-5, largest
-    0.008 states/eV on values up to 20; ``benchmarks/dos_storage.py``), a thousand times below the
+    0.008 states/eV on values up to 20; ``benchmarks/data/dos_storage.py``), a thousand times below the
     labels' own convergence noise (~0.05). It is read back as float32.
     """
     if dos_storage not in DOS_STORAGE:

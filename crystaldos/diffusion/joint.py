@@ -50,7 +50,7 @@ class DiffusionConfig(Settings):
             cell, so a 1-atom cell (vectors ~2.7 Å) is relatively three times as noisy at step t as a 20-atom
             cell. A number n_ref: the lattice noise of an N-atom cell is scaled by (N / n_ref)^(1/3) (the cell's
             length scale, as in MatterGen), the same relative noise for every size and the absolute noise of
-            today for n_ref atoms (``benchmarks/lattice_noise_scale.py``).
+            today for n_ref atoms (``benchmarks/lattice/noise_scale.py``).
     """
 
     timesteps: int = 1000

@@ -274,7 +274,7 @@ class XTBLabeller:
         a failing one would waste the rest); the retry smears the occupations more (metals with nearly
         degenerate levels at E_F oscillate between fillings) and damps the charge mixing. Its label stays
         within the label noise of the first attempt's (median MAE 0.02 states/eV/atom on 12 crystals that
-        converged at once; ``benchmarks/scf_retry_consistency.py``). A third attempt (10000 K in a 6 Å
+        converged at once; ``benchmarks/labeller/scf_retry_consistency.py``). A third attempt (10000 K in a 6 Å
         supercell), which rescued 6 % of the crystals, was dropped on 2026-11-28: its labels differ from
         the first attempt's by a median 0.05 on 10 metals and 0.13 on KCl, up to 0.30, 2-10 times the label
         noise, so they are not the crystal's DOS; the data build drops labels made with it
@@ -642,7 +642,7 @@ class _GammaSCF:
         (GFN2's multipole terms, which the k-mesh DOS leaves out).
         """
 
-        overlap, core = self.result.get("overlap-matrix"), self.result.get("hamiltonian-matrix")
+        core = self.result.get("hamiltonian-matrix")
         potential, residual = self.potential_and_residual
         superlattice = self.matrix @ structure.lattice.matrix
         core_diagonal = np.diag(core)

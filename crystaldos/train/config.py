@@ -75,7 +75,7 @@ class TrainConfig(Settings):
             clean-crystal regressor, all the capacity where CBG-DPS uses the model (it evaluates it at t = 0 only).
         forward_loss: ``forward`` only: ``"mse"`` (a Gaussian likelihood, the conditional mean) or ``"l1"`` (the
             conditional median, what the reported MAE rewards: on the format-2 preview each element's median DOS is
-            10 % below its mean DOS in test MAE, benchmarks/forward_ceiling.py).
+            10 % below its mean DOS in test MAE, benchmarks/forward_model/ceiling.py).
         forward_clean_fraction: ``forward`` only: this share of each batch's crystals is taken at t = 0, the rest
             at steps drawn uniformly as above. Drawn uniformly, 95 % of the steps are at t > 50 and the model at
             t = 0 barely fits its own training crystals (docs/research/forward_model.md).

@@ -144,10 +144,10 @@ def main(argv: list[str] | None = None) -> None:
         + training_table(checkpoints)
         + "\n\nForward model g_phi on the test split, noised to step t (states/eV/atom, averaged over atoms and energies), "
         "against the per-element-mean baseline (each atom's DOS predicted as the mean DOS of its element in the training "
-        "split; it sees the clean types). Also `python benchmarks/forward_baseline.py`.\n\n"
+        "split; it sees the clean types). Also `python -m benchmarks.forward_model.baseline`.\n\n"
         "| t | MAE | RMSE | per-element mean MAE | forward model below baseline |\n| --- | --- | --- | --- | --- |\n" + rows + "\n"
     )
-    # Measurements that chose the sizes and steps (benchmarks/learning_curves.py) are written by hand beside
+    # Measurements that chose the sizes and steps (benchmarks/training/learning_curves.py) are written by hand beside
     # this report; carried into it so that a regenerated report keeps them.
     extra = out / "learning_curves.md"
     if extra.exists():

@@ -40,7 +40,7 @@ from crystaldos.widgets.structure_view import StructureView, TrajectoryPlayer
 
 RANDOM = "random"
 #: Default reverse steps of a Run (strided, log-SNR spacing), chosen on the first 64 validation crystals with the
-#: sampler's defaults (python benchmarks/dashboard_steps.py --split val, docs/research/dashboard_steps_val.txt): from t_start
+#: sampler's defaults (python -m benchmarks.speed.dashboard_steps --split val, docs/research/dashboard_steps_val.txt): from t_start
 #: = 200 CFG matched 95.3 / 95.3 / 96.9 / 96.9 % with 20 / 50 / 100 / all 200 steps, CBG 84 / 89 / 89 / 88 %; from
 #: t_start = 1000 CFG matched 10.9 / 7.8 / 12.5 / 6.2 % with 20 / 50 / 100 / 200 steps, and on 128 val crystals
 #: 11.7 % with 100 steps against 3.9 % with all 1000 (section 13), and on the whole test split 6.2 against 6.6 %
@@ -116,7 +116,7 @@ class GuidanceDashboard:
                                              style={**style, "button_width": "60px"})
         self.omega = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.1, description="CFG ω", style=style, layout=wide)
         self.cbg_scale = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.1, description="CBG s", style=style, layout=wide)
-        # Which variables the guidance acts on (benchmarks/guidance_ablation.py: CBG helps only through the types).
+        # Which variables the guidance acts on (benchmarks/guidance/ablation.py: CBG helps only through the types).
         self.guided = {name: widgets.ToggleButton(value=True, description=name, tooltip=f"guide the {GUIDED_LABELS[name]}",
                                                   layout=widgets.Layout(width="76px"))
                        for name in VARIABLES}
