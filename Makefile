@@ -67,8 +67,8 @@ dataset-equilibrium: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v3 --candidates-from data/default-v2/candidates.json.gz \
 		--relax --chunk-size 40 --jobs 2 --stage label
 
-# The shipped models: about 5 core-hours on CPU (2.5 h of 2 cores), resumable; runs that are already finished in
-# runs/format2 (their model.pt has the recipe's settings and steps) are not trained again.
+# The shipped models: about 5 core-hours on CPU (2.5 h of 2 cores), resumable; a model whose release file
+# (crystaldos/pretrained/<kind>.pt, or runs/format2/<kind>/model.pt) has the recipe's settings and steps is not trained again.
 pretrained: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --recipe format2 --runs runs/format2 --docs docs/research
 

@@ -41,4 +41,4 @@ if [ "${KEEP_STATE:-0}" = 1 ]; then
     for kind in cfg uncond forward; do copy_back "$RUNS/$kind/train_state.pt" "$OUT/$kind.state.pt"; done
 fi
 echo "finished in $(( $(date +%s) - start )) s; in \$OUT: $(ls "$OUT")"
-tail -n 3 "$RUNS"/*.log
+tail -n 3 "$RUNS"/*.log 2>/dev/null || true  # no logs when every model was already released

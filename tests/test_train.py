@@ -249,6 +249,15 @@ def test_the_gpu_training_script_smoke_runs_on_cpu(small_data_with_test, tmp_pat
     assert "finished in" in done.stdout and "not released" not in done.stdout
     report = (out / "training.md").read_text()
     assert "per-element mean MAE" in report and report.rstrip().endswith("measured by hand")
+    # Run again on an empty runs folder: the releases already in OUT hold the settings and steps, so nothing trains
+    # (the repository keeps the shipped weights once, in crystaldos/pretrained, not again under runs/).
+    weights = {p.name: p.read_bytes() for p in out.glob("*.pt")}
+    again = subprocess.run(["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32",
+                            "--set", "forward:weight_decay=0.1", "--steps", "forward=4000"],
+                           env=env | {"RUNS": str(tmp_path / "empty_runs")}, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert again.stdout.count("not started again") == 3, again.stdout[-2000:]
+    assert {p.name: p.read_bytes() for p in out.glob("*.pt")} == weights
 
 
 def test_the_gpu_training_script_carries_training_state_to_a_fresh_machine(small_data_with_test, tmp_path):

@@ -4,8 +4,8 @@
 
 Reads build/eval_cbg_half/results.nc and build/eval_dps_half/results.nc, made with
 ``crystaldos evaluate --models DIR --guidance cbg (or cbg-dps) --t-start 200 --xtb-limit 0 --out build/eval_cbg_half
-(or build/eval_dps_half)``, DIR holding the shipped cfg.pt and uncond.pt and runs/format2/forward/model.pt (the
-half-clean run, released in session 25) as forward.pt, and compares them with a full table (the same 1,645 test
+(or build/eval_dps_half)``, DIR holding the shipped cfg.pt, uncond.pt and forward.pt (the
+half-clean run, released in session 25), and compares them with a full table (the same 1,645 test
 crystals and seed) by McNemar's exact test (:mod:`crystaldos.paired`). The logs in docs/research/forward_half_test/ compare
 with the table of the previous forward model: ``--reference build/full_before.nc`` after
 ``git show 9a86f7d:docs/evaluation_full/results.nc > build/full_before.nc``.

@@ -1,6 +1,6 @@
 """Recompute a released forward model's likelihood calibration on the validation split, in place.
 
-    python -m crystaldos.train.calibrate runs/format2/forward/model.pt [--data FILE] [--batch-size 64]
+    python -m crystaldos.train.calibrate crystaldos/pretrained/forward.pt [--data FILE] [--batch-size 64]
 
 A release computes the calibration when it is written (:func:`crystaldos.train.loop.forward_model_errors`:
 sigma(t) and the fraction of effectively independent energies at each step t). This rewrites it for a release

@@ -150,7 +150,9 @@ def finished_runs(args: argparse.Namespace) -> dict[str, int]:
     """The runs whose ``model.pt`` already holds the planned settings trained to the planned steps, with their steps.
 
     Those are not started again, so a finished run needs only its release file (not its ``train_state.pt``, which is
-    five times larger: what a machine with a transfer limit need not receive).
+    five times larger: what a machine with a transfer limit need not receive). Without a ``model.pt`` in the runs
+    folder, the release already in ``--out`` (``<kind>.pt``, e.g. the shipped model) counts, so that a repository
+    need not keep the same weights twice.
     """
     from crystaldos.checkpoint import load_checkpoint
     from crystaldos.train.config import TrainConfig
@@ -158,7 +160,7 @@ def finished_runs(args: argparse.Namespace) -> dict[str, int]:
     data = None  # the planned data set's identity, read once; the same file may lie at another path
     finished = {}
     for kind, command in training_commands(args).items():
-        path = Path(args.runs) / kind / "model.pt"
+        path = release_source(args, kind)
         if not path.is_file():
             continue
         planned = planned_config(command).to_dict()
@@ -174,6 +176,12 @@ def finished_runs(args: argparse.Namespace) -> dict[str, int]:
             if {key: trained["data"].get(key) for key in data} == data | {"n_train": n_train}:
                 finished[kind] = trained["step"]
     return finished
+
+
+def release_source(args: argparse.Namespace, kind: str) -> Path:
+    """The run's ``model.pt``, or the release already in ``--out`` when the runs folder has none."""
+    run = Path(args.runs) / kind / "model.pt"
+    return run if run.is_file() else Path(args.out) / f"{kind}.pt"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     finished = finished_runs(args)
     for kind, step in finished.items():
-        print(f"{kind}: {args.runs}/{kind}/model.pt has these settings trained to step {step}; not started again", flush=True)
+        print(f"{kind}: {release_source(args, kind)} has these settings trained to step {step}; not started again", flush=True)
     procs = {}
     for kind, cmd in training_commands(args).items():
         if kind in finished:
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     # ones are the default --out) with it. Its state is kept; the same command continues it.
     from crystaldos.checkpoint import load_checkpoint
 
-    reached = finished | {kind: load_checkpoint(f"{args.runs}/{kind}/model.pt")["train"]["step"] for kind in procs}
+    reached = finished | {kind: load_checkpoint(release_source(args, kind))["train"]["step"] for kind in procs}
     short = {kind: f"{reached[kind]} of {n}" for kind, n in planned_steps(args).items() if reached[kind] < n}
     if short:
         print(f"not released: stopped before their step counts (time limit): {short}; the training states are in "
@@ -219,7 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for kind in SHIPPED_STEPS:
-        shutil.copyfile(f"{args.runs}/{kind}/model.pt", out / f"{kind}.pt")
+        source = release_source(args, kind)
+        if source != out / f"{kind}.pt":  # a finished release already in --out stays as it is
+            shutil.copyfile(source, out / f"{kind}.pt")
     from crystaldos.train.report import main as report
 
     report(["--models", str(out), "--out", args.docs] + (["--data", args.data] if args.data else []))

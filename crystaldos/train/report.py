@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                      for t, m, r in zip(errors["t"], errors["mae"], errors["rmse"]))
     text = (
         "# Training of the shipped models\n\n"
-        "Regenerate (about 5 core-hours on CPU, 2.5 h of 2 cores; resumable, and runs already finished in runs/format2 "
-        "are not trained again):\n\n"
+        "Regenerate (about 5 core-hours on CPU, 2.5 h of 2 cores; resumable, and models whose release in "
+        "crystaldos/pretrained already has the recipe's settings and steps are not trained again):\n\n"
         "```bash\nmake pretrained\n```\n\n"
         "![training curves](training_curves.png)\n\n"
         + training_table(checkpoints)
