@@ -246,7 +246,7 @@ def relax_and_label(relaxer: Relaxer, labeller, structure):
     """Relax ``structure``, check the relaxation, label the relaxed crystal: ``(RelaxResult, DOS)``, or the
     :class:`RelaxationError` / :class:`~crystaldos.labellers.LabellingError` that stopped it (a task for executors:
     one worker does both, so the relaxed crystal never travels between processes)."""
-    from crystaldos.labellers.xtb import LabellingError
+    from crystaldos.labellers.errors import LabellingError
 
     try:
         result = relaxer.relax_checked(structure)

@@ -1,6 +1,6 @@
 """Labellers compute the atom-level DOS of a structure (used to build data and to check generated crystals)."""
 
-from crystaldos.labellers.xtb import (
+from crystaldos.labellers.errors import (
     DisorderedStructureError,
     IllConditionedBasisError,
     LabellingError,
@@ -8,9 +8,8 @@ from crystaldos.labellers.xtb import (
     SymmetryBrokenError,
     TooCloseAtomsError,
     UnsupportedElementError,
-    XTBLabeller,
-    label,
 )
+from crystaldos.labellers.xtb import XTBLabeller, label
 
 __all__ = [
     "XTBLabeller",

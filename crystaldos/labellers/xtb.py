@@ -31,6 +31,15 @@ from crystaldos.dos import DosGrid, broaden, site_dos
 from crystaldos.geometry import implausible_cell_reason, perpendicular_widths
 from crystaldos.labellers import bloch
 from crystaldos.labellers.bloch import image_sums
+from crystaldos.labellers.errors import (
+    DisorderedStructureError,
+    IllConditionedBasisError,
+    LabellingError,
+    SCFConvergenceError,
+    SymmetryBrokenError,
+    TooCloseAtomsError,
+    UnsupportedElementError,
+)
 from crystaldos.labellers.symmetry import MAX_EQUIVALENT_SPREAD, symmetrise_site_dos
 from crystaldos.labellers.tblite_basis import (  # noqa: F401 (MAX_Z and BOHR_PER_ANGSTROM: imported from here too)
     BOHR_PER_ANGSTROM,
@@ -39,37 +48,6 @@ from crystaldos.labellers.tblite_basis import (  # noqa: F401 (MAX_Z and BOHR_PE
     MAX_Z,
     orbitals_per_atom,
 )
-
-
-class LabellingError(ValueError):
-    """A structure that cannot be labelled; the message names the reason."""
-
-
-class UnsupportedElementError(LabellingError):
-    """An element outside GFN1-xTB's parameterisation (Z = 1 ... 86) or a dummy species."""
-
-
-class DisorderedStructureError(LabellingError):
-    """A site with partial occupancy or mixed species."""
-
-
-class TooCloseAtomsError(LabellingError):
-    """Two atoms (or an atom and a periodic image) closer than the sane minimum."""
-
-
-class SCFConvergenceError(LabellingError):
-    """The self-consistent charge iterations did not converge."""
-
-
-class SymmetryBrokenError(LabellingError):
-    """Symmetry-equivalent sites got DOS further apart than the label noise: the label broke the crystal's symmetry
-    (GFN2's multipole terms left out, or a symmetry-broken SCF), so it is not the crystal's DOS
-    (``crystaldos.labellers.symmetry``)."""
-
-
-class IllConditionedBasisError(LabellingError):
-    """Nearly linearly dependent basis functions (diffuse orbitals in dense cells) push states
-    to unphysical energies, e.g. the whole conduction band to thousands of eV."""
 
 
 @dataclass(frozen=True)
