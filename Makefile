@@ -51,6 +51,7 @@ test: $(VENV)/.installed browser
 screenshot: $(VENV)/.installed browser
 	CRYSTALDOS_ARTIFACTS=build/test-artifacts OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/test_dashboard_browser.py
 	cp build/test-artifacts/dashboard_after.png docs/guide/dashboard.png
+	cp build/test-artifacts/dashboard_design.png docs/guide/dashboard_design.png
 
 # Regenerate the shipped artefacts (long; all resumable).
 # The embedded data set (format 2): continues the chunks committed in data/default-v2/labels (all 246 are done;

@@ -380,8 +380,9 @@ def _lattice_step_text(lattice_step: str) -> str:
     return lattice_step
 
 
-def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
-    """Save ``results.nc``, ``summary.png``, ``examples.png`` and ``report.md`` in ``out``."""
+def write_report(ds: xr.Dataset, out: str | Path, command: str = "", design: str = "") -> Path:
+    """Save ``results.nc``, ``summary.png``, ``examples.png`` and ``report.md`` in ``out``; ``design`` is the report's
+    design section (:func:`crystaldos.experiments.design_rows.design_section`), if any."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -403,6 +404,7 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "") -> Path:
         + f"; StructureMatcher {ds.attrs['matcher']}.\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")
         + _paired_section(ds)
+        + design
         + "\n\n![summary](summary.png)\n\n![examples](examples.png)\n"
     )
     (out / "report.md").write_text(text)
@@ -460,6 +462,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "runs of some guidances or t_starts on other machines may share it")
     parser.add_argument("--time-limit-minutes", type=float, default=None,
                         help="start no new batch after so many minutes (the parts keep what is done; rerun to continue)")
+    parser.add_argument("--design-limit", type=int, default=0,
+                        help="also design from the DOS of the first N crystals (k samples each, relaxed and relabelled; "
+                             "about a minute per crystal): the report's design section")
+    parser.add_argument("--design-k", type=int, default=8, help="samples per crystal of the design section")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -499,8 +505,16 @@ def run(args: argparse.Namespace) -> None:
         print(stop)
         return
     ds.attrs["split"] = args.split  # the report names the split it scored (defaults are chosen on "val")
+    design = ""
+    if args.design_limit:
+        from crystaldos.experiments.design_rows import design_section, run_design_rows
+
+        store = Path(args.out) / f"design_k{args.design_k}_seed{args.seed}.jsonl"  # one line per crystal: resumable
+        outcomes = run_design_rows(sampler, items[: args.design_limit], args.design_k, args.seed, store,
+                                   labeller=XTBLabeller.for_dataset(dataset.attrs), progress=not args.no_progress)
+        design = design_section(outcomes, args.design_k, args.seed, jobs=2)
     command = "crystaldos evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else ""
-    report = write_report(ds, args.out, command)
+    report = write_report(ds, args.out, command, design)
     print(report.read_text())
 
 

@@ -180,5 +180,58 @@ def test_dashboard_in_chromium_runs_cbg_and_cfg(voila_dashboard):
             last_frame = trajectory.screenshot()
             (ARTIFACTS / "trajectory_last_frame.png").write_bytes(last_frame)
             assert _not_blank(first_frame) and np.abs(_pixels(first_frame) - _pixels(last_frame)).mean() > 0.5
+
+            try:
+                _design_in_the_design_tab(page)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "design_failure.png"), full_page=True)
+                raise
         finally:
             browser.close()
+
+
+def _design_in_the_design_tab(page) -> None:
+    """The Design tab: choose CuPt in the crystal box, edit its DOS (shift), design 2 candidates, see them ranked,
+    in 3D and over the target, and export them."""
+    box = page.locator(".crystaldos-dashboard input[list]").first  # the crystal box (a Combobox: an input with a datalist)
+    box.fill("CuPt · aflow-080")
+    box.press("Enter")
+    page.wait_for_function("() => /CuPt/.test(document.querySelector('.crystaldos-view-target')?.parentElement?.innerText || '')",
+                           timeout=30_000)
+    page.locator(".lm-TabBar-tab", has_text="Design").click()
+    page.wait_for_selector(".crystaldos-design-panel", state="visible", timeout=30_000)
+    target_plot = page.locator(".crystaldos-design-dos").screenshot()
+    shift = page.locator(".widget-slider", has=page.locator("label", has_text="shift (eV)"))
+    shift.locator(".noUi-handle").focus()
+    for _ in range(2):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("el => el.innerText.trim() === '0.20'", arg=shift.locator(".widget-readout").element_handle(),
+                           timeout=10_000)
+    page.wait_for_timeout(1500)
+    edited_plot = page.locator(".crystaldos-design-dos").screenshot()
+    assert _pixels(target_plot).shape != _pixels(edited_plot).shape or np.abs(
+        _pixels(target_plot) - _pixels(edited_plot)).mean() > 0.3, "the edited target was not drawn"
+    candidates = page.locator(".widget-slider", has=page.locator("label", has_text="candidates"))
+    candidates.locator(".noUi-handle").focus()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("el => el.innerText.trim() === '2'", arg=candidates.locator(".widget-readout").element_handle(),
+                           timeout=10_000)
+    page.locator(".crystaldos-design button, button.crystaldos-design").first.click()
+    page.wait_for_function(
+        "() => { const s = document.querySelector('.crystaldos-design-status'); return s && /done:|no candidate|error/.test(s.innerText); }",
+        timeout=300_000,
+    )
+    status = page.locator(".crystaldos-design-status").inner_text()
+    assert "done:" in status, status
+    assert "rank" in page.locator(".crystaldos-design-table").inner_text()
+    page.wait_for_selector(".crystaldos-view-design canvas", timeout=60_000)
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(ARTIFACTS / "dashboard_design.png"), full_page=True)
+    assert _not_blank(page.locator(".crystaldos-view-design canvas").screenshot()), "the candidate's view is blank"
+    page.locator(".crystaldos-design-export button, button.crystaldos-design-export").first.click()
+    link = page.locator(".crystaldos-design-downloads a", has_text="candidate0")
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as download_info:
+        link.click()
+    assert "_cell_length_a" in Path(download_info.value.path()).read_text()

@@ -271,3 +271,70 @@ def test_dashboard_default_steps_and_the_note_that_says_why(sampler, dataset):
     assert "100 (the default)" in board.steps_note.value and "benchmarks/" not in board.steps_note.value
     assert "%" not in board.steps_note.value
     assert GuidanceDashboard(sampler, dataset, steps=None).steps.value == sampler.diffusion.timesteps
+
+
+def test_design_tab_edits_the_target_designs_ranked_relaxed_candidates_and_exports_them(sampler, dataset, tmp_path):
+    """The Design tab: an edited target DOS, candidates relaxed and relabelled (in the kernel, jobs=1), ranked by their
+    distance to the edited target, shown with their recomputed DOS, exported as CIF; a new crystal clears them."""
+    import base64
+    import re
+
+    board = GuidanceDashboard(sampler, dataset, steps=20, export_dir=tmp_path, design_jobs=1)
+    panel = board.design
+    assert board.tabs.titles == ("Reconstruct", "Design")
+    board.select("aflow-080")  # CuPt, 2 atoms: its samples relax in seconds
+    untouched = panel.dos_plot.value
+    panel.shift.value = 0.2
+    assert panel.dos_plot.value != untouched  # the edited target is drawn over the crystal's own
+    edited = panel.edited_target()
+    np.testing.assert_allclose(edited.values, panel.edit().apply(board.item.dos).values)
+    assert not np.allclose(edited.values, board.item.dos.values)
+
+    panel.n_candidates.value = 2
+    panel.design_button.click()
+    assert panel.error is None, panel.error
+    result = panel.result
+    assert len(result) + len(result.dropped) == 2 and len(result) >= 1
+    assert "done:" in panel.status.value and panel.progress.bar_style == "success"
+    distances = [c.distance for c in result]
+    assert distances == sorted(distances)
+    from crystaldos.design import dos_distance
+
+    for candidate in result:  # ranked against the edited target, with the DOS recomputed at the relaxed geometry
+        assert candidate.distance == pytest.approx(dos_distance(candidate.dos, edited))
+        assert candidate.relaxation.converged and candidate.structure == candidate.relaxation.structure
+    assert re.search(r"<td>0</td><td>[A-Za-z0-9]+</td><td>\d\.\d{3}</td>", panel.table.value)
+    assert panel.candidate.value == 0 and panel.view.widget.get_state()  # the best candidate is shown
+
+    panel.export_button.click()
+    [folder] = [p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("design-")]
+    cifs = sorted(folder.glob("candidate*.cif"))
+    assert len(cifs) == len(result)
+    back = Structure.from_file(cifs[0])
+    assert back.composition.reduced_formula == result[0].structure.composition.reduced_formula
+    links = dict(re.findall(r"download='([^']+)' href='data:[^;]+;base64,([^']+)'", panel.downloads.value))
+    assert base64.b64decode(links["dos.png"]) == panel.dos_plot.value and "candidates.csv" in links
+
+    panel.shift.value = 0.0  # after a design, a changed edit is said, not silently applied
+    assert "press Design" in panel.status.value
+    board.select(0)
+    assert panel.result is None and panel.candidate.options == () and panel.table.value == ""
+
+
+def test_design_tab_says_why_when_no_sample_survives(sampler, dataset, monkeypatch, nacl):
+    """When every sample is dropped, the status says so and the table lists each sample's stage and reason."""
+    from crystaldos.design import DesignError, Dropped
+
+    board = GuidanceDashboard(sampler, dataset, steps=20, design_jobs=1)
+    dropped = [Dropped(0, nacl, "screen", "sites 0 and 1 are 0.30 Å apart"),
+               Dropped(1, nacl, "relax", "NotConvergedError: NaCl: largest force 0.400 eV/Å after 300 steps")]
+
+    def nothing_survives(*args, **kwargs):
+        raise DesignError("none of the 2 samples survived", dropped)
+
+    monkeypatch.setattr(board.sampler, "design", nothing_survives)
+    board.design.design_button.click()
+    assert board.design.result is None and board.design.progress.bar_style == "danger"
+    assert "no candidate" in board.design.status.value
+    assert "sample 0 (screen): sites 0 and 1 are 0.30 Å apart" in board.design.table.value
+    assert "sample 1 (relax): NotConvergedError" in board.design.table.value

@@ -12,61 +12,10 @@ samples are saved (resumable) in ``--out``; the table is printed and written bes
 from __future__ import annotations
 
 import argparse
-import json
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-
-
-def run_crystal(sampler, item, k: int, seed: int, relaxer, labeller, jobs: int) -> dict:
-    """Samples of one crystal: match before and after relaxation, the three distances, energy, stage dropped."""
-    from crystaldos.design import DISTANCES, dos_distance, verify
-    from crystaldos.metrics import match
-
-    start = time.perf_counter()
-    samples = sampler.generate(len(item.structure), item.dos, n_samples=k, seed=seed, progress=False)
-    sampled = time.perf_counter()
-    candidates, dropped = verify(samples, item.dos, relaxer, labeller, "site", jobs=jobs, progress=False)
-    rows = [{"sample": d.sample_index, "raw_match": bool(match(d.structure, item.structure)[0]), "stage": d.stage,
-             "reason": d.reason[:200]} for d in dropped]
-    for c in candidates:
-        rows.append({"sample": int(c.sample.settings["sample"]), "raw_match": bool(match(c.sample.structure, item.structure)[0]),
-                     "match": bool(match(c.structure, item.structure)[0]), "energy_per_atom": c.energy_per_atom,
-                     **{f"d_{name}": dos_distance(c.dos, item.dos, name) for name in DISTANCES}})
-    rows.sort(key=lambda r: r["sample"])
-    return {"id": item.id, "formula": item.formula, "n_sites": len(item.structure), "rows": rows,
-            "seconds": {"sample": sampled - start, "relax and label": time.perf_counter() - sampled}}
-
-
-def summarise(results: list[dict], ks: list[int]) -> list[dict]:
-    """Match rates (%) over crystals: first sample (raw and relaxed), top-1 of k by each distance, oracle of k."""
-    from crystaldos.design import DISTANCES
-
-    table = []
-    for k in ks:
-        row = {"k": k, "crystals": len(results)}
-        first_raw = [r["rows"][0]["raw_match"] for r in results]
-        first_relaxed = [bool(r["rows"][0].get("match", False)) for r in results]
-        row["first sample, raw"] = 100 * np.mean(first_raw)
-        row["first sample, relaxed"] = 100 * np.mean(first_relaxed)
-        for name in DISTANCES:
-            picks = []
-            for r in results:
-                kept = [s for s in r["rows"][:k] if "match" in s]
-                picks.append(bool(min(kept, key=lambda s: s[f"d_{name}"])["match"]) if kept else False)
-            row[f"top-1 by {name}"] = 100 * np.mean(picks)
-        lowest_energy = []
-        for r in results:
-            kept = [s for s in r["rows"][:k] if "match" in s]
-            lowest_energy.append(bool(min(kept, key=lambda s: s["energy_per_atom"])["match"]) if kept else False)
-        row["top-1 by energy"] = 100 * np.mean(lowest_energy)
-        row["oracle of k (relaxed)"] = 100 * np.mean([any(s.get("match", False) for s in r["rows"][:k]) for r in results])
-        row["oracle of k (raw)"] = 100 * np.mean([any(s["raw_match"] for s in r["rows"][:k]) for r in results])
-        row["kept (%)"] = 100 * np.mean([sum("match" in s for s in r["rows"][:k]) / k for r in results])
-        table.append(row)
-    return table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import crystaldos
     from crystaldos import Sampler
+    from crystaldos.experiments.design_rows import TABLE_KS, run_design_rows, summarise
     from crystaldos.labellers import XTBLabeller
     from crystaldos.relax import Relaxer
 
@@ -94,18 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     relaxer, labeller = Relaxer(match_start=False, max_volume_change=None), XTBLabeller.for_dataset(dataset.attrs)
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / f"samples_k{args.k}_seed{args.seed}.jsonl"
-    done = {json.loads(line)["id"]: json.loads(line) for line in store.read_text().splitlines()} if store.exists() else {}
-    from tqdm.auto import tqdm
-
-    for item in tqdm(list(items), desc="crystals"):
-        if item.id in done:
-            continue
-        result = run_crystal(sampler, item, args.k, args.seed, relaxer, labeller, args.jobs)
-        with store.open("a") as handle:
-            handle.write(json.dumps(result) + "\n")
-        done[item.id] = result
-    results = [done[item.id] for item in items]
-    ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= args.k]
+    results = run_design_rows(sampler, list(items), args.k, args.seed, store, relaxer, labeller, args.jobs)
+    ks = [k for k in TABLE_KS if k <= args.k]
     table = pd.DataFrame(summarise(results, ks)).set_index("k")
     seconds = np.array([sum(r["seconds"].values()) for r in results])
     text = (f"{args.split} split, first {len(results)} crystals, k = {args.k} samples from noise each (CFG, seed {args.seed}), "

@@ -1,4 +1,5 @@
-"""``GuidanceDashboard``: reconstruct a held-out crystal with CBG and CFG side by side, in Jupyter or voila.
+"""``GuidanceDashboard``: reconstruct a held-out crystal with CBG and CFG side by side, or design crystals from its
+(edited) DOS, in Jupyter or voila.
 
 >>> from crystaldos import Sampler, load_dataset
 >>> from crystaldos.widgets import GuidanceDashboard
@@ -12,6 +13,10 @@ target with both guidance types (the same seed) and shows the target and the two
 reconstructions in three nglview views with linked cameras, a DOS overlay (total
 or per site), a metrics table and a trajectory player. Export writes the target and every sample of the last run as CIF files
 (pymatgen's ``CifWriter``) and the DOS overlay as PNG, and offers them as downloads (in voila too).
+
+The Design tab (:class:`~crystaldos.widgets.design_panel.DesignPanel`) takes the chosen crystal's DOS, lets you
+shift it, open or close a gap and scale a peak, and designs candidates from it: relaxed, their DOS recomputed with
+xTB, ranked by distance to the target, shown in 3D with their DOS over the target, exported as CIF.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -61,7 +67,8 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 class GuidanceDashboard:
-    """CBG vs CFG reconstruction of one test crystal, with 3D views, DOS overlays and live guidance settings.
+    """CBG vs CFG reconstruction of one test crystal, with 3D views, DOS overlays and live guidance settings; and a
+    Design tab that designs crystals from the chosen crystal's DOS, edited or not.
 
     Args:
         sampler: the models (``Sampler.from_pretrained()``).
@@ -69,9 +76,11 @@ class GuidanceDashboard:
         split: which split to pick crystals from.
         steps: default number of reverse steps (default :data:`DEFAULT_STEPS`; None: the full schedule,
             ``t_start`` steps; fewer strides it).
-        labeller: computes a Structure's atom-level DOS for the xTB comparison (default: the labeller the
-            data set was built with, ``XTBLabeller.for_dataset(dataset.attrs)``).
+        labeller: computes a Structure's atom-level DOS for the xTB comparison and for Design: an object with
+            ``.label(structure)`` or a function (default: the labeller the data set was built with,
+            ``XTBLabeller.for_dataset(dataset.attrs)``).
         export_dir: where Export writes its folders (default ``crystaldos-export`` in the working directory).
+        design_jobs: processes that relax and label Design's candidates in parallel (1: in the kernel itself).
 
     Attributes (the widgets, so that code and tests can drive the dashboard):
         structure, t_start, presets, omega, cbg_scale, guided ({"types"|"coords"|"lattice": ToggleButton}),
@@ -82,7 +91,7 @@ class GuidanceDashboard:
     """
 
     def __init__(self, sampler: Sampler, dataset: CrystalDOSDataset, split: str = "test", steps: int | None = DEFAULT_STEPS,
-                 labeller: Callable | None = None, export_dir: str | Path = "crystaldos-export") -> None:
+                 labeller=None, export_dir: str | Path = "crystaldos-export", design_jobs: int = 2) -> None:
         self.sampler = sampler
         self.export_dir = Path(export_dir)
         items = dataset.split(split)
@@ -165,7 +174,7 @@ class GuidanceDashboard:
         self.trajectory_guidance.observe(lambda _: self._show_trajectory(), names="value")
 
         controls = widgets.VBox([
-            self.structure, self.t_start, self.presets, self.omega, self.cbg_scale,
+            self.t_start, self.presets, self.omega, self.cbg_scale,
             widgets.HBox([widgets.Label("guide", layout=widgets.Layout(width="90px")), *self.guided.values()]),
             self.n_samples, self.steps, self.steps_note, widgets.HBox([self.seed, self.xtb]),
             widgets.HBox([self.run_button, self.progress]), self.status,
@@ -173,11 +182,22 @@ class GuidanceDashboard:
         ], layout=widgets.Layout(width="480px"))
         dos_panel = widgets.VBox([widgets.HBox([self.sample, self.site]), self.dos_plot])
         panels = widgets.HBox([widgets.VBox([self.view_titles[n], self.views[n].widget]) for n in self.views])
-        self.widget = widgets.VBox([
-            widgets.HTML("<h3>crystaldos: reconstruct a crystal from its atom-level DOS (CBG vs CFG)</h3>"),
+        reconstruct = widgets.VBox([
             widgets.HBox([controls, dos_panel]), panels, self.metrics,
             widgets.HTML("<b>Denoising trajectory</b> (positions along the reverse process; elements of the final crystal)"),
             self.trajectory_guidance, self.trajectory_box,
+        ])
+        from crystaldos.widgets.design_panel import DesignPanel
+
+        self.design = DesignPanel(self, steps=steps or DEFAULT_STEPS, jobs=design_jobs)
+        self.tabs = widgets.Tab(children=[reconstruct, self.design.widget])
+        self.tabs.titles = ("Reconstruct", "Design")
+        # NGL draws nothing into a view that was hidden when it was made: redraw the design view when shown.
+        self.tabs.observe(lambda change: self.design.view.widget.handle_resize() if change["new"] == 1 else None,
+                          names="selected_index")
+        self.widget = widgets.VBox([
+            widgets.HTML("<h3>crystaldos: crystals from their atom-level DOS</h3>"),
+            self.structure, self.tabs,
         ])
         self.widget.add_class("crystaldos-dashboard")
         self.select(self.item)
@@ -216,6 +236,8 @@ class GuidanceDashboard:
         self.downloads.value = ""
         self.trajectory_box.children = []
         self._draw_dos()
+        if hasattr(self, "design"):  # not yet while the dashboard is built
+            self.design.target_changed()
 
     def _on_structure(self, change) -> None:
         value = change["new"]
@@ -258,13 +280,17 @@ class GuidanceDashboard:
         self.select(label)
         return record
 
-    def _label(self, structure) -> xr.DataArray:
-        """The atom-level DOS of ``structure`` from the labeller (default: the data set's own)."""
+    def labeller(self):
+        """The labeller (an object with ``.label(structure)``; default: the data set's own)."""
         if self._labeller is None:
             from crystaldos.labellers import XTBLabeller
 
-            self._labeller = XTBLabeller.for_dataset(self._dataset_attrs).label
-        return self._labeller(structure)
+            self._labeller = XTBLabeller.for_dataset(self._dataset_attrs)
+        return self._labeller if hasattr(self._labeller, "label") else FunctionLabeller(self._labeller)
+
+    def _label(self, structure) -> xr.DataArray:
+        """The atom-level DOS of ``structure`` from the labeller."""
+        return self.labeller().label(structure)
 
     def _on_preset(self, change) -> None:
         if change["new"] is not None:
@@ -470,6 +496,16 @@ class GuidanceDashboard:
         note = "" if self.results else " (press Run to add the CBG and CFG samples)"
         self.downloads.value = (f"<small>saved in <code>{html.escape(str(paths[0].parent))}</code>{note}: "
                                 + " · ".join(links) + "</small>")
+
+
+@dataclass(frozen=True)
+class FunctionLabeller:
+    """A labelling function as a labeller (``.label``), for the design's workers."""
+
+    function: Callable
+
+    def label(self, structure) -> xr.DataArray:
+        return self.function(structure)
 
 
 def _safe_name(text: str) -> str:

@@ -17,7 +17,7 @@ import xarray as xr
 from crystaldos.dos import total_dos
 
 # Line styles per curve label prefix, so the same guidance keeps its colour across plots.
-COLOURS = {"target": "0.25", "CBG": "tab:blue", "CFG": "tab:orange", "none": "tab:green"}
+COLOURS = {"target": "0.25", "edited target": "black", "CBG": "tab:blue", "CFG": "tab:orange", "none": "tab:green"}
 
 
 def _colour(label: str) -> str | None:
