@@ -302,3 +302,33 @@ def test_families_are_held_out_whole_and_every_prefix_of_the_build_order_is_bala
     assert split_families(candidates, SPLIT_FRACTIONS, 1) != saved["families"]
     # A family that came later (a top-up) gets a stable split drawn from its name.
     assert split_of_family("new-family", saved["families"], SPLIT_FRACTIONS) == split_of_family("new-family", {}, SPLIT_FRACTIONS)
+
+
+def test_an_equilibrium_build_is_topped_up_with_new_substitutions_its_families_keep_their_split(tmp_path):
+    """--top-up-from: the file's candidates stay its prefix; the new ones are substitutions of the same prototypes
+    that are neither there by id nor equivalent to one there, in rounds over their families."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from crystaldos.data.build import load_candidates, make_candidates, reorder_candidates, top_up_candidates
+    from crystaldos.data.candidates import family_of
+
+    source = tmp_path / "v2"
+    _write_prototypes(source)
+    make_candidates(source, seed=0, per_prototype=2, target=None, cache_dir=None)
+    work = tmp_path / "v3"
+    reorder_candidates(work, source / "candidates.json.gz", seed=0)
+    before = load_candidates(work)
+    top_up_candidates(work, source, target=len(before) + 4, seed=0, per_prototype=6)
+    after = load_candidates(work)
+    assert [c.id for c in after[: len(before)]] == [c.id for c in before] and len(after) == len(before) + 4
+    added = after[len(before):]
+    assert not {c.id for c in added} & {c.id for c in before}
+    matcher = StructureMatcher()
+    for new in added:
+        assert new.source == "substituted" and family_of(new) in {family_of(c) for c in before}
+        assert not any(matcher.fit(new.structure, old.structure) for old in before
+                       if old.structure.composition.reduced_formula == new.structure.composition.reduced_formula)
+    stats = json.loads((work / "candidates.stats.json").read_text())
+    assert stats["topped_up_from"] == len(before) and stats["top_up"]["added"] == 4
+    top_up_candidates(work, source, target=len(after), seed=0, per_prototype=6)  # reached: a no-op
+    assert [c.id for c in load_candidates(work)] == [c.id for c in after]

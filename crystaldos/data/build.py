@@ -157,6 +157,48 @@ def reorder_candidates(work_dir: Path, source: Path, seed: int, fractions: dict[
     return path
 
 
+def top_up_candidates(work_dir: Path, prototypes_from: Path, target: int, seed: int, per_prototype: int = 48) -> Path:
+    """Append new substitutions to an equilibrium build's candidates until it holds ``target`` (labelled chunks keep
+    theirs: the file's candidates stay its prefix).
+
+    The prototypes are another build's (``prototypes_from/prototypes.json.gz``); their substitutions are generated
+    again with ``per_prototype`` children each (more than the source build took), and a child is new when its id is
+    not in the file and no candidate there with its formula matches it (StructureMatcher). The new ones go in rounds
+    over their families (seed ``seed + 1``), each family keeping its split from ``splits.json``.
+    A no-op when the file already holds ``target`` candidates.
+    """
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from crystaldos.data.candidates import Candidate, deduplicate, order_by_family, substituted_structures
+
+    path = work_dir / "candidates.json.gz"
+    existing = load_candidates(work_dir)
+    if len(existing) >= target:
+        return path
+    with gzip.open(prototypes_from / "prototypes.json.gz", "rt") as handle:
+        prototypes = [Candidate.from_dict(d) for d in json.load(handle)["prototypes"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        children = deduplicate(substituted_structures(prototypes, per_prototype))
+    known = {c.id for c in existing}
+    by_formula: dict[str, list] = {}
+    for c in existing:
+        by_formula.setdefault(c.structure.composition.reduced_formula, []).append(c.structure)
+    matcher = StructureMatcher()
+    new = [c for c in children if c.id not in known and not any(
+        matcher.fit(c.structure, other) for other in by_formula.get(c.structure.composition.reduced_formula, []))]
+    added = order_by_family(new, seed + 1)[: target - len(existing)]
+    stats_path = work_dir / "candidates.stats.json"
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    stats |= {"candidates": len(existing) + len(added), "topped_up_from": len(existing),
+              "top_up": {"prototypes_from": str(prototypes_from), "per_prototype": per_prototype,
+                         "new_unique_substitutions": len(new), "added": len(added)}}
+    write_text_atomic(stats_path, json.dumps(stats, indent=1))
+    with atomic_write(path) as tmp, gzip.open(tmp, "wt") as handle:
+        json.dump([c.to_dict() for c in existing + added], handle)
+    return path
+
+
 def load_candidates(work_dir: Path):
     from crystaldos.data.candidates import Candidate
 
@@ -515,6 +557,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", choices=["all", "candidates", "label", "assemble"], default="all")
     parser.add_argument("--relax", action="store_true",
                         help="relax every crystal with CHGNet (crystaldos.relax) before labelling it; store the relaxed crystal")
+    parser.add_argument("--top-up-from", type=Path, default=None, metavar="WORK_DIR",
+                        help="with --candidates-from: append new substitutions of WORK_DIR's prototypes until the "
+                             "candidates number --target (labelled chunks keep theirs)")
+    parser.add_argument("--per-prototype", type=int, default=48, help="substitutions per prototype of a top-up")
     parser.add_argument("--candidates-from", type=Path, default=None, metavar="CANDIDATES_JSON_GZ",
                         help="take another build's candidates, in rounds over prototype families, with whole families "
                              "held out in val and test (the split is fixed before labelling, in splits.json)")
@@ -531,6 +577,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage in ("all", "candidates"):
         if args.candidates_from is not None:
             print(f"candidates: {reorder_candidates(args.work_dir, args.candidates_from, args.seed)}")
+            if args.top_up_from is not None:
+                path = top_up_candidates(args.work_dir, args.top_up_from, args.target, args.seed, args.per_prototype)
+                print(f"topped up: {path} ({len(load_candidates(args.work_dir))} candidates)")
         else:
             print(f"candidates: {make_candidates(args.work_dir, args.seed, target=args.target)}")
     chunks = None
