@@ -336,3 +336,25 @@ def test_an_equilibrium_build_is_topped_up_with_new_substitutions_its_families_k
     assert stats["topped_up_from"] == len(before) and stats["top_up"]["added"] == 4
     top_up_candidates(work, source, target=len(after), seed=0, per_prototype=6)  # reached: a no-op
     assert [c.id for c in load_candidates(work)] == [c.id for c in after]
+
+
+def test_crystals_far_above_the_hull_are_left_out_and_counted():
+    """The equilibrium build keeps crystals within MAX_E_ABOVE_HULL of the set's own hull; the others are counted
+    by id with the reason, and records without a hull energy (an unrelaxed build) all stay."""
+    import copy
+
+    import crystaldos
+    from crystaldos.data.build import drop_above_hull
+    from crystaldos.data.stability import MAX_E_ABOVE_HULL
+
+    items = list(crystaldos.load_dataset().split("test")[:3])
+    records = [copy.deepcopy(item) for item in items]
+    for record, e_hull in zip(records, (0.0, MAX_E_ABOVE_HULL, MAX_E_ABOVE_HULL + 0.05)):
+        record.properties["e_above_hull_eV"] = e_hull
+    errors: dict[str, str] = {}
+    kept = drop_above_hull(records, errors)
+    assert [r.id for r in kept] == [items[0].id, items[1].id]
+    assert list(errors) == [items[2].id] and errors[items[2].id].startswith("AboveHullError:")
+    assert f"{MAX_E_ABOVE_HULL + 0.05:.3f} eV/atom above" in errors[items[2].id]
+    unrelaxed = [copy.deepcopy(item) for item in items]  # format 2: no hull energies
+    assert all("e_above_hull_eV" not in r.properties for r in unrelaxed) and len(drop_above_hull(unrelaxed, {})) == 3

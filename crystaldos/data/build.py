@@ -446,6 +446,7 @@ def assemble(work_dir: Path, out: Path, seed: int, command: str, chunks: range |
     grid = DosGrid.from_attrs(first.attrs)
     split_kind = assign_record_splits(records, work_dir, seed)
     hull_text = add_hull_energies(records, work_dir)
+    records = drop_above_hull(records, errors)
     from crystaldos import __version__
 
     # Settings of the newest chunk: it carries every check the labeller has (older ones may lack some).
@@ -511,8 +512,26 @@ def add_hull_energies(records: list, work_dir: Path) -> str:
     references = elemental_references(elements, Relaxer(), work_dir / "elemental_references.json", known)
     for record, e_hull in zip(records, energies_above_hull(compositions, energies, references)):
         record.properties["e_above_hull_eV"] = float(e_hull)
+    from crystaldos.data.stability import MAX_E_ABOVE_HULL
+
     return ("; energy above the hull of the set's own phase diagram (its relaxed energies and the lowest of simple "
-            "elemental crystals per element) in e_above_hull_eV")
+            f"elemental crystals per element) in e_above_hull_eV, crystals above {MAX_E_ABOVE_HULL} eV/atom left out")
+
+
+def drop_above_hull(records: list, errors: dict[str, str]) -> list:
+    """The records within :data:`~crystaldos.data.stability.MAX_E_ABOVE_HULL` of the hull (all of them when they
+    carry no hull energy); the others are counted in ``errors`` by id."""
+    from crystaldos.data.stability import MAX_E_ABOVE_HULL
+
+    kept = []
+    for record in records:
+        e_hull = record.properties.get("e_above_hull_eV")
+        if e_hull is not None and e_hull > MAX_E_ABOVE_HULL:
+            errors[record.id] = (f"AboveHullError: {record.structure.composition.reduced_formula} lies {e_hull:.3f} eV/atom "
+                                 f"above the set's hull (cut {MAX_E_ABOVE_HULL} eV/atom)")
+        else:
+            kept.append(record)
+    return kept
 
 
 def assign_record_splits(records: list, work_dir: Path, seed: int) -> str:
