@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import atexit
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import xarray as xr
@@ -154,6 +154,58 @@ def screen(structure) -> str | None:
     return None
 
 
+#: A raw sample whose relaxation fails (it does not converge, or its cell runs away) is relaxed once more from its
+#: cell expanded until no two atoms are closer than this fraction of their covalent-radius sum, with a step cap of
+#: :data:`RETRY_MAX_STEPS`: raw samples have atoms far too close, and CHGNet collapses many such cells
+#: (benchmarks/design/relax_survival.py, docs/research/design.md).
+EXPAND_TO = 0.9
+RETRY_MAX_STEPS = 1000
+
+
+def expanded(structure, fraction: float = EXPAND_TO):
+    """``structure`` scaled up isotropically until its closest pair of atoms is at least ``fraction`` of their
+    covalent-radius sum (a copy; unchanged when it already is)."""
+    from pymatgen.core.periodic_table import Element
+
+    if len(structure) < 2:
+        return structure.copy()
+    distances = structure.distance_matrix + np.eye(len(structure)) * 1e6
+    radii = np.array([Element(site.specie.symbol).atomic_radius_calculated or Element(site.specie.symbol).atomic_radius
+                      for site in structure], dtype=float)
+    ratio = float(np.min(distances / (radii[:, None] + radii[None, :])))
+    scaled = structure.copy()
+    if ratio < fraction:
+        scaled.scale_lattice(structure.volume * (fraction / ratio) ** 3)
+    return scaled
+
+
+def relax_sample(relaxer, structure):
+    """Relax a raw sample: as it is, and if that fails to converge or its cell runs away, once more from its expanded
+    cell with a step cap of at least :data:`RETRY_MAX_STEPS` (the retry's error is raised when it fails too)."""
+    from dataclasses import replace
+
+    from crystaldos.relax import NotConvergedError, VolumeChangeError
+
+    try:
+        return relaxer.relax_checked(structure)
+    except (NotConvergedError, VolumeChangeError):
+        longer = replace(relaxer, max_steps=max(relaxer.max_steps, RETRY_MAX_STEPS))
+        return longer.relax_checked(expanded(structure))
+
+
+def relax_and_label_sample(relaxer, labeller, structure):
+    """:func:`relax_sample`, then label the relaxed crystal: ``(RelaxResult, DOS)`` or the error that stopped it
+    (a task for executors: one worker does both)."""
+    from crystaldos.labellers.errors import LabellingError
+    from crystaldos.relax import RelaxationError
+
+    try:
+        result = relax_sample(relaxer, structure)
+        return result, labeller.label(result.structure)
+    except (RelaxationError, LabellingError) as err:
+        return err
+
+
 _POOLS: dict[int, object] = {}
 
 
@@ -179,7 +231,7 @@ def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance:
     """
     from tqdm.auto import tqdm
 
-    from crystaldos.relax import RelaxationError, relax_and_label
+    from crystaldos.relax import RelaxationError
 
     if distance not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
@@ -193,9 +245,9 @@ def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance:
             kept.append(i)
     runner = executor or (shared_pool(jobs) if jobs > 1 and len(kept) > 1 else None)
     if runner is None:
-        outcomes = (relax_and_label(relaxer, labeller, samples[i].structure) for i in kept)
+        outcomes = (relax_and_label_sample(relaxer, labeller, samples[i].structure) for i in kept)
     else:
-        futures = [runner.submit(relax_and_label, relaxer, labeller, samples[i].structure) for i in kept]
+        futures = [runner.submit(relax_and_label_sample, relaxer, labeller, samples[i].structure) for i in kept]
         outcomes = (f.result() for f in futures)
     candidates = []
     bar = tqdm(total=len(samples), initial=len(samples) - len(kept), desc="relax and label", disable=not progress)

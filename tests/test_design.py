@@ -89,3 +89,34 @@ def test_a_bad_target_dos_is_refused_before_anything_is_sampled(sampler, target)
         sampler.design(np.ones((2, 100)), n_samples=1, progress=False)
     with pytest.raises(ValueError, match="lie outside the 1 ... 20 atoms"):
         sampler.design(np.ones((30, DosGrid().n_points)), n_samples=1, progress=False)
+
+
+def test_expanded_cells_keep_atoms_apart_and_leave_sound_cells_alone():
+    from pymatgen.core.periodic_table import Element
+
+    from crystaldos.design import EXPAND_TO, expanded
+
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]).get_primitive_structure()
+    squeezed = silicon.copy()
+    squeezed.scale_lattice(silicon.volume * 0.3)  # bonds at 0.67 x their length
+    radius = Element("Si").atomic_radius_calculated
+    opened = expanded(squeezed)
+    shortest = np.min(opened.distance_matrix + np.eye(len(opened)) * 99)
+    assert shortest == pytest.approx(EXPAND_TO * 2 * radius, rel=1e-6)
+    np.testing.assert_allclose(opened.frac_coords, squeezed.frac_coords)  # isotropic: the same fractional positions
+    assert expanded(silicon).volume == pytest.approx(silicon.volume)  # bonds already long enough: unchanged
+
+
+def test_a_sample_whose_relaxation_fails_is_relaxed_again_from_its_expanded_cell():
+    from crystaldos.design import RETRY_MAX_STEPS, relax_sample
+    from crystaldos.relax import NotConvergedError
+
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]).get_primitive_structure()
+    squeezed = silicon.copy()
+    squeezed.scale_lattice(silicon.volume * 0.6)
+    hasty = Relaxer(match_start=False, max_volume_change=None, max_steps=2)  # cannot converge in two steps
+    with pytest.raises(NotConvergedError):
+        hasty.relax_checked(squeezed)
+    result = relax_sample(hasty, squeezed)  # the retry: expanded cell, RETRY_MAX_STEPS
+    assert result.converged and 2 < result.steps <= RETRY_MAX_STEPS
+    assert result.structure.volume / len(result.structure) == pytest.approx(silicon.volume / len(silicon), rel=0.05)
