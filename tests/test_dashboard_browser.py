@@ -191,8 +191,8 @@ def test_dashboard_in_chromium_runs_cbg_and_cfg(voila_dashboard):
 
 
 def _design_in_the_design_tab(page) -> None:
-    """The Design tab: choose CuPt in the crystal box, edit its DOS (shift), design 2 candidates, see them ranked,
-    in 3D and over the target, and export them."""
+    """The Design tab: choose CuPt in the crystal box, edit its DOS (shift), design one candidate, see it ranked,
+    in 3D and over the target, and export it."""
     box = page.locator(".crystaldos-dashboard input[list]").first  # the crystal box (a Combobox: an input with a datalist)
     box.fill("CuPt · aflow-080")
     box.press("Enter")
@@ -213,9 +213,8 @@ def _design_in_the_design_tab(page) -> None:
         _pixels(target_plot) - _pixels(edited_plot)).mean() > 0.3, "the edited target was not drawn"
     candidates = page.locator(".widget-slider", has=page.locator("label", has_text="candidates"))
     candidates.locator(".noUi-handle").focus()
-    page.keyboard.press("Home")
-    page.keyboard.press("ArrowRight")
-    page.wait_for_function("el => el.innerText.trim() === '2'", arg=candidates.locator(".widget-readout").element_handle(),
+    page.keyboard.press("Home")  # one candidate: the widget tests check the ranking of several
+    page.wait_for_function("el => el.innerText.trim() === '1'", arg=candidates.locator(".widget-readout").element_handle(),
                            timeout=10_000)
     page.locator(".crystaldos-design button, button.crystaldos-design").first.click()
     page.wait_for_function(

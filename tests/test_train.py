@@ -431,12 +431,13 @@ def test_a_time_limit_releases_early_and_the_rerun_continues(small_data, tmp_pat
         tiny_config(small_data, tmp_path, "forward", extra=["time_limit_minutes=0"])
 
 
-def _release_args(recipe="format1", overrides=(), steps=(), runs="r", data=None):
-    """What `python -m crystaldos.train.release` parses from --recipe, --set and --steps (other options at defaults)."""
+def _release_args(recipe="format1", overrides=(), steps=(), runs="r", data=None, out=None):
+    """What `python -m crystaldos.train.release` parses from --recipe, --set and --steps (other options at defaults;
+    ``out`` None: no release folder to fall back on)."""
     import argparse
 
     return argparse.Namespace(runs=str(runs), scale=1.0, data=data, device=None, recipe=recipe, overrides=list(overrides),
-                              steps=list(steps))
+                              steps=list(steps), out=out)
 
 
 def test_release_does_not_start_again_a_run_whose_model_has_its_settings_and_steps(small_data, tmp_path):
@@ -465,6 +466,13 @@ def test_release_does_not_start_again_a_run_whose_model_has_its_settings_and_ste
     assert finished_runs(_release_args(overrides=TINY, steps=("forward=3",), runs=tmp_path, data=str(moved))) == {"forward": 3}
     other = write_netcdf(list(ds), tmp_path / "other.nc", ds.grid, dict(ds.attrs) | {"title": "another data set"})
     assert finished_runs(_release_args(overrides=TINY, steps=("forward=3",), runs=tmp_path, data=str(other))) == {}
+    # Without a model.pt in the runs folder, the release already in --out counts (the shipped weights, kept once).
+    released = tmp_path / "released"
+    released.mkdir()
+    (tmp_path / "forward" / "model.pt").rename(released / "forward.pt")
+    assert finished_runs(args()) == {}
+    assert finished_runs(_release_args(overrides=TINY, steps=("forward=3",), runs=tmp_path, data=small_data, out=released)) == {
+        "forward": 3}
 
 
 def test_release_settings_scoped_to_one_network_and_bad_scopes_named():

@@ -181,7 +181,8 @@ def finished_runs(args: argparse.Namespace) -> dict[str, int]:
 def release_source(args: argparse.Namespace, kind: str) -> Path:
     """The run's ``model.pt``, or the release already in ``--out`` when the runs folder has none."""
     run = Path(args.runs) / kind / "model.pt"
-    return run if run.is_file() else Path(args.out) / f"{kind}.pt"
+    out = getattr(args, "out", None)
+    return run if run.is_file() or out is None else Path(out) / f"{kind}.pt"
 
 
 def main(argv: list[str] | None = None) -> None:
