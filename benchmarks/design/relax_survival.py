@@ -10,7 +10,9 @@ of ``benchmarks.design.topk``: the same samples) are relaxed under each variant,
   covalent radii (raw samples have atoms far too close; CHGNet has seen few such and collapses them);
 - ``expanded, 1000 steps``: the same with a step cap of 1000;
 - ``retry expanded``: as sampled, and only a sample whose relaxation fails is relaxed again from its expanded cell
-  with a step cap of 1000 (what works keeps its own cell): ``crystaldos.design.relax_sample``.
+  with a step cap of 1000 (what works keeps its own cell): ``crystaldos.design.relax_sample``;
+- ``retry expanded, fmax 0.1``: the same at twice the force tolerance (the data build's measurement: volumes within
+  0.6 % of a tight relaxation at 0.1 eV/Å).
 
 Prints one row per variant: samples kept (converged within the physical volume range), the causes of the others,
 raw samples that matched their target and still match after relaxing, and the median seconds per relaxation.
@@ -57,11 +59,13 @@ def main(argv: list[str] | None = None) -> None:
         samples[item.id] = [r.structure for r in results]
     base = Relaxer(match_start=False, max_volume_change=None)
     longer = Relaxer(match_start=False, max_volume_change=None, max_steps=RETRY_MAX_STEPS)
+    loose = Relaxer(fmax=0.1, match_start=False, max_volume_change=None)
     variants = {
         "as sampled": base.relax_checked,
         "expanded": lambda s: base.relax_checked(expanded(s)),
         "expanded, 1000 steps": lambda s: longer.relax_checked(expanded(s)),
         "retry expanded": lambda s: relax_sample(base, s),  # what Sampler.design does
+        "retry expanded, fmax 0.1": lambda s: relax_sample(loose, s),
     }
     variants = {name: v for name, v in variants.items() if args.variants is None or name in args.variants}
     rows = []
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         row = {"variant": name, "samples": n, "kept %": 100 * kept / n,
                **{f"{cause}": count for cause, count in sorted(causes.items())},
                "raw matches": raw_matches, "still matching after relaxing": kept_matches,
-               "median s": float(np.median(seconds)) if seconds else float("nan")}
+               "median s": float(np.median(seconds)) if seconds else float("nan"),
+               "total s": float(np.sum(seconds))}
         rows.append(row)
         show_row(rows)
         with open(out / "relax_survival.jsonl", "a") as handle:
