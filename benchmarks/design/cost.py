@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import crystaldos
     from crystaldos import Sampler
-    from crystaldos.design import DesignError, relax_sample, screen, shared_pool
+    from crystaldos.design import DesignError, design_relaxer, relax_sample, screen, shared_pool
     from crystaldos.labellers import LabellingError, XTBLabeller
     from crystaldos.relax import RelaxationError, Relaxer
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     print(" | ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items()) + f" | kept {kept}, dropped {dropped}")
 
     samples = sampler.generate(len(item.structure), item.dos, n_samples=args.k, seed=args.seed, progress=False)
-    relaxer = Relaxer(match_start=False, max_volume_change=None)
+    relaxer = design_relaxer()
     relax_s, label_s, steps = [], [], []
     for sample in samples:
         if screen(sample.structure):

@@ -33,15 +33,15 @@ def main(argv: list[str] | None = None) -> None:
 
     import crystaldos
     from crystaldos import Sampler
+    from crystaldos.design import design_relaxer
     from crystaldos.experiments.design_rows import TABLE_KS, run_design_rows, summarise
     from crystaldos.labellers import XTBLabeller
-    from crystaldos.relax import Relaxer
 
     torch.set_num_threads(1)
     dataset = crystaldos.load_dataset()
     items = dataset.split(args.split)[: args.limit]
     sampler = Sampler.from_pretrained(device="cpu")
-    relaxer, labeller = Relaxer(match_start=False, max_volume_change=None), XTBLabeller.for_dataset(dataset.attrs)
+    relaxer, labeller = design_relaxer(), XTBLabeller.for_dataset(dataset.attrs)
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / f"samples_k{args.k}_seed{args.seed}.jsonl"
     results = run_design_rows(sampler, list(items), args.k, args.seed, store, relaxer, labeller, args.jobs)

@@ -74,9 +74,9 @@ def run_design_rows(sampler, items, k: int, seed: int, store: str | Path, relaxe
     from tqdm.auto import tqdm
 
     if relaxer is None:
-        from crystaldos.relax import Relaxer
+        from crystaldos.design import design_relaxer
 
-        relaxer = Relaxer(match_start=False, max_volume_change=None)  # as Sampler.design relaxes
+        relaxer = design_relaxer()
     if labeller is None:
         from crystaldos.labellers import XTBLabeller
 
