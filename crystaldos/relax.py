@@ -27,6 +27,9 @@ import numpy as np
 
 from crystaldos.geometry import VOLUME_PER_ATOM_RANGE, implausible_cell_reason
 
+#: ASE optimisers a :class:`Relaxer` can use.
+OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
+
 #: eV/Å³ per GPa.
 EV_PER_A3_PER_GPA = 1.0 / 160.21766208
 
@@ -136,6 +139,7 @@ class Relaxer:
             of volumes per atom, ``crystaldos.geometry.VOLUME_PER_ATOM_RANGE``).
         match_start: refuse a relaxed crystal that no longer matches its start.
         relax_cell: relax the cell too (False: positions only).
+        optimizer: ASE optimiser by name: ``"FIRE"``, ``"BFGS"`` or ``"LBFGS"``.
     """
 
     fmax: float = 0.05
@@ -143,7 +147,12 @@ class Relaxer:
     max_volume_change: float | None = 0.5
     match_start: bool = True
     relax_cell: bool = True
+    optimizer: str = "FIRE"
     matcher_settings: dict = field(default_factory=lambda: dict(stol=0.5, angle_tol=10, ltol=0.3))
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
     def describe(self) -> dict:
         """Settings and potential, as ``relax_*`` attributes of a data file."""
@@ -156,8 +165,8 @@ class Relaxer:
 
         Never raises for a poor relaxation: :meth:`check` judges the result.
         """
+        from ase import optimize
         from ase.filters import FrechetCellFilter
-        from ase.optimize import FIRE
         from chgnet.model.dynamics import CHGNetCalculator
         from pymatgen.core import Structure
         from pymatgen.io.ase import AseAtomsAdaptor
@@ -176,7 +185,7 @@ class Relaxer:
         with contextlib.redirect_stdout(io.StringIO()):  # it prints its device on every construction
             atoms.calc = CHGNetCalculator(model=_chgnet(), use_device="cpu")
         target = FrechetCellFilter(atoms) if self.relax_cell else atoms
-        optimizer = FIRE(target, logfile=None)
+        optimizer = getattr(optimize, self.optimizer)(target, logfile=None)
         start_volume = atoms.get_volume()
         ratio_bounds = (0.0, np.inf) if self.max_volume_change is None else (
             1.0 / (1.0 + 2 * self.max_volume_change), 1.0 + 2 * self.max_volume_change)

@@ -35,6 +35,22 @@ def test_a_strained_crystal_relaxes_back_to_the_potentials_minimum(silicon_minim
     assert np.isfinite(result.energy_per_atom) and -6 < result.energy_per_atom < -4
 
 
+@pytest.mark.parametrize("optimizer", ["BFGS", "LBFGS"])
+def test_quasi_newton_optimisers_find_the_same_minimum(silicon_minimum, optimizer):
+    strained = _silicon()
+    strained.scale_lattice(strained.volume * 1.12)
+    strained.perturb(0.05, min_distance=0.02)
+    result = Relaxer(optimizer=optimizer).relax_checked(strained)
+    assert result.converged and result.max_force <= 0.05 + 1e-9
+    assert abs(result.structure.volume / silicon_minimum.structure.volume - 1) < 0.02
+    assert Relaxer(optimizer=optimizer).describe()["relax_optimizer"] == optimizer
+
+
+def test_an_unknown_optimiser_is_refused_by_name():
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        Relaxer(optimizer="SGD")
+
+
 def test_relaxations_are_refused_by_cause():
     strained = _silicon()
     strained.scale_lattice(strained.volume * 1.3)

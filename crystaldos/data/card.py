@@ -147,7 +147,7 @@ def relaxation_rows(ds: xr.Dataset) -> list[str]:
     steps = ds["relax_steps"].values.astype(float)
     seconds = ds["relax_wall_time_s"].values.astype(float)
     rows.append(
-        f"| relaxation | {ds.attrs['relax_model']}, positions and cell, FIRE to {ds.attrs.get('relax_fmax', '?')} eV/Å, at most "
+        f"| relaxation | {ds.attrs['relax_model']}, positions and cell, {ds.attrs.get('relax_optimizer', 'FIRE')} to {ds.attrs.get('relax_fmax', '?')} eV/Å, at most "
         f"{ds.attrs.get('relax_max_steps', '?')} steps; |volume change| median {np.median(dv):.1f} %, 90th percentile "
         f"{np.percentile(dv, 90):.1f} %; steps median {np.median(steps):.0f}; {seconds.mean():.1f} s per crystal on one core |")
     if "e_above_hull_eV" in ds:
