@@ -17,7 +17,8 @@ of ``benchmarks.design.topk``: the same samples) are relaxed under each variant,
 
 Prints one row per variant: samples kept (converged within the physical volume range), the causes of the others,
 raw samples that matched their target and still match after relaxing, and the median seconds per relaxation.
-Rows go to ``<out>/relax_survival.jsonl`` as they finish.
+Rows go to ``<out>/relax_survival.jsonl`` as they finish, one row per sample (steps, seconds, match before and after
+relaxing, or why it was dropped) to ``<out>/relax_survival_samples.jsonl``.
 """
 
 from __future__ import annotations
@@ -75,23 +76,31 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name, relax in variants.items():
         kept, causes, raw_matches, kept_matches, seconds = 0, {}, 0, 0, []
+        per_sample = []
         for item in items:
-            for structure in samples[item.id]:
+            for index, structure in enumerate(samples[item.id]):
                 raw_match = match(structure, item.structure)[0]
                 raw_matches += raw_match
                 if screen(structure):
                     causes["screen"] = causes.get("screen", 0) + 1
                     continue
                 start = time.perf_counter()
+                sample_row = {"variant": name, "id": item.id, "sample": index, "raw match": bool(raw_match)}
                 try:
                     result = relax(structure)
                 except RelaxationError as error:
                     causes[type(error).__name__] = causes.get(type(error).__name__, 0) + 1
+                    sample_row["dropped"] = type(error).__name__
                     continue
                 finally:
                     seconds.append(time.perf_counter() - start)
+                    sample_row["s"] = seconds[-1]
+                    per_sample.append(sample_row)
                 kept += 1
-                kept_matches += bool(raw_match and match(result.structure, item.structure)[0])
+                matched = bool(match(result.structure, item.structure)[0])
+                kept_matches += bool(raw_match and matched)
+                # steps of the relaxation that succeeded (the retry's, when the first attempt failed)
+                sample_row.update({"steps": result.steps, "match": matched})
         n = len(items) * args.k
         row = {"variant": name, "samples": n, "kept %": 100 * kept / n,
                **{f"{cause}": count for cause, count in sorted(causes.items())},
@@ -102,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         show_row(rows)
         with open(out / "relax_survival.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
+        with open(out / "relax_survival_samples.jsonl", "a") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in per_sample)
     show_table(rows, f"relaxation of raw samples: {len(items)} {args.split} crystals x {args.k} samples, seed {args.seed}")
 
 
