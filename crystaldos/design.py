@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from crystaldos.geometry import MIN_ATOM_DISTANCE
+
 #: How a candidate's recomputed DOS is compared with the target (see :func:`dos_distance`).
 DISTANCES = ("site", "total", "wasserstein")
 #: The default ranking distance.
@@ -130,7 +132,7 @@ def dos_distance(dos: xr.DataArray, target: xr.DataArray, kind: str = DEFAULT_DI
 
 
 #: Atoms of a raw sample closer than this (Å) cannot be pulled apart by a relaxation (the labeller's own limit).
-MIN_SAMPLE_DISTANCE = 0.5
+MIN_SAMPLE_DISTANCE = MIN_ATOM_DISTANCE
 
 
 def screen(structure) -> str | None:
@@ -142,16 +144,12 @@ def screen(structure) -> str | None:
     screened with SMACT: on the first 16 val crystals it dropped 13 samples of compounds that are in the data set
     itself (AlB2, ZrCuSiAs, TiCuSiAs: neither ionic nor all-metal).
     """
-    from crystaldos.geometry import implausible_cell_reason
+    from crystaldos.geometry import implausible_cell_reason, too_close_pair
 
     reason = implausible_cell_reason(structure)
     if reason:
         return f"implausible cell: {reason}"
-    centres, neighbours, _, distances = structure.get_neighbor_list(MIN_SAMPLE_DISTANCE)
-    if len(distances):
-        k = int(np.argmin(distances))
-        return f"sites {int(centres[k])} and {int(neighbours[k])} are {distances[k]:.2f} Å apart"
-    return None
+    return too_close_pair(structure, MIN_SAMPLE_DISTANCE)
 
 
 #: A raw sample whose relaxation fails (it does not converge, or its cell runs away) is relaxed once more from its

@@ -7,6 +7,8 @@ import numpy as np
 #: Cells outside these bounds are not physical crystals an electronic-structure code can treat.
 MIN_FACE_DISTANCE = 1.0  # Å
 VOLUME_PER_ATOM_RANGE = (2.0, 200.0)  # Å³
+#: Atoms closer than this (Å, periodic images included) sit on top of each other: no labeller or relaxation can use them.
+MIN_ATOM_DISTANCE = 0.5
 
 
 def perpendicular_widths(matrix: np.ndarray) -> np.ndarray:
@@ -32,3 +34,13 @@ def implausible_cell_reason(structure) -> str | None:
     if width < MIN_FACE_DISTANCE:
         return f"opposite cell faces only {width:.3g} Å apart (minimum {MIN_FACE_DISTANCE} Å)"
     return None
+
+
+def too_close_pair(structure, cutoff: float = MIN_ATOM_DISTANCE) -> str | None:
+    """The closest pair of sites nearer than ``cutoff`` (Å, periodic images included), said in words
+    ("sites 0 and 3 are 0.412 Å apart"), or None when there is none."""
+    centres, neighbours, _, distances = structure.get_neighbor_list(cutoff)
+    if not len(distances):
+        return None
+    k = int(np.argmin(distances))
+    return f"sites {int(centres[k])} and {int(neighbours[k])} are {distances[k]:.3f} Å apart"

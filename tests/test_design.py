@@ -78,7 +78,7 @@ def test_dropped_samples_say_where_and_why(sampler, target):
     assert sorted(d.sample_index for d in dropped) == [d.sample_index for d in dropped]
     # The screen names atoms on top of each other; compositions are left to the relaxation and the DOS (AlB2 passes).
     stacked = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]])
-    assert "0.04 Å apart" in screen(stacked)
+    assert "0.040 Å apart" in screen(stacked)
     alb2 = Structure(Lattice.hexagonal(3.0, 3.25), ["Al", "B", "B"], [[0, 0, 0], [1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]])
     assert screen(alb2) is None
 

@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from crystaldos.dos import DosGrid, broaden, site_dos
-from crystaldos.geometry import implausible_cell_reason, perpendicular_widths
+from crystaldos.geometry import MIN_ATOM_DISTANCE, implausible_cell_reason, perpendicular_widths, too_close_pair
 from crystaldos.labellers import bloch
 from crystaldos.labellers.bloch import image_sums
 from crystaldos.labellers.errors import (
@@ -94,7 +94,7 @@ class XTBLabeller:
     method: str = "GFN2-xTB"
     min_length: float = 8.0
     max_orbitals: int = 360
-    min_distance: float = 0.5
+    min_distance: float = MIN_ATOM_DISTANCE
     electronic_temperature: float = 3000.0
     max_iterations: int = 250
     accuracy: float = 1.0
@@ -139,13 +139,9 @@ class XTBLabeller:
         reason = implausible_cell_reason(structure)
         if reason:
             raise LabellingError(f"{structure.composition.reduced_formula}: implausible cell ({reason})")
-        centres, neighbours, _, distances = structure.get_neighbor_list(self.min_distance)
-        if len(distances):
-            k = int(np.argmin(distances))
-            raise TooCloseAtomsError(
-                f"sites {int(centres[k])} and {int(neighbours[k])} are {distances[k]:.3f} Å apart "
-                f"(minimum {self.min_distance} Å)"
-            )
+        too_close = too_close_pair(structure, self.min_distance)
+        if too_close:
+            raise TooCloseAtomsError(f"{too_close} (minimum {self.min_distance} Å)")
 
     def supercell_matrix(self, structure, min_length: float | None = None) -> np.ndarray:
         """Integer matrix M (3, 3) of the Gamma-point supercell (rows: new lattice vectors in old ones).
