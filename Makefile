@@ -64,11 +64,12 @@ dataset: $(VENV)/.installed
 # The equilibrium data set (data format 3, under way): the format-2 candidates in rounds over prototype families, whole
 # families held out in val and test, each crystal relaxed with CHGNet and labelled at its relaxed geometry; chunks
 # committed in data/default-v3/labels as they finish (resumable; ~10 s per crystal on one free core).
-# More substitutions of the same prototypes, appended until 13,000 candidates (at the ~69 % survival of relaxation and
-# labelling and the ~93 % within the hull cut, about 8,300 crystals): once, before the build passes the format-2 candidates.
+# More substitutions of the same prototypes, appended until 15,000 candidates (at the ~62 % survival of relaxation and
+# labelling of the later, substituted chunks and the ~93 % within the hull cut, about 8,600 crystals); rerun with a
+# larger target to append more (the list the family split was fixed on stays its prefix).
 dataset-equilibrium-candidates: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v3 --candidates-from data/default-v2/candidates.json.gz \
-		--top-up-from data/default-v2 --target 13000 --stage candidates
+		--top-up-from data/default-v2 --target 15000 --stage candidates
 
 dataset-equilibrium: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v3 --candidates-from data/default-v2/candidates.json.gz \

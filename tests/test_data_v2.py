@@ -333,9 +333,15 @@ def test_an_equilibrium_build_is_topped_up_with_new_substitutions_its_families_k
         assert not any(matcher.fit(new.structure, old.structure) for old in before
                        if old.structure.composition.reduced_formula == new.structure.composition.reduced_formula)
     stats = json.loads((work / "candidates.stats.json").read_text())
-    assert stats["topped_up_from"] == len(before) and stats["top_up"]["added"] == 4
+    assert stats["topped_up_from"] == len(before) and stats["top_ups"][0]["added"] == 4
     top_up_candidates(work, source, target=len(after), seed=0, per_prototype=6)  # reached: a no-op
     assert [c.id for c in load_candidates(work)] == [c.id for c in after]
+    # A second top-up continues the list and keeps the length the split was fixed on.
+    top_up_candidates(work, source, target=len(after) + 1, seed=0, per_prototype=6)
+    again = load_candidates(work)
+    assert [c.id for c in again[: len(after)]] == [c.id for c in after] and len(again) == len(after) + 1
+    stats = json.loads((work / "candidates.stats.json").read_text())
+    assert stats["topped_up_from"] == len(before) and [t["from"] for t in stats["top_ups"]] == [len(before), len(after)]
 
 
 def test_crystals_far_above_the_hull_are_left_out_and_counted():

@@ -187,16 +187,48 @@ def top_up_candidates(work_dir: Path, prototypes_from: Path, target: int, seed: 
     matcher = StructureMatcher()
     new = [c for c in children if c.id not in known and not any(
         matcher.fit(c.structure, other) for other in by_formula.get(c.structure.composition.reduced_formula, []))]
-    added = order_by_family(new, seed + 1)[: target - len(existing)]
+    added = _balanced_by_split(work_dir, existing, order_by_family(new, seed + 1), target)
     stats_path = work_dir / "candidates.stats.json"
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-    stats |= {"candidates": len(existing) + len(added), "topped_up_from": len(existing),
-              "top_up": {"prototypes_from": str(prototypes_from), "per_prototype": per_prototype,
-                         "new_unique_substitutions": len(new), "added": len(added)}}
+    # ``topped_up_from`` stays the length of the list the family split was fixed on (the first top-up's start);
+    # each top-up is recorded in ``top_ups``.
+    top_ups = stats.pop("top_ups", [stats.pop("top_up")] if "top_up" in stats else [])
+    top_ups.append({"from": len(existing), "prototypes_from": str(prototypes_from), "per_prototype": per_prototype,
+                    "new_unique_substitutions": len(new), "added": len(added)})
+    stats |= {"candidates": len(existing) + len(added), "topped_up_from": stats.get("topped_up_from", len(existing)),
+              "top_ups": top_ups}
     write_text_atomic(stats_path, json.dumps(stats, indent=1))
     with atomic_write(path) as tmp, gzip.open(tmp, "wt") as handle:
         json.dump([c.to_dict() for c in existing + added], handle)
     return path
+
+
+def _balanced_by_split(work_dir: Path, existing: list, ordered: list, target: int) -> list:
+    """The first of ``ordered`` (new candidates, in build order) that bring the whole list to ``target`` with each
+    split as near its fraction as the pool allows: families with many substitutions (more often in train) would
+    otherwise tilt the split. Without a fixed split (no ``splits.json``), simply the first ones."""
+    from collections import Counter
+
+    from crystaldos.data.candidates import family_of, split_of_family
+
+    n_add = target - len(existing)
+    splits_path = work_dir / "splits.json"
+    if not splits_path.exists():
+        return ordered[:n_add]
+    families = json.loads(splits_path.read_text())["families"]
+    split = {id(c): split_of_family(family_of(c), families, SPLIT_FRACTIONS) for c in ordered}
+    have = Counter(split_of_family(family_of(c), families, SPLIT_FRACTIONS) for c in existing)
+    want = {name: max(0, round(fraction * target) - have[name]) for name, fraction in SPLIT_FRACTIONS.items()}
+    chosen = set()
+    for c in ordered:
+        if want[split[id(c)]] > 0:
+            want[split[id(c)]] -= 1
+            chosen.add(id(c))
+    for c in ordered:  # a split whose pool ran short: the rest in build order
+        if len(chosen) >= n_add:
+            break
+        chosen.add(id(c))
+    return [c for c in ordered if id(c) in chosen][:n_add]
 
 
 def load_candidates(work_dir: Path):
