@@ -192,7 +192,7 @@ def top_up_candidates(work_dir: Path, prototypes_from: Path, target: int, seed: 
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     # ``topped_up_from`` stays the length of the list the family split was fixed on (the first top-up's start);
     # each top-up is recorded in ``top_ups``.
-    top_ups = stats.pop("top_ups", [stats.pop("top_up")] if "top_up" in stats else [])
+    top_ups = stats.get("top_ups", [])
     top_ups.append({"from": len(existing), "prototypes_from": str(prototypes_from), "per_prototype": per_prototype,
                     "new_unique_substitutions": len(new), "added": len(added)})
     stats |= {"candidates": len(existing) + len(added), "topped_up_from": stats.get("topped_up_from", len(existing)),
@@ -206,19 +206,20 @@ def top_up_candidates(work_dir: Path, prototypes_from: Path, target: int, seed: 
 def _balanced_by_split(work_dir: Path, existing: list, ordered: list, target: int) -> list:
     """The first of ``ordered`` (new candidates, in build order) that bring the whole list to ``target`` with each
     split as near its fraction as the pool allows: families with many substitutions (more often in train) would
-    otherwise tilt the split. Without a fixed split (no ``splits.json``), simply the first ones."""
+    otherwise tilt the split. Without a fixed split (no :data:`SPLITS_FILE`), simply the first ones."""
     from collections import Counter
 
     from crystaldos.data.candidates import family_of, split_of_family
 
     n_add = target - len(existing)
-    splits_path = work_dir / "splits.json"
-    if not splits_path.exists():
+    splits_file = work_dir / SPLITS_FILE
+    if not splits_file.exists():
         return ordered[:n_add]
-    families = json.loads(splits_path.read_text())["families"]
-    split = {id(c): split_of_family(family_of(c), families, SPLIT_FRACTIONS) for c in ordered}
-    have = Counter(split_of_family(family_of(c), families, SPLIT_FRACTIONS) for c in existing)
-    want = {name: max(0, round(fraction * target) - have[name]) for name, fraction in SPLIT_FRACTIONS.items()}
+    table = json.loads(splits_file.read_text())
+    families, fractions = table["families"], table["fractions"]
+    split = {id(c): split_of_family(family_of(c), families, fractions) for c in ordered}
+    have = Counter(split_of_family(family_of(c), families, fractions) for c in existing)
+    want = {name: max(0, round(fraction * target) - have[name]) for name, fraction in fractions.items()}
     chosen = set()
     for c in ordered:
         if want[split[id(c)]] > 0:
