@@ -152,30 +152,42 @@ def screen(structure) -> str | None:
     return too_close_pair(structure, MIN_SAMPLE_DISTANCE)
 
 
-#: A raw sample whose relaxation fails (it does not converge, or its cell runs away) is relaxed once more from its
-#: cell expanded until no two atoms are closer than this fraction of their covalent-radius sum, with a step cap of
-#: :data:`RETRY_MAX_STEPS`: raw samples have atoms far too close, and CHGNet collapses many such cells
-#: (benchmarks/design/relax_survival.py, docs/research/design.md).
+#: With the retry (``Sampler.design(..., retry=True)``), a raw sample whose relaxation fails (it does not converge, or
+#: its cell runs away) is relaxed once more from its cell expanded until no two atoms are closer than this fraction of
+#: their covalent-radius sum, with a step cap of :data:`RETRY_MAX_STEPS`: raw samples have atoms far too close, and
+#: CHGNet collapses many such cells (benchmarks/design/relax_survival.py, docs/research/design.md).
 EXPAND_TO = 0.9
 RETRY_MAX_STEPS = 1000
 
-#: Force tolerance (eV/Å) for relaxing raw samples. On 12 val crystals x 8 samples, 0.1 eV/Å kept 75 % of the
-#: samples against 61 % at the data build's 0.05, lost none of the 5 that match their target, and took half the
+#: Force tolerance (eV/Å) for relaxing raw samples. On 12 val crystals x 8 samples (with the retry), 0.1 eV/Å kept 75 %
+#: of the samples against 61 % at the data build's 0.05, lost none of the 5 that match their target, and took half the
 #: time (benchmarks/design/relax_survival.py); its volumes lie within 0.9 % and its energies within 1.1 meV/atom of a
 #: tight relaxation (benchmarks/relax/tolerance.py), far below what moves a DOS.
 DESIGN_FMAX = 0.1
 
+#: Step cap for relaxing raw samples. On the same 96 samples, without the retry, the six that relaxed into their target
+#: converged in 23-69 steps; a cap of 100 keeps all six and 35 of the 42 that converge, in a fifth of the time
+#: (docs/research/design.md, "Cost").
+DESIGN_MAX_STEPS = 100
+
+#: Volume per atom (Å³) below which a shrinking raw sample is stopped as collapsing. The densest crystal of the relaxed
+#: data set has 5.3 Å³/atom (2,169 crystals; diamond 5.7); a 12-atom MoC target's collapsing samples spent 85 % of
+#: the relaxation time on their way from here to the physical floor of 2 Å³/atom (docs/research/design.md, "Cost").
+DESIGN_MIN_VOLUME_PER_ATOM = 4.0
+
 
 def design_relaxer(**settings):
-    """The relaxer :meth:`crystaldos.Sampler.design` uses on raw samples: :data:`DESIGN_FMAX`, and no rule on the
-    volume change or on matching the start (``settings`` override fields of :class:`crystaldos.relax.Relaxer`).
+    """The relaxer :meth:`crystaldos.Sampler.design` uses on raw samples: :data:`DESIGN_FMAX`, at most
+    :data:`DESIGN_MAX_STEPS` steps, collapsing cells stopped at :data:`DESIGN_MIN_VOLUME_PER_ATOM`, and no rule on
+    the volume change or on matching the start (``settings`` override fields of :class:`crystaldos.relax.Relaxer`).
 
     A raw sample's cell is a guess (from noise, often half or twice the volume) and it may relax into another, better
     crystal: the relaxed one is the candidate, whatever its change.
     """
     from crystaldos.relax import Relaxer
 
-    return Relaxer(**{"fmax": DESIGN_FMAX, "match_start": False, "max_volume_change": None, **settings})
+    return Relaxer(**{"fmax": DESIGN_FMAX, "max_steps": DESIGN_MAX_STEPS, "min_volume_per_atom": DESIGN_MIN_VOLUME_PER_ATOM,
+                      "match_start": False, "max_volume_change": None, **settings})
 
 
 def expanded(structure, fraction: float = EXPAND_TO):
@@ -195,9 +207,10 @@ def expanded(structure, fraction: float = EXPAND_TO):
     return scaled
 
 
-def relax_sample(relaxer, structure):
-    """Relax a raw sample: as it is, and if that fails to converge or its cell runs away, once more from its expanded
-    cell with a step cap of at least :data:`RETRY_MAX_STEPS` (the retry's error is raised when it fails too)."""
+def relax_sample(relaxer, structure, retry: bool = False):
+    """Relax a raw sample: as it is, and (with ``retry``) if that fails to converge or its cell runs away, once more
+    from its expanded cell with a step cap of at least :data:`RETRY_MAX_STEPS` (the retry's error is raised when it
+    fails too)."""
     from dataclasses import replace
 
     from crystaldos.relax import NotConvergedError, VolumeChangeError
@@ -205,18 +218,20 @@ def relax_sample(relaxer, structure):
     try:
         return relaxer.relax_checked(structure)
     except (NotConvergedError, VolumeChangeError):
+        if not retry:
+            raise
         longer = replace(relaxer, max_steps=max(relaxer.max_steps, RETRY_MAX_STEPS))
         return longer.relax_checked(expanded(structure))
 
 
-def relax_and_label_sample(relaxer, labeller, structure):
+def relax_and_label_sample(relaxer, labeller, structure, retry: bool = False):
     """:func:`relax_sample`, then label the relaxed crystal: ``(RelaxResult, DOS)`` or the error that stopped it
     (a task for executors: one worker does both)."""
     from crystaldos.labellers.errors import LabellingError
     from crystaldos.relax import RelaxationError
 
     try:
-        result = relax_sample(relaxer, structure)
+        result = relax_sample(relaxer, structure, retry)
         return result, labeller.label(result.structure)
     except (RelaxationError, LabellingError) as err:
         return err
@@ -236,7 +251,7 @@ def shared_pool(jobs: int):
 
 
 def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance: str = DEFAULT_DISTANCE, jobs: int = 2,
-           executor=None, progress: bool = True, on_done: Callable[[int, int], None] | None = None,
+           executor=None, progress: bool = True, on_done: Callable[[int, int], None] | None = None, retry: bool = False,
            ) -> tuple[list[DesignCandidate], list[Dropped]]:
     """Screen, relax and relabel ``samples`` (SampleResults), rank them by ``distance`` to ``target``.
 
@@ -244,6 +259,7 @@ def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance:
         jobs: worker processes of the local pool (1: in this process); ignored with ``executor``.
         executor: any ``concurrent.futures``-style executor (``submit``), e.g. a ``dask.distributed.Client``.
         on_done: called as ``on_done(done, total)`` as each sample finishes (e.g. a widget's progress bar).
+        retry: relax a sample that fails once more from its expanded cell (:func:`relax_sample`; about twice the time).
     """
     from tqdm.auto import tqdm
 
@@ -261,9 +277,10 @@ def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance:
             kept.append(i)
     runner = executor or (shared_pool(jobs) if jobs > 1 and len(kept) > 1 else None)
     if runner is None:
-        outcomes = (relax_and_label_sample(relaxer, labeller, samples[i].structure) for i in kept)
+        outcomes = (relax_and_label_sample(relaxer, labeller, samples[i].structure, retry) for i in kept)
     else:
-        futures = [runner.submit(relax_and_label_sample, relaxer, labeller, samples[i].structure) for i in kept]
+        futures = [runner.submit(relax_and_label_sample, relaxer, labeller, samples[i].structure, retry)
+                   for i in kept]
         outcomes = (f.result() for f in futures)
     candidates = []
     bar = tqdm(total=len(samples), initial=len(samples) - len(kept), desc="relax and label", disable=not progress)
@@ -296,7 +313,7 @@ def rank(candidates: list[DesignCandidate], target: xr.DataArray, distance: str 
 
 def design(sampler, target, *, n_samples: int = 8, seed: int = 0, progress: bool = True, options=None, relaxer=None,
            labeller=None, distance: str = DEFAULT_DISTANCE, jobs: int = 2, executor=None, allow_untrained_sizes: bool = False,
-           callback: Callable[[str, int, int], None] | None = None, **settings) -> DesignResult:
+           callback: Callable[[str, int, int], None] | None = None, retry: bool = False, **settings) -> DesignResult:
     """See :meth:`crystaldos.Sampler.design`."""
     from crystaldos.dos_inputs import as_site_dos
     from crystaldos.options import SamplingOptions
@@ -319,7 +336,8 @@ def design(sampler, target, *, n_samples: int = 8, seed: int = 0, progress: bool
                                allow_untrained_sizes=allow_untrained_sizes)
     sampled = time.perf_counter()
     on_done = (lambda done, total: callback("relax and label", done, total)) if callback else None
-    candidates, dropped = verify(samples, target_dos, relaxer, labeller, distance, jobs, executor, progress, on_done)
+    candidates, dropped = verify(samples, target_dos, relaxer, labeller, distance, jobs, executor, progress, on_done,
+                                 retry)
     end = time.perf_counter()
     result = DesignResult(candidates, dropped, target_dos, distance,
                           {"sample": sampled - start, "relax and label": end - sampled, "total": end - start})

@@ -138,6 +138,9 @@ class Relaxer:
         max_volume_change: largest accepted |V_relaxed / V_initial - 1| (None: any, within the physical range
             of volumes per atom, ``crystaldos.geometry.VOLUME_PER_ATOM_RANGE``).
         match_start: refuse a relaxed crystal that no longer matches its start.
+        min_volume_per_atom: a cell shrinking below this volume per atom (Å³) and below its start is stopped as
+            collapsing; its last steps are the slowest (each atom gains hundreds of neighbours within the potential's
+            cut-off). Below ``VOLUME_PER_ATOM_RANGE``'s lower end any cell is stopped.
         relax_cell: relax the cell too (False: positions only).
         optimizer: ASE optimiser by name: ``"FIRE"``, ``"BFGS"`` or ``"LBFGS"``.
     """
@@ -146,6 +149,7 @@ class Relaxer:
     max_steps: int = 300
     max_volume_change: float | None = 0.5
     match_start: bool = True
+    min_volume_per_atom: float = VOLUME_PER_ATOM_RANGE[0]
     relax_cell: bool = True
     optimizer: str = "FIRE"
     matcher_settings: dict = field(default_factory=lambda: dict(stol=0.5, angle_tol=10, ltol=0.3))
@@ -187,6 +191,7 @@ class Relaxer:
         target = FrechetCellFilter(atoms) if self.relax_cell else atoms
         optimizer = getattr(optimize, self.optimizer)(target, logfile=None)
         start_volume = atoms.get_volume()
+        collapsed = min(self.min_volume_per_atom, start_volume / len(atoms))
         ratio_bounds = (0.0, np.inf) if self.max_volume_change is None else (
             1.0 / (1.0 + 2 * self.max_volume_change), 1.0 + 2 * self.max_volume_change)
 
@@ -196,7 +201,7 @@ class Relaxer:
             # its volume leaves the physical range or twice the accepted change.
             volume = atoms.get_volume()
             per_atom, ratio = volume / len(atoms), volume / start_volume
-            low, high = VOLUME_PER_ATOM_RANGE
+            low, high = max(collapsed, VOLUME_PER_ATOM_RANGE[0]), VOLUME_PER_ATOM_RANGE[1]
             if not (low <= per_atom <= high and ratio_bounds[0] <= ratio <= ratio_bounds[1]):
                 raise _RunawayCell(f"the cell ran away (volume x {ratio:.2f}, {per_atom:.3g} Å³/atom, after {optimizer.nsteps} steps)")
 

@@ -374,6 +374,7 @@ class Sampler:
         executor=None,
         allow_untrained_sizes: bool = False,
         callback: Callable[[str, int, int], None] | None = None,
+        retry: bool = False,
         **settings,
     ):
         """Design crystals with the target DOS: generate ``n_samples`` from pure noise, screen them, relax each, recompute
@@ -386,12 +387,15 @@ class Sampler:
             seed: seeds the samples.
             progress: tqdm bars for sampling and for relaxing and labelling.
             options, **settings: sampling options as for :meth:`reconstruct` (CFG by default; ``t_start`` is T).
-            relaxer: a :class:`crystaldos.relax.Relaxer` (default: :func:`crystaldos.design.design_relaxer`, CHGNet, 0.1 eV/Å).
+            relaxer: a :class:`crystaldos.relax.Relaxer` (default: :func:`crystaldos.design.design_relaxer`, CHGNet,
+                0.1 eV/Å, at most 100 steps).
             labeller: computes the DOS of a relaxed crystal (default: the labeller of the models' training data).
             distance: the ranking distance, ``"site"``, ``"total"`` or ``"wasserstein"`` (:func:`crystaldos.design.dos_distance`).
             jobs: processes that relax and label in parallel (1: this process); ignored with ``executor``.
             executor: any ``concurrent.futures``-style executor (e.g. ``dask.distributed.Client``) for the relax-and-label tasks.
             callback: called as ``callback(stage, done, total)``, stage "sample" or "relax and label".
+            retry: relax each sample whose relaxation fails once more, from its cell expanded and with up to 1,000
+                steps: about twice as many candidates for twice the time (on val they were never the right crystal).
 
         Returns:
             A :class:`crystaldos.design.DesignResult`: candidates ranked best first (``result[0]``), each with
@@ -405,7 +409,7 @@ class Sampler:
 
         return design(self, dos, n_samples=n_samples, seed=seed, progress=progress, options=options, relaxer=relaxer,
                       labeller=labeller, distance=distance or DEFAULT_DISTANCE, jobs=jobs, executor=executor,
-                      allow_untrained_sizes=allow_untrained_sizes, callback=callback, **settings)
+                      allow_untrained_sizes=allow_untrained_sizes, callback=callback, retry=retry, **settings)
 
     @torch.no_grad()
     def predict_dos(self, structure: Structure | Sequence[Structure]) -> xr.DataArray | list[xr.DataArray]:

@@ -6,7 +6,7 @@ from pymatgen.core import Lattice, Structure
 
 import crystaldos
 from crystaldos import Sampler
-from crystaldos.design import DESIGN_FMAX, DesignError, Dropped, design_relaxer, dos_distance, rank, screen
+from crystaldos.design import DESIGN_FMAX, DESIGN_MAX_STEPS, DesignError, Dropped, design_relaxer, dos_distance, rank, screen
 from crystaldos.dos import DosGrid, DOSValidationError
 from crystaldos.labellers import XTBLabeller
 from crystaldos.relax import Relaxer
@@ -118,7 +118,9 @@ def test_a_sample_whose_relaxation_fails_is_relaxed_again_from_its_expanded_cell
     hasty = Relaxer(match_start=False, max_volume_change=None, max_steps=2)  # cannot converge in two steps
     with pytest.raises(NotConvergedError):
         hasty.relax_checked(squeezed)
-    result = relax_sample(hasty, squeezed)  # the retry: expanded cell, RETRY_MAX_STEPS
+    with pytest.raises(NotConvergedError):
+        relax_sample(hasty, squeezed)  # without the retry (design's default) the failure stands
+    result = relax_sample(hasty, squeezed, retry=True)  # the retry: expanded cell, RETRY_MAX_STEPS
     assert result.converged and 2 < result.steps <= RETRY_MAX_STEPS
     assert result.structure.volume / len(result.structure) == pytest.approx(silicon.volume / len(silicon), rel=0.05)
 
@@ -127,6 +129,7 @@ def test_design_relaxes_to_its_own_tolerance_whatever_the_volume_change():
     relaxer = design_relaxer()
     assert relaxer.fmax == DESIGN_FMAX > Relaxer().fmax  # looser than the data build's
     assert not relaxer.match_start and relaxer.max_volume_change is None
+    assert relaxer.max_steps == DESIGN_MAX_STEPS < Relaxer().max_steps  # capped: slow relaxations are rarely right
     assert design_relaxer(max_steps=7).max_steps == 7 and design_relaxer(max_steps=7).fmax == DESIGN_FMAX
     # A cell at twice its volume relaxes back: a change the data build (at most 50 %) would refuse.
     silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]).get_primitive_structure()

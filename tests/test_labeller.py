@@ -209,3 +209,18 @@ def test_label_many_and_the_build_run_on_a_local_dask_cluster_like_on_one_core(t
     for k in (0, 2):
         chunk = load_dataset(labels / f"chunk_{k:04d}.nc")
         np.testing.assert_allclose(chunk[0].dos.values, on_cluster[k].values, rtol=1e-3, atol=1e-3)  # float16 storage
+
+
+def test_pool_workers_run_torch_on_one_thread_whatever_the_parent_allows(monkeypatch):
+    # A parent that allows two threads (a notebook's default on two cores): each worker must still use one, or two
+    # workers relaxing with CHGNet run four threads on two cores.
+    import torch
+
+    from crystaldos.labellers.xtb import local_pool
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    pool = local_pool(1)
+    try:
+        assert pool.submit(torch.get_num_threads).result(timeout=120) == 1
+    finally:
+        pool.shutdown()

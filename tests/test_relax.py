@@ -74,6 +74,19 @@ def test_relaxations_are_refused_by_cause():
         "not converged", "volume change", "changed structure"}
 
 
+def test_a_cell_shrinking_below_the_collapse_bound_is_stopped_one_starting_below_it_is_not(silicon_minimum):
+    minimum = silicon_minimum.structure.volume / 2  # Å³ per atom
+    swollen = _silicon()
+    swollen.scale_lattice(silicon_minimum.structure.volume * 1.3)  # it shrinks by a quarter on its way back
+    with pytest.raises(VolumeChangeError, match="the cell ran away"):
+        Relaxer(min_volume_per_atom=1.15 * minimum, max_volume_change=None).relax_checked(swollen)
+    assert Relaxer(max_volume_change=None).relax_checked(swollen).converged  # the default floor is 2 Å³/atom
+    squeezed = _silicon()
+    squeezed.scale_lattice(silicon_minimum.structure.volume * 0.8)  # starts below the bound and expands
+    result = Relaxer(min_volume_per_atom=1.15 * minimum, max_volume_change=None).relax_checked(squeezed)
+    assert result.converged and result.volume_change > 0.15
+
+
 def test_the_relaxer_takes_ase_atoms_and_cif_files(tmp_path):
     from ase.build import bulk
     from pymatgen.io.cif import CifWriter

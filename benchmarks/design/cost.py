@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retry", action="store_true", help="relax failed samples again from their expanded cell")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import numpy as np
@@ -42,10 +43,12 @@ def main(argv: list[str] | None = None) -> None:
         pool = shared_pool(args.jobs)
         for future in [pool.submit(Relaxer().relax, item.structure) for _ in range(args.jobs)]:
             future.result()
-    print(f"target: {item.id} {item.formula} ({len(item.structure)} sites), k = {args.k}, {args.jobs} worker processes")
+    print(f"target: {item.id} {item.formula} ({len(item.structure)} sites), k = {args.k}, {args.jobs} worker processes"
+          f"{', with the retry' if args.retry else ''}")
     start = time.perf_counter()
     try:
-        result = sampler.design(item.dos, n_samples=args.k, seed=args.seed, progress=False, jobs=args.jobs, labeller=labeller)
+        result = sampler.design(item.dos, n_samples=args.k, seed=args.seed, progress=False, jobs=args.jobs, labeller=labeller,
+                                retry=args.retry)
         timings, kept, dropped = result.timings, len(result), len(result.dropped)
     except DesignError as error:
         timings, kept, dropped = {"total": time.perf_counter() - start}, 0, len(error.dropped)
@@ -53,28 +56,30 @@ def main(argv: list[str] | None = None) -> None:
 
     samples = sampler.generate(len(item.structure), item.dos, n_samples=args.k, seed=args.seed, progress=False)
     relaxer = design_relaxer()
-    relax_s, label_s, steps = [], [], []
-    for sample in samples:
+    relax_s, label_s, lines = [], [], []
+    for index, sample in enumerate(samples):
         if screen(sample.structure):
+            lines.append(f"  sample {index}: screened out")
             continue
         began = time.perf_counter()
         try:
-            relaxed = relax_sample(relaxer, sample.structure)  # as design relaxes: a failure is retried expanded
-        except RelaxationError:
+            relaxed = relax_sample(relaxer, sample.structure, args.retry)  # as design relaxes
+        except RelaxationError as error:
             relax_s.append(time.perf_counter() - began)
+            lines.append(f"  sample {index}: relax {relax_s[-1]:.1f} s, dropped: {str(error)[:100]}")
             continue
         relax_s.append(time.perf_counter() - began)
-        steps.append(relaxed.steps)
         began = time.perf_counter()
         try:
             labeller.label(relaxed.structure)
-        except LabellingError:
-            pass
+            outcome = "kept"
+        except LabellingError as error:
+            outcome = f"dropped: {str(error)[:80]}"
         label_s.append(time.perf_counter() - began)
+        lines.append(f"  sample {index}: relax {relax_s[-1]:.1f} s ({relaxed.steps} steps), label {label_s[-1]:.1f} s, {outcome}")
     print(f"one at a time: relax {np.sum(relax_s):.1f} s over {len(relax_s)} samples (median {np.median(relax_s):.1f} s), "
-          f"label {np.sum(label_s):.1f} s over {len(label_s)} (median {np.median(label_s) if label_s else float('nan'):.1f} s); "
-          f"steps of the kept relaxations {steps} ({np.sum(relax_s) / max(1, np.sum(steps)) * 1000:.0f} ms per step at most)")
-
+          f"label {np.sum(label_s):.1f} s over {len(label_s)} (median {np.median(label_s) if label_s else float('nan'):.1f} s)")
+    print("\n".join(lines))
 
 if __name__ == "__main__":
     main()

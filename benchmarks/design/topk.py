@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/research/design_val"))
+    parser.add_argument("--retry", action="store_true", help="relax failed samples again from their expanded cell")
+    parser.add_argument("--max-steps", type=int, default=None, help="relaxation step cap (default: design's)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import pandas as pd
@@ -41,15 +43,18 @@ def main(argv: list[str] | None = None) -> None:
     dataset = crystaldos.load_dataset()
     items = dataset.split(args.split)[: args.limit]
     sampler = Sampler.from_pretrained(device="cpu")
-    relaxer, labeller = design_relaxer(), XTBLabeller.for_dataset(dataset.attrs)
+    relaxer = design_relaxer(**({} if args.max_steps is None else {"max_steps": args.max_steps}))
+    labeller = XTBLabeller.for_dataset(dataset.attrs)
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / f"samples_k{args.k}_seed{args.seed}.jsonl"
-    results = run_design_rows(sampler, list(items), args.k, args.seed, store, relaxer, labeller, args.jobs)
+    results = run_design_rows(sampler, list(items), args.k, args.seed, store, relaxer, labeller, args.jobs,
+                              retry=args.retry)
     ks = [k for k in TABLE_KS if k <= args.k]
     table = pd.DataFrame(summarise(results, ks)).set_index("k")
     seconds = np.array([sum(r["seconds"].values()) for r in results])
     text = (f"{args.split} split, first {len(results)} crystals, k = {args.k} samples from noise each (CFG, seed {args.seed}), "
-            f"relaxed with {relaxer.describe()['relax_model']} and relabelled; match = StructureMatcher(0.5, 10, 0.3) of the "
+            f"relaxed with {relaxer.describe()['relax_model']} (fmax {relaxer.fmax} eV/Å, at most {relaxer.max_steps} steps"
+            f"{', failures retried from the expanded cell' if args.retry else ''}) and relabelled; match = StructureMatcher(0.5, 10, 0.3) of the "
             f"relaxed candidate against the data set's crystal.\n\n{table.to_markdown(floatfmt='.1f')}\n\n"
             f"Cost per crystal (k = {args.k}, {args.jobs} worker processes): median {np.median(seconds):.0f} s, mean "
             f"{seconds.mean():.0f} s (sampling {np.mean([r['seconds']['sample'] for r in results]):.0f} s, relax and label "

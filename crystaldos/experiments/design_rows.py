@@ -17,9 +17,10 @@ import numpy as np
 TABLE_KS = (1, 2, 4, 8, 16, 32)
 
 
-def design_outcomes(sampler, item, k: int, seed: int, relaxer, labeller, jobs: int = 2) -> dict:
+def design_outcomes(sampler, item, k: int, seed: int, relaxer, labeller, jobs: int = 2, retry: bool = False) -> dict:
     """The k samples of one target crystal (a data set item): each one's match before and after relaxation, its
-    three DOS distances to the target and its energy, or the stage and reason it was dropped; and the seconds spent.
+    three DOS distances to the target, its energy and relaxation steps, or the stage and reason it was dropped; and
+    the seconds spent (``retry``: as :func:`crystaldos.design.verify`).
 
     Returns:
         ``{"id", "formula", "n_sites", "rows": [one dict per sample, in sample order], "seconds": {...}}`` (JSON-ready).
@@ -30,12 +31,13 @@ def design_outcomes(sampler, item, k: int, seed: int, relaxer, labeller, jobs: i
     start = time.perf_counter()
     samples = sampler.generate(len(item.structure), item.dos, n_samples=k, seed=seed, progress=False)
     sampled = time.perf_counter()
-    candidates, dropped = verify(samples, item.dos, relaxer, labeller, "site", jobs=jobs, progress=False)
+    candidates, dropped = verify(samples, item.dos, relaxer, labeller, "site", jobs=jobs, progress=False, retry=retry)
     rows = [{"sample": d.sample_index, "raw_match": bool(match(d.structure, item.structure)[0]), "stage": d.stage,
              "reason": d.reason[:200]} for d in dropped]
     for c in candidates:
         rows.append({"sample": int(c.sample.settings["sample"]), "raw_match": bool(match(c.sample.structure, item.structure)[0]),
                      "match": bool(match(c.structure, item.structure)[0]), "energy_per_atom": c.energy_per_atom,
+                     "steps": int(c.relaxation.steps),
                      **{f"d_{name}": dos_distance(c.dos, item.dos, name) for name in DISTANCES}})
     rows.sort(key=lambda r: r["sample"])
     return {"id": item.id, "formula": item.formula, "n_sites": len(item.structure), "rows": rows,
@@ -68,7 +70,7 @@ def summarise(results: list[dict], ks) -> list[dict]:
 
 
 def run_design_rows(sampler, items, k: int, seed: int, store: str | Path, relaxer=None, labeller=None, jobs: int = 2,
-                    progress: bool = True) -> list[dict]:
+                    progress: bool = True, retry: bool = False) -> list[dict]:
     """:func:`design_outcomes` for every item, kept one line per crystal in ``store`` (JSON lines) so that a killed
     run resumes; returns the outcomes in item order."""
     from tqdm.auto import tqdm
@@ -91,7 +93,7 @@ def run_design_rows(sampler, items, k: int, seed: int, store: str | Path, relaxe
     for item in tqdm(list(items), desc="design", disable=not progress):
         if item.id in done:
             continue
-        record = design_outcomes(sampler, item, k, seed, relaxer, labeller, jobs)
+        record = design_outcomes(sampler, item, k, seed, relaxer, labeller, jobs, retry)
         with store.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         done[item.id] = record

@@ -636,9 +636,17 @@ class _GammaSCF:
 
 
 def _single_thread() -> None:
-    """Pool initialiser: one OpenMP thread per worker (set before tblite loads)."""
+    """Pool initialiser: one thread per worker, for tblite (set before it loads) and for torch (CHGNet).
+
+    Torch is already imported when this runs (unpickling it imports the package), with one thread per core: two
+    workers on two cores then ran four threads, and relaxations in the pool took 3-6 times as long.
+    """
+    import sys
+
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["OMP_STACKSIZE"] = "1G"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def local_pool(n_jobs: int) -> ProcessPoolExecutor:
