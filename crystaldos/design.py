@@ -167,6 +167,12 @@ RETRY_MAX_STEPS = 1000
 #: which costs the ranking (docs/research/design.md).
 DESIGN_FMAX = 0.1
 
+#: A sample that converged at :data:`DESIGN_FMAX` is relaxed on to this tolerance (eV/Å), for at most
+#: :data:`REFINE_MAX_STEPS` more steps, before its DOS is computed: the loose tolerance decides cheaply which samples
+#: survive, the tight one puts the survivors at their minimum (docs/research/design.md).
+DESIGN_REFINE_FMAX = 0.05
+REFINE_MAX_STEPS = 300
+
 #: Step cap for relaxing raw samples. On the same 96 samples, without the retry, the six that relaxed into their target
 #: converged in 23-69 steps; a cap of 100 keeps all six and 35 of the 42 that converge, in a fifth of the time
 #: (docs/research/design.md, "Cost").
@@ -209,31 +215,40 @@ def expanded(structure, fraction: float = EXPAND_TO):
     return scaled
 
 
-def relax_sample(relaxer, structure, retry: bool = False):
+def relax_sample(relaxer, structure, retry: bool = False, refine_fmax: float | None = None):
     """Relax a raw sample: as it is, and (with ``retry``) if that fails to converge or its cell runs away, once more
     from its expanded cell with a step cap of at least :data:`RETRY_MAX_STEPS` (the retry's error is raised when it
-    fails too)."""
+    fails too). With ``refine_fmax`` below the relaxer's tolerance, a converged sample is then relaxed on to it for
+    at most :data:`REFINE_MAX_STEPS` steps (kept at the looser tolerance if that does not converge)."""
     from dataclasses import replace
 
     from crystaldos.relax import NotConvergedError, VolumeChangeError
 
     try:
-        return relaxer.relax_checked(structure)
+        result = relaxer.relax_checked(structure)
     except (NotConvergedError, VolumeChangeError):
         if not retry:
             raise
         longer = replace(relaxer, max_steps=max(relaxer.max_steps, RETRY_MAX_STEPS))
-        return longer.relax_checked(expanded(structure))
+        result = longer.relax_checked(expanded(structure))
+    if refine_fmax is None or refine_fmax >= relaxer.fmax:
+        return result
+    refined = replace(relaxer, fmax=refine_fmax, max_steps=REFINE_MAX_STEPS).relax(result.structure)
+    if not refined.converged or refined.stopped:
+        return result
+    return replace(refined, initial=result.initial, steps=result.steps + refined.steps,
+                   volume_change=refined.structure.volume / result.initial.volume - 1.0,
+                   wall_time_s=result.wall_time_s + refined.wall_time_s)
 
 
-def relax_and_label_sample(relaxer, labeller, structure, retry: bool = False):
+def relax_and_label_sample(relaxer, labeller, structure, retry: bool = False, refine_fmax: float | None = None):
     """:func:`relax_sample`, then label the relaxed crystal: ``(RelaxResult, DOS)`` or the error that stopped it
     (a task for executors: one worker does both)."""
     from crystaldos.labellers.errors import LabellingError
     from crystaldos.relax import RelaxationError
 
     try:
-        result = relax_sample(relaxer, structure, retry)
+        result = relax_sample(relaxer, structure, retry, refine_fmax)
         return result, labeller.label(result.structure)
     except (RelaxationError, LabellingError) as err:
         return err
@@ -254,7 +269,7 @@ def shared_pool(jobs: int):
 
 def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance: str = DEFAULT_DISTANCE, jobs: int = 2,
            executor=None, progress: bool = True, on_done: Callable[[int, int], None] | None = None, retry: bool = False,
-           ) -> tuple[list[DesignCandidate], list[Dropped]]:
+           refine_fmax: float | None = DESIGN_REFINE_FMAX) -> tuple[list[DesignCandidate], list[Dropped]]:
     """Screen, relax and relabel ``samples`` (SampleResults), rank them by ``distance`` to ``target``.
 
     Args:
@@ -262,6 +277,7 @@ def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance:
         executor: any ``concurrent.futures``-style executor (``submit``), e.g. a ``dask.distributed.Client``.
         on_done: called as ``on_done(done, total)`` as each sample finishes (e.g. a widget's progress bar).
         retry: relax a sample that fails once more from its expanded cell (:func:`relax_sample`; about twice the time).
+        refine_fmax: relax a converged sample on to this tolerance before labelling it (None: as it converged).
     """
     from tqdm.auto import tqdm
 
@@ -279,9 +295,9 @@ def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance:
             kept.append(i)
     runner = executor or (shared_pool(jobs) if jobs > 1 and len(kept) > 1 else None)
     if runner is None:
-        outcomes = (relax_and_label_sample(relaxer, labeller, samples[i].structure, retry) for i in kept)
+        outcomes = (relax_and_label_sample(relaxer, labeller, samples[i].structure, retry, refine_fmax) for i in kept)
     else:
-        futures = [runner.submit(relax_and_label_sample, relaxer, labeller, samples[i].structure, retry)
+        futures = [runner.submit(relax_and_label_sample, relaxer, labeller, samples[i].structure, retry, refine_fmax)
                    for i in kept]
         outcomes = (f.result() for f in futures)
     candidates = []

@@ -137,3 +137,20 @@ def test_design_relaxes_to_its_own_tolerance_whatever_the_volume_change():
     swollen.scale_lattice(silicon.volume * 2.0)
     result = relaxer.relax_checked(swollen)
     assert result.converged and result.max_force <= DESIGN_FMAX + 1e-9 and result.volume_change < -0.4
+
+
+def test_a_converged_sample_is_refined_to_the_tighter_tolerance_before_labelling():
+    from crystaldos.design import DESIGN_REFINE_FMAX, relax_sample
+
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]).get_primitive_structure()
+    swollen = silicon.copy()
+    swollen.scale_lattice(silicon.volume * 1.5)
+    swollen.perturb(0.1, min_distance=0.05)
+    loose = design_relaxer().relax_checked(swollen)
+    refined = relax_sample(design_relaxer(), swollen, refine_fmax=DESIGN_REFINE_FMAX)
+    assert DESIGN_REFINE_FMAX < DESIGN_FMAX
+    assert refined.converged and refined.max_force <= DESIGN_REFINE_FMAX + 1e-9
+    assert refined.steps >= loose.steps and refined.initial is not None
+    assert refined.initial.volume == pytest.approx(swollen.volume)  # the change is counted from the raw sample
+    assert refined.volume_change == pytest.approx(refined.structure.volume / swollen.volume - 1)
+    assert refined.energy_per_atom <= loose.energy_per_atom + 1e-4
