@@ -388,7 +388,8 @@ class Sampler:
             progress: tqdm bars for sampling and for relaxing and labelling.
             options, **settings: sampling options as for :meth:`reconstruct` (CFG by default; ``t_start`` is T).
             relaxer: a :class:`crystaldos.relax.Relaxer` (default: :func:`crystaldos.design.design_relaxer`, CHGNet,
-                0.1 eV/Å, at most 100 steps).
+                0.1 eV/Å, at most 100 steps); a sample that converges is relaxed on to 0.05 eV/Å before labelling
+                (:data:`crystaldos.design.DESIGN_REFINE_FMAX`).
             labeller: computes the DOS of a relaxed crystal (default: the labeller of the models' training data).
             distance: the ranking distance, ``"site"``, ``"total"`` or ``"wasserstein"`` (:func:`crystaldos.design.dos_distance`).
             jobs: processes that relax and label in parallel (1: this process); ignored with ``executor``.
