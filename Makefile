@@ -83,12 +83,13 @@ pretrained: $(VENV)/.installed
 evaluation: $(VENV)/.installed       # the full experiment on the whole test split, full-length sampling: docs/research/evaluation_full/
 	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/research/evaluation_full --no-progress
 
-# Wheels of what the GPU machine lacks (pymatgen and its needs, h5netcdf, tblite, smact), ~18 MB, for scripts/device_*.sh.
+# Wheels of what the GPU machine lacks (pymatgen and its needs, h5netcdf, tblite, smact, and CHGNet with ase for the
+# equilibrium build's relaxations), ~35 MB, for scripts/device_*.sh.
 device-wheels: $(VENV)/.installed
 	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-		--platform manylinux2014_x86_64 -d .whl pymatgen-core==2026.10.16 monty ruamel.yaml orjson spglib \
-		uncertainties palettable bibtexparser h5netcdf tblite==0.8.0 cffi pycparser smact
+		--platform manylinux2014_x86_64 -d .whl pymatgen-core==2026.10.16 pymatgen==2026.10.24 monty ruamel.yaml orjson \
+		spglib uncertainties palettable bibtexparser h5netcdf tblite==0.8.0 cffi pycparser smact chgnet==0.4.2 ase==3.29.0
 
 benchmarks: $(VENV)/.installed
 	$(PY) -m benchmarks.speed.training

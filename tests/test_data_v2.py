@@ -172,7 +172,8 @@ def test_encyclopedia_prototypes_come_with_their_aflow_label_and_reference(tmp_p
 
 
 def test_the_device_labelling_script_labels_only_its_chunks_and_packs_them(tmp_path):
-    """scripts/device_label.sh as a 16-core machine would run it, here on 2 crystals: chunk 1 of 2, nothing else."""
+    """scripts/device_label.sh as a 16-core machine would run it, here on 2 crystals: chunk 1 of 2, nothing else,
+    relaxed before labelling as the equilibrium build does."""
     import tarfile
     from pathlib import Path
 
@@ -190,6 +191,34 @@ def test_the_device_labelling_script_labels_only_its_chunks_and_packs_them(tmp_p
 
     labelled = open_netcdf(work / "labels" / "chunk_0001.nc")
     assert list(labelled["structure_id"].values) == ["c2", "c3"] and labelled.attrs["labeller_sampling"] == "kmesh"
+    assert labelled.attrs["relax_model"].startswith("CHGNet") and (labelled["relax_steps"].values > 0).all()
+
+
+def test_a_chunk_that_another_machine_finished_during_the_run_is_not_labelled_again(tmp_path):
+    """Chunks labelled on a device and unpacked here while the local build runs are skipped when their turn comes."""
+    from concurrent.futures import Future
+
+    from crystaldos.data.build import label_chunks
+    from crystaldos.labellers import XTBLabeller
+
+    work = tmp_path / "work"
+    _write_candidates(work, 3)
+    arrived = work / "labels" / "chunk_0002.errors.json"
+
+    class SameProcess:
+        """A concurrent.futures-style executor that runs each task at once; chunk 2 "arrives" at the first task."""
+
+        def submit(self, fn, *args):
+            if not arrived.exists():
+                arrived.write_text(json.dumps({"errors": {}}))
+            future = Future()
+            future.set_result(fn(*args))
+            return future
+
+    labeller = XTBLabeller()
+    assert label_chunks(work, labeller.grid, chunk_size=1, labeller=labeller, executor=SameProcess()) == 0
+    assert sorted(p.name for p in (work / "labels").glob("*.nc")) == ["chunk_0000.nc", "chunk_0001.nc"]
+    assert json.loads(arrived.read_text()) == {"errors": {}}
 
 
 def _write_prototypes(work_dir):

@@ -326,6 +326,10 @@ def label_chunks(
     in_flight: deque = deque()
 
     def queue_next() -> None:
+        # A chunk finished meanwhile elsewhere (another machine's, unpacked here) is not labelled again.
+        while todo and _chunk_path(out_dir, todo[0]).with_suffix(".errors.json").exists():
+            todo.pop(0)
+            bar.update()
         if not todo or stop_file.exists():
             return
         k = todo.pop(0)
