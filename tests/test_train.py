@@ -431,6 +431,38 @@ def test_a_time_limit_releases_early_and_the_rerun_continues(small_data, tmp_pat
         tiny_config(small_data, tmp_path, "forward", extra=["time_limit_minutes=0"])
 
 
+def test_patience_stops_once_the_best_validation_is_old_and_releases_it(small_data, tmp_path):
+    # The keep_best set-up below: a constant learning rate, so that the stopped run follows the long run's path.
+    extra = ["keep_best=true", "lr=0.01", "lr_final_fraction=1.0", "ema_decay=0.5", "model.element_baseline=true"]
+    long = load_checkpoint(train(tiny_config(small_data, tmp_path / "long", "forward", steps=60, extra=extra), progress=False))
+    val = {h["step"]: h["val_loss"] for h in long["train"]["history"] if "val_loss" in h}
+    patience = 10
+    # Where patience ends it: the first validation whose lowest loss so far is `patience` steps old.
+    stop = next(s for s in sorted(val) if s - min((t for t in val if t <= s), key=val.get) >= patience)
+    best = min((t for t in val if t <= stop), key=val.get)
+    assert stop < 60, val  # on 16 training crystals at this learning rate the validation loss turns up
+    patient = tiny_config(small_data, tmp_path / "patient", "forward", steps=60, extra=[*extra, f"patience_steps={patience}"])
+    stopped = load_checkpoint(train(patient, progress=False))
+    assert stopped["train"]["stopped_early"] == stopped["train"]["step"] == stop
+    assert stopped["train"]["released_step"] == best
+    short = load_checkpoint(train(tiny_config(small_data, tmp_path / "short", "forward", steps=best, extra=extra[1:]), progress=False))
+    for name, weights in short["state_dict"].items():
+        torch.testing.assert_close(weights, stopped["state_dict"][name], msg=name)
+    # Run again, a stopped run is finished: it trains no further.
+    again = load_checkpoint(train(patient, progress=False))
+    assert again["train"]["step"] == stop and again["train"]["released_step"] == best
+    # ... and the release command does not start it again, though it has fewer steps than planned.
+    from crystaldos.train.release import finished_runs, planned_config, training_commands
+
+    plan = _release_args(overrides=[*TINY, *extra, f"patience_steps={patience}"], steps=("forward=60",), runs=tmp_path / "runs",
+                         data=small_data)
+    planned = load_checkpoint(train(planned_config(training_commands(plan)["forward"]), progress=False))["train"]
+    assert planned["stopped_early"] == planned["step"] < 60
+    assert finished_runs(plan) == {"forward": planned["step"]}
+    with pytest.raises(ValueError, match="patience_steps"):
+        tiny_config(small_data, tmp_path, "forward", extra=["patience_steps=10"])  # without keep_best
+
+
 def _release_args(recipe="format1", overrides=(), steps=(), runs="r", data=None, out=None):
     """What `python -m crystaldos.train.release` parses from --recipe, --set and --steps (other options at defaults;
     ``out`` None: no release folder to fall back on)."""

@@ -87,6 +87,9 @@ class TrainConfig(Settings):
             checkpoint's ``released_step`` says which), so that a run longer than the data support gives back its
             best point; the weights are kept in the training state, so a resumed run remembers them. Needs a
             validation split; without one the last weights are released.
+        patience_steps: with ``keep_best``, stop once the lowest validation loss is this many steps old and release its
+            weights: what training on to ``steps`` would release unless the loss fell again later. The run then
+            counts as finished (the checkpoint's ``stopped_early`` says at which step). None trains all ``steps``.
         val_every, checkpoint_every, log_every: in steps.
         val_batches: validation batches per evaluation (fixed noise, seeded).
         seed: seeds data order, noise and initial weights.
@@ -111,6 +114,7 @@ class TrainConfig(Settings):
     forward_clean_fraction: float = 0.0
     time_limit_minutes: float | None = None
     keep_best: bool = False
+    patience_steps: int | None = None
     val_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 25
@@ -133,6 +137,8 @@ class TrainConfig(Settings):
         self.forward_objective.check(self.diffusion.timesteps)
         if self.time_limit_minutes is not None and not self.time_limit_minutes > 0:
             raise ValueError(f"time_limit_minutes must be positive or None, got {self.time_limit_minutes}")
+        if self.patience_steps is not None and (not self.keep_best or self.patience_steps < self.val_every):
+            raise ValueError(f"patience_steps={self.patience_steps} needs keep_best and at least val_every={self.val_every} steps")
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
         # The kind decides whether the network sees the DOS.

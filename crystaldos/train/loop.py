@@ -296,6 +296,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             "world_size": run.world_size,
             "replica_checksums": checksums or [],
             "best": best,
+            "stopped_early": stopped_early,  # the step where patience_steps ended the run, or None
             # Which step's EMA weights a release holds (keep_best: the lowest validation loss).
             "released_step": best["step"] if release and best_weights is not None else step,
             "n_parameters": sum(p.numel() for p in model.parameters()),
@@ -338,9 +339,10 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     started = time.perf_counter() - wall
     invocation_started = time.perf_counter()
     out_of_time = False
+    stopped_early = resume["train"].get("stopped_early") if resume is not None else None  # a finished run stays finished
     running: dict[str, float] = {}
     running_n = 0
-    while step < config.steps and not out_of_time:
+    while step < config.steps and not (out_of_time or stopped_early):
         sampler.set_epoch(epoch, skip=batches_into_epoch * config.batch_size)
         for batch in loader:
             if step >= config.steps:
@@ -378,17 +380,23 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                     _write_history(history, out_dir / "history.csv")
             if config.time_limit_minutes is not None and step % config.log_every == 0:
                 out_of_time = _any_rank(time.perf_counter() - invocation_started > 60 * config.time_limit_minutes, run.world_size)
-            if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
+            patience_checked = config.patience_steps is not None and step % config.val_every == 0 and step < config.steps
+            if patience_checked and _any_rank(best is not None and step - best["step"] >= config.patience_steps, run.world_size):
+                stopped_early = step
+            if step % config.checkpoint_every == 0 or step == config.steps or out_of_time or stopped_early:
                 states = _gather(generator.get_state(), run.world_size)  # collective: every rank
                 if run.is_main:
                     checkpoint(state_path, release=False, generators=states)
-            if out_of_time:
+            if out_of_time or stopped_early:
                 break
-        if not out_of_time and step < config.steps:
+        if not (out_of_time or stopped_early) and step < config.steps:
             epoch, batches_into_epoch = epoch + 1, 0
     bar.close()
     if out_of_time and run.is_main:
         print(f"time limit of {config.time_limit_minutes} min reached at step {step} of {config.steps}; releasing these weights")
+    if stopped_early and run.is_main:
+        print(f"stopped at step {stopped_early} of {config.steps}: the lowest validation loss (step {best['step']}) is "
+              f"{config.patience_steps} steps old; releasing its weights")
 
     checksums = _gather(_parameter_checksum(model), run.world_size)
     if run.is_main:

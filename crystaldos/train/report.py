@@ -93,6 +93,8 @@ def per_element_baseline_mae(train, test, statistic: str = "mean") -> float:
 def _released(info: dict) -> str:
     """Which weights a release holds: the last step's, or (keep_best) those of the lowest validation loss."""
     best, step = info.get("best"), info.get("released_step", info["step"])
+    if best and step == best["step"] and info.get("stopped_early"):
+        return f"step {step} (lowest val loss; stopped at {info['stopped_early']})"
     if best and step == best["step"]:
         return f"step {step} (lowest val loss)"
     return f"step {step} (last)"
