@@ -267,6 +267,25 @@ def shared_pool(jobs: int):
     return _POOLS[jobs]
 
 
+def warm_up() -> str:
+    """Load the potential and import the labeller's library in this process; returns the potential's name.
+
+    The first task of each pool worker, run while the main process samples, so that relaxing starts at once (a cold
+    worker spends about 3 s importing and loading before its first relaxation)."""
+    import tblite.interface  # noqa: F401  (the labeller's library, imported on first use otherwise)
+
+    from crystaldos.relax import potential_name
+
+    return potential_name()
+
+
+def warm_pool(jobs: int) -> list:
+    """Start the shared pool of ``jobs`` workers (:func:`shared_pool`) and give each a :func:`warm_up` task; returns
+    the tasks' futures."""
+    pool = shared_pool(jobs)
+    return [pool.submit(warm_up) for _ in range(jobs)]
+
+
 def verify(samples: Sequence, target: xr.DataArray, relaxer, labeller, distance: str = DEFAULT_DISTANCE, jobs: int = 2,
            executor=None, progress: bool = True, on_done: Callable[[int, int], None] | None = None, retry: bool = False,
            refine_fmax: float | None = DESIGN_REFINE_FMAX) -> tuple[list[DesignCandidate], list[Dropped]]:
@@ -349,6 +368,8 @@ def design(sampler, target, *, n_samples: int = 8, seed: int = 0, progress: bool
         from crystaldos.labellers import XTBLabeller
 
         labeller = XTBLabeller.for_dataset(load_dataset().attrs)  # the labeller of the models' training data
+    if executor is None and jobs > 1 and n_samples > 1:
+        warm_pool(jobs)  # the workers load the potential while this process samples
     step_callback = (lambda done, total: callback("sample", done, total)) if callback else None
     samples = sampler.generate(target_dos.sizes["site"], target_dos, options, progress=progress, callback=step_callback,
                                allow_untrained_sizes=allow_untrained_sizes)

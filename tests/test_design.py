@@ -154,3 +154,27 @@ def test_a_converged_sample_is_refined_to_the_tighter_tolerance_before_labelling
     assert refined.initial.volume == pytest.approx(swollen.volume)  # the change is counted from the raw sample
     assert refined.volume_change == pytest.approx(refined.structure.volume / swollen.volume - 1)
     assert refined.energy_per_atom <= loose.energy_per_atom + 1e-4
+
+
+def test_with_a_pool_the_workers_load_the_potential_before_the_sampling_starts(sampler, target, monkeypatch):
+    """So that relaxing starts as soon as the samples are drawn: each worker's first task loads CHGNet."""
+    import crystaldos.design as design_module
+
+    events = []
+    real_warm_pool = design_module.warm_pool
+
+    def recording_warm_pool(jobs):
+        futures = real_warm_pool(jobs)
+        events.append(("warm", jobs, [future.result(timeout=300) for future in futures]))
+        return futures
+
+    monkeypatch.setattr(design_module, "warm_pool", recording_warm_pool)
+    settings = {**QUICK, "jobs": 2}
+    try:
+        sampler.design(target, n_samples=2, seed=0, steps=20, callback=lambda stage, done, total: events.append(stage),
+                       **settings)
+    except DesignError:  # whether 20-step samples survive does not matter here
+        pass
+    warm, *stages = events
+    assert warm[:2] == ("warm", 2) and all(name.startswith("CHGNet") for name in warm[2])
+    assert stages[0] == "sample" and "relax and label" in stages
