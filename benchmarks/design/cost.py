@@ -3,8 +3,8 @@
     python -m benchmarks.design.cost --split val --sites 12 --k 8 --jobs 2
 
 Takes the first crystal of the split with ``--sites`` atoms, designs ``--k`` candidates with ``--jobs`` worker
-processes (the pool started beforehand, as in a session that has designed before) and prints the wall time of each
-stage; then relaxes and labels the same samples one at a time in this process to split that stage into relaxing
+processes (the pool started beforehand, as in a session that has designed before; this process samples with torch's
+own thread count, as a notebook does, while the workers wait) and prints the wall time of each stage; then relaxes and labels the same samples one at a time in this process to split that stage into relaxing
 and labelling (seconds per sample; without the refinement to 0.05 eV/Å). Run it on otherwise idle cores.
 """
 
@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retry", action="store_true", help="relax failed samples again from their expanded cell")
+    parser.add_argument("--cold", action="store_true",
+                        help="do not start the pool beforehand: a session's first design (its workers load while it samples)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of this process while it samples (default: torch's own, as a notebook gets)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import numpy as np
@@ -34,17 +38,19 @@ def main(argv: list[str] | None = None) -> None:
     from crystaldos.labellers import LabellingError, XTBLabeller
     from crystaldos.relax import RelaxationError, Relaxer
 
-    torch.set_num_threads(1)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dataset = crystaldos.load_dataset()
     item = next(i for i in dataset.split(args.split) if len(i.structure) == args.sites)
     sampler = Sampler.from_pretrained(device="cpu")
     labeller = XTBLabeller.for_dataset(dataset.attrs)
-    if args.jobs > 1:  # workers started and warmed (CHGNet and tblite loaded) before the clock runs
+    if args.jobs > 1 and not args.cold:  # workers started and warmed (CHGNet and tblite loaded) before the clock runs
         pool = shared_pool(args.jobs)
         for future in [pool.submit(Relaxer().relax, item.structure) for _ in range(args.jobs)]:
             future.result()
-    print(f"target: {item.id} {item.formula} ({len(item.structure)} sites), k = {args.k}, {args.jobs} worker processes"
-          f"{', with the retry' if args.retry else ''}")
+    print(f"target: {item.id} {item.formula} ({len(item.structure)} sites), k = {args.k}, {args.jobs} worker processes, "
+          f"sampling on {torch.get_num_threads()} threads{', with the retry' if args.retry else ''}"
+          f"{', pool started by design (cold)' if args.cold else ''}")
     start = time.perf_counter()
     try:
         result = sampler.design(item.dos, n_samples=args.k, seed=args.seed, progress=False, jobs=args.jobs, labeller=labeller,
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     print(" | ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items()) + f" | kept {kept}, dropped {dropped}")
 
     samples = sampler.generate(len(item.structure), item.dos, n_samples=args.k, seed=args.seed, progress=False)
+    torch.set_num_threads(1)  # relaxing and labelling one at a time, as one pool worker does
     relaxer = design_relaxer()
     relax_s, label_s, lines = [], [], []
     for index, sample in enumerate(samples):
