@@ -7,6 +7,8 @@ when its relaxed crystal matches the target (StructureMatcher 0.5 / 10° / 0.3, 
 samples are saved (resumable) in ``--out``; the table is printed and written beside them.
 
     python -m benchmarks.design.topk --split val --limit 32 --k 8 --out docs/research/design_val
+    python -m benchmarks.design.topk --data build/preview.nc --cfg build/run/model.pt --split test   # another data set's
+        # crystals, designed with a CFG checkpoint trained on it (relabelled with that data set's labeller)
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/research/design_val"))
     parser.add_argument("--retry", action="store_true", help="relax failed samples again from their expanded cell")
     parser.add_argument("--max-steps", type=int, default=None, help="relaxation step cap (default: design's)")
+    parser.add_argument("--data", type=Path, default=None, help="data file of the targets (default: the embedded set)")
+    parser.add_argument("--cfg", type=Path, default=None,
+                        help="a CFG denoiser's checkpoint to design with (default: the shipped models)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import pandas as pd
@@ -35,14 +40,18 @@ def main(argv: list[str] | None = None) -> None:
 
     import crystaldos
     from crystaldos import Sampler
+    from crystaldos.checkpoint import PRETRAINED_DIR
     from crystaldos.design import design_relaxer
     from crystaldos.experiments.design_rows import TABLE_KS, run_design_rows, summarise
     from crystaldos.labellers import XTBLabeller
 
     torch.set_num_threads(1)
-    dataset = crystaldos.load_dataset()
+    dataset = crystaldos.load_dataset(args.data)
     items = dataset.split(args.split)[: args.limit]
-    sampler = Sampler.from_pretrained(device="cpu")
+    if args.cfg is None:
+        sampler = Sampler.from_pretrained(device="cpu")
+    else:  # design samples with CFG alone; the shipped forward model only fills the sampler's slot
+        sampler = Sampler.from_checkpoints(args.cfg, PRETRAINED_DIR / "forward.pt", device="cpu")
     relaxer = design_relaxer(**({} if args.max_steps is None else {"max_steps": args.max_steps}))
     labeller = XTBLabeller.for_dataset(dataset.attrs)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -52,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     ks = [k for k in TABLE_KS if k <= args.k]
     table = pd.DataFrame(summarise(results, ks)).set_index("k")
     seconds = np.array([sum(r["seconds"].values()) for r in results])
-    text = (f"{args.split} split, first {len(results)} crystals, k = {args.k} samples from noise each (CFG, seed {args.seed}), "
+    source = "" if args.data is None else f" of {args.data}, designed with {args.cfg or 'the shipped models'}"
+    text = (f"{args.split} split{source}, first {len(results)} crystals, k = {args.k} samples from noise each (CFG, seed {args.seed}), "
             f"relaxed with {relaxer.describe()['relax_model']} (fmax {relaxer.fmax} eV/Å, at most {relaxer.max_steps} steps"
             f"{', failures retried from the expanded cell' if args.retry else ''}) and relabelled; match = StructureMatcher(0.5, 10, 0.3) of the "
             f"relaxed candidate against the data set's crystal.\n\n{table.to_markdown(floatfmt='.1f')}\n\n"
