@@ -61,10 +61,10 @@ RECIPES = {
         about="the retraining on format-2 data: about 250 epochs of ~4,900 training crystals for the denoisers",
     ),
 }
-# The equilibrium data (relaxed crystals, whole families held out): format2's settings, and a run stops once its lowest validation loss is
-# 3,000 steps old. Replayed on the format-2 runs' histories (runs/format2/*/history.csv) this releases the same
-# weights as before: the CFG denoiser stops at step 9,750 with its best of step 6,750 (143 of its 277 minutes), the
-# unconditional denoiser and the forward model, still improving, train all their steps.
+# The equilibrium data (relaxed crystals, whole families held out): format2's settings, and a run stops once its
+# lowest validation loss is 3,000 steps old. Replayed on the format-2 runs' histories (runs/format2/*/history.csv)
+# this releases the same weights as before: the CFG denoiser stops at step 9,750 with its best of step 6,750 (after
+# 143 of its 277 minutes); the unconditional denoiser and the forward model, still improving, train all their steps.
 RECIPES["equilibrium"] = Recipe(
     RECIPES["format2"].steps,
     (*RECIPES["format2"].overrides, "patience_steps=3000"),
