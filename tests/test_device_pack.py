@@ -47,3 +47,42 @@ def test_pack_then_env_unpacks_packages_and_data(tmp_path):
         shutil.rmtree(pack, ignore_errors=True)
         if saved.exists():
             shutil.move(saved, pack)
+
+
+def test_slimming_leaves_bulky_paths_out_of_what_travels_and_puts_everything_back(tmp_path):
+    """scripts/device_slim.sh in a scratch repository: `on` untracks and ignores the paths (files and HEAD untouched),
+    `off` restores the index and the ignore file; it refuses to start over staged changes."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "device_slim.sh", repo / "scripts" / "device_slim.sh")
+    (repo / "big").mkdir()
+    (repo / "big" / "chunk.nc").write_bytes(os.urandom(4096))
+    (repo / "code.py").write_text("x = 1\n")
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+    def slim(*args):
+        return subprocess.run(["bash", "scripts/device_slim.sh", *args], cwd=repo, capture_output=True, text=True)
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    head = git("rev-parse", "HEAD")
+    exclude_before = (repo / ".git" / "info" / "exclude").read_text()
+
+    done = slim("on", "big")
+    assert done.returncode == 0, done.stderr
+    # What the device tool sends: tracked files plus untracked ones git does not ignore.
+    travels = set(git("ls-files", "--cached", "--others", "--exclude-standard").split())
+    assert travels == {"code.py", "scripts/device_slim.sh"}
+    assert (repo / "big" / "chunk.nc").exists() and git("rev-parse", "HEAD") == head
+    assert slim("on", "big").returncode != 0  # not twice
+
+    done = slim("off")
+    assert done.returncode == 0, done.stderr
+    assert git("status", "--porcelain") == "" and (repo / ".git" / "info" / "exclude").read_text() == exclude_before
+    (repo / "code.py").write_text("x = 2\n")
+    git("add", "code.py")
+    refused = slim("on", "big")
+    assert refused.returncode != 0 and "staged" in refused.stderr
