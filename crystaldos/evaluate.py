@@ -431,7 +431,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default=None, help="folder with cfg.pt, uncond.pt, forward.pt (default: shipped)")
+    parser.add_argument("--models", default=None, help="folder with cfg.pt, uncond.pt, forward.pt (default: shipped); "
+                                                         "uncond.pt is not needed with --unconditional cfg-null")
     parser.add_argument("--data", default=None, help="data file (default: embedded)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="first N crystals of the split")
@@ -479,8 +480,11 @@ def run(args: argparse.Namespace) -> None:
     from crystaldos.labellers import XTBLabeller
     from crystaldos.sampler import Sampler
 
-    sampler = Sampler.from_pretrained(args.models, device=args.device)
     folder = Path(args.models) if args.models else PRETRAINED_DIR
+    # A folder without uncond.pt serves CFG, and CBG or unguided sampling from the CFG model's null branch.
+    separate = args.unconditional == "separate" and any(g != "cfg" for g in args.guidance)
+    uncond = folder / "uncond.pt" if separate or (folder / "uncond.pt").exists() else None
+    sampler = Sampler.from_checkpoints(folder / "cfg.pt", folder / "forward.pt", uncond, device=args.device)
     models = model_hashes(folder)
     dataset = load_dataset(args.data)
     split = dataset.split(args.split)[: args.limit]

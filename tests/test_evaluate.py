@@ -209,3 +209,24 @@ def test_rows_carried_from_an_earlier_table_equal_a_fresh_run_with_the_new_forwa
         check_compatible(old.assign_attrs(steps=8), stored, items, ["cfg"])
     with pytest.raises(PartsMismatchError, match="other crystals"):
         check_compatible(old, stored, items[::-1], ["cfg"])
+
+
+def test_a_models_folder_without_an_unconditional_model_serves_cbg_from_the_null_branch(tmp_path):
+    """--unconditional cfg-null needs only cfg.pt and forward.pt; the default ('separate') names the missing file."""
+    import shutil
+
+    from crystaldos.checkpoint import PRETRAINED_DIR
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("cfg.pt", "forward.pt"):
+        shutil.copy(PRETRAINED_DIR / name, models / name)
+    command = [sys.executable, "-m", "crystaldos.cli", "evaluate", "--models", str(models), "--split", "val", "--limit", "2",
+               "--t-start", "5", "--steps", "5", "--guidance", "cbg", "none", "--no-progress"]
+    done = subprocess.run(command + ["--unconditional", "cfg-null", "--out", str(tmp_path / "a")], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ds = xr.open_dataset(tmp_path / "a" / "results.nc", engine="h5netcdf")
+    assert list(ds.guidance.values) == ["cbg", "none"] and ds.attrs["unconditional"] == "cfg-null"
+    refused = subprocess.run(command + ["--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=600, check=False)
+    assert refused.returncode != 0 and "uncond.pt does not exist" in refused.stderr
