@@ -73,7 +73,13 @@ def main(argv: list[str] | None = None) -> None:
 
         build_main(rest)
         return
-    args.func(args)
+    from crystaldos.checkpoint import CheckpointError
+    from crystaldos.data.store import DataFileError
+
+    try:
+        args.func(args)
+    except (CheckpointError, DataFileError) as err:  # a missing or wrong file: its message names it, no traceback
+        parser.exit(2, f"crystaldos {args.command}: {err}\n")
 
 
 if __name__ == "__main__":

@@ -229,4 +229,4 @@ def test_a_models_folder_without_an_unconditional_model_serves_cbg_from_the_null
     ds = xr.open_dataset(tmp_path / "a" / "results.nc", engine="h5netcdf")
     assert list(ds.guidance.values) == ["cbg", "none"] and ds.attrs["unconditional"] == "cfg-null"
     refused = subprocess.run(command + ["--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=600, check=False)
-    assert refused.returncode != 0 and "uncond.pt does not exist" in refused.stderr
+    assert refused.returncode == 2 and "uncond.pt does not exist" in refused.stderr and "Traceback" not in refused.stderr
