@@ -24,4 +24,6 @@ for file in "$@"; do
     xz -9 -c "$file" > "$PACK/data/$(basename "$file").xz"
 done
 du -sh "$PACK"/site.tar.xz "$PACK"/data/* 2>/dev/null
-echo "tracked tree: $(git ls-files -z | du -cb --files0-from=- | tail -n 1 | cut -f1) bytes; with the pack: $(( $(git ls-files -z | du -cb --files0-from=- | tail -n 1 | cut -f1) + $(du -sb "$PACK" | cut -f1) )) (limit 67108864)"
+# What a call sends besides the pack: tracked files and untracked ones git does not ignore (as scripts/device_slim.sh counts).
+tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
+echo "working tree that travels: $tree bytes; with the pack: $(( tree + $(du -sb "$PACK" | cut -f1) )) (limit 67108864)"
