@@ -82,6 +82,20 @@ def test_netcdf_round_trip(tmp_path):
         np.testing.assert_allclose(a.dos.values, b.dos.values)
 
 
+def test_a_whole_file_packs_as_read_and_a_slice_is_repacked(tmp_path):
+    from crystaldos.data.dataset import dataset_as_xarray
+
+    records, grid = _records()
+    back = load_dataset(write_netcdf(records, tmp_path / "few.nc", grid, {"note": "test"}))
+    whole = dataset_as_xarray(back)
+    assert whole.sizes["structure"] == 3 and whole.attrs["note"] == "test" and "source_file" not in whole.attrs
+    part = dataset_as_xarray(back[1:])
+    assert list(part["structure_id"].values) == [r.id for r in records[1:]]
+    np.testing.assert_allclose(part["dos"].values, whole["dos"].values[len(records[0].structure):], atol=1e-6)
+    # A crystal alone (what the card's statistics read) is the record's crystal.
+    assert back.records.structure(2) == back[2].structure and back[1:].records.structure(1) == records[2].structure
+
+
 def test_json_lines_in_pymatgen_format(tmp_path):
     """Records as pymatgen/Materials Project serialise them: Structure.as_dict + CompleteDos.as_dict."""
     records, grid = _records(2)

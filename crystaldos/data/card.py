@@ -52,8 +52,9 @@ def _structures(ds: xr.Dataset):
     """(id, source, pymatgen Structure) of every record of a packed data set."""
     from crystaldos.data.store import PackedRecords
 
-    for record in PackedRecords(ds):
-        yield record.id, record.source, record.structure
+    records = PackedRecords(ds)
+    for k, (record_id, source) in enumerate(zip(records.ids, ds["source"].values.astype(str))):
+        yield record_id, source, records.structure(k)
 
 
 def chemistry_statistics(ds: xr.Dataset) -> dict:
@@ -95,14 +96,15 @@ def labeller_evidence(doc: Path = LABELLER_DOC, sections: tuple[str, ...] = EVID
     return lines
 
 
-def plot_card(ds: xr.Dataset, path: Path) -> Path:
-    """Four panels: sites per cell by source, element counts, band gaps, mean atom DOS."""
+def plot_card(ds: xr.Dataset, path: Path, stats: dict | None = None) -> Path:
+    """Four panels: sites per cell by source, element counts, band gaps, mean atom DOS (``stats``: the
+    :func:`card_statistics` of ``ds``, computed here when not given)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    stats = card_statistics(ds)
+    stats = stats if stats is not None else card_statistics(ds)
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
     ax = axes[0, 0]
     sources = ds["source"].values
@@ -165,7 +167,7 @@ def write_card(ds: xr.Dataset, out_dir: Path, data_file: Path | None = None) -> 
     """Write ``CARD.md`` and ``card.png`` for ``ds`` into ``out_dir``; returns the markdown path."""
     out_dir = Path(out_dir)
     stats = card_statistics(ds)
-    plot_card(ds, out_dir / "card.png")
+    plot_card(ds, out_dir / "card.png", stats)
     grid = stats["grid"]
     reasons = json.loads(ds.attrs.get("failures_by_reason", "{}"))
     size = f"{data_file.stat().st_size / 1e6:.1f} MB" if data_file and data_file.exists() else "see file"

@@ -244,6 +244,7 @@ class PackedRecords(Sequence):
                     if v.dims == ("structure",) and n not in ("n_sites", "structure_id", "source", "split")
                 },
                 "cache": {},
+                "dataset": ds,
             }
         self._shared = _shared
         self._indices = np.arange(len(_shared["ids"])) if indices is None else np.asarray(indices, dtype=int)
@@ -273,12 +274,33 @@ class PackedRecords(Sequence):
         values = self._shared["scalars"].get(name)
         return None if values is None else values[self._indices]
 
+    def structure(self, index: int) -> Structure:
+        """The crystal of record ``index`` (a position in this view), without building its DOS (for statistics
+        over every crystal of a file: about four times faster than the whole record)."""
+        i = int(self._indices[index])
+        cached = self._shared["cache"].get(i)
+        return cached.structure if cached is not None else self._structure(i)
+
+    def as_xarray(self) -> xr.Dataset | None:
+        """The packed Dataset these records were read from, when this view holds all of them in file order
+        (None for a slice or a selection: repack those with :func:`records_to_xarray`)."""
+        whole = len(self._indices) == len(self._shared["ids"]) and (self._indices == np.arange(len(self._indices))).all()
+        return self._shared["dataset"] if whole else None
+
+    def _species(self, i: int) -> list[str]:
+        sh = self._shared
+        return [sh["symbols"][int(z)] for z in sh["numbers"][sh["starts"][i]:sh["starts"][i + 1]]]
+
+    def _structure(self, i: int) -> Structure:
+        sh = self._shared
+        return Structure(Lattice(sh["lattice"][i]), self._species(i), sh["frac"][sh["starts"][i]:sh["starts"][i + 1]])
+
     def _build(self, i: int) -> CrystalDOS:
         sh = self._shared
         if i not in sh["cache"]:
             lo, hi = sh["starts"][i], sh["starts"][i + 1]
-            species = [sh["symbols"][int(z)] for z in sh["numbers"][lo:hi]]
-            structure = Structure(Lattice(sh["lattice"][i]), species, sh["frac"][lo:hi])
+            species = self._species(i)
+            structure = self._structure(i)
             properties = {n: (v[i].item() if hasattr(v[i], "item") else v[i]) for n, v in sh["scalars"].items()}
             sh["cache"][i] = CrystalDOS(
                 id=str(sh["ids"][i]),
