@@ -270,7 +270,7 @@ def test_labelling_refuses_finished_chunks_of_another_size_or_cut_short(tmp_path
     work = tmp_path / "work"
     _write_candidates(work, 5)
     grid = DosGrid(n_points=64)
-    labeller = XTBLabeller.gamma_point(grid=grid)
+    labeller = XTBLabeller.gamma_point(grid=grid, min_length=5.0)  # bookkeeping, not physics: a small supercell
     label_chunks(work, grid, jobs=1, chunk_size=2, limit=3, labeller=labeller)  # chunk 1 finished with c2 only
     assert sorted(p.name for p in (work / "labels").glob("*.errors.json")) == ["chunk_0000.errors.json", "chunk_0001.errors.json"]
     label_chunks(work, grid, jobs=1, chunk_size=2, limit=3, labeller=labeller)  # the same run resumes: nothing to do

@@ -222,52 +222,18 @@ def test_device_auto_and_a_missing_gpu_is_named():
             crystaldos.Sampler.from_pretrained(device="cuda")
 
 
-def test_the_gpu_training_script_smoke_runs_on_cpu(small_data_with_test, tmp_path):
-    """scripts/device_train.sh, as it would run on a lent GPU machine, with a handful of steps on the CPU."""
+def test_the_gpu_training_script_stops_carries_its_state_to_a_fresh_machine_and_releases(small_data_with_test, tmp_path):
+    """scripts/device_train.sh as it would run on lent GPU machines, on the CPU with a handful of steps: a first call
+    stops every run at its time limit and brings the training state back (KEEP_STATE=1); a second, on a fresh
+    machine (an empty runs folder), continues from that state (RESUME_FROM) to the recipe's steps and releases the
+    three networks with the report; a third trains nothing, because the releases already hold those settings."""
     root = Path(__file__).resolve().parent.parent
-    out = tmp_path / "out"
-    out.mkdir()
-    # Hand-written measurements beside the report (docs/research/learning_curves.md) are carried into it.
-    (out / "learning_curves.md").write_text("## Learning curves\n\nmeasured by hand\n")
-    env = {**os.environ, "OUT": str(out), "SCALE": "0.0005", "DEVICE": "cpu", "PYTHON": sys.executable,
-           "RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1", "DATA": small_data_with_test}
-    done = subprocess.run(["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32",
-                           "--set", "forward:weight_decay=0.1", "--steps", "forward=4000"], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    # At most 8 files come back from the device machine: the three release checkpoints and the report.
-    assert sorted(p.name for p in out.iterdir()) == ["cfg.pt", "forward.pt", "learning_curves.md", "training.md",
-                                                     "training_curves.png", "uncond.pt"]
-    sampler = crystaldos.Sampler.from_pretrained(out, device="cpu")
-    # The default recipe (format2): 20,000 steps per denoiser x SCALE, with its settings.
-    cfg = sampler.checkpoints["cfg"]
-    assert cfg["step"] == 10 and cfg["config"]["model"]["hidden"] == 32 and cfg["config"]["model"]["edge_lengths"]
-    # Settings and step counts scoped to one network reach that network only.
-    forward = sampler.checkpoints["forward"]
-    assert forward["step"] == 2 and forward["config"]["weight_decay"] == 0.1 and forward["config"]["model"]["hidden"] == 32
-    assert sampler.checkpoints["uncond"]["config"]["weight_decay"] == 0.0
-    assert "finished in" in done.stdout and "not released" not in done.stdout
-    report = (out / "training.md").read_text()
-    assert "per-element mean MAE" in report and report.rstrip().endswith("measured by hand")
-    # Run again on an empty runs folder: the releases already in OUT hold the settings and steps, so nothing trains
-    # (the repository keeps the shipped weights once, in crystaldos/pretrained, not again under runs/).
-    weights = {p.name: p.read_bytes() for p in out.glob("*.pt")}
-    again = subprocess.run(["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32",
-                            "--set", "forward:weight_decay=0.1", "--steps", "forward=4000"],
-                           env=env | {"RUNS": str(tmp_path / "empty_runs")}, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    assert again.stdout.count("not started again") == 3, again.stdout[-2000:]
-    assert {p.name: p.read_bytes() for p in out.glob("*.pt")} == weights
-
-
-def test_the_gpu_training_script_carries_training_state_to_a_fresh_machine(small_data_with_test, tmp_path):
-    """KEEP_STATE=1 brings each run's training state back; RESUME_FROM continues it in an empty runs folder (a
-    fresh machine in a later session), towards the same step count."""
-    root = Path(__file__).resolve().parent.parent
-    first, second = tmp_path / "first", tmp_path / "second"
-    base = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "SCALE": "0.001", "DATA": small_data_with_test}
-    script = ["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32", "--set", "model.n_layers=2"]
-    # A time limit far below one step's time: every run stops at its first check (log_every = 25 steps).
+    first, out = tmp_path / "first", tmp_path / "out"
+    base = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "SCALE": "0.0005",
+            "DATA": small_data_with_test}
+    script = ["bash", str(root / "scripts" / "device_train.sh"), "--set", "model.hidden=32", "--set", "model.n_layers=2",
+              "--set", "forward:weight_decay=0.1", "--steps", "forward=8000"]
+    # A time limit far below one step's time: every run stops at its first check.
     done = subprocess.run(script + ["--set", "time_limit_minutes=0.000001", "--set", "log_every=2"],
                           env=base | {"OUT": str(first), "RUNS": str(tmp_path / "runs1"), "KEEP_STATE": "1"},
                           capture_output=True, text=True, timeout=600)
@@ -276,14 +242,40 @@ def test_the_gpu_training_script_carries_training_state_to_a_fresh_machine(small
     # Stopped runs are not released: no half-trained checkpoint can stand in for a finished one.
     assert "not released" in done.stdout and not (first / "cfg.pt").exists()
     assert load_checkpoint(first / "forward.state.pt")["train"]["step"] == 2
-    done = subprocess.run(script, env=base | {"OUT": str(second), "RUNS": str(tmp_path / "runs2"), "RESUME_FROM": str(first)},
+
+    out.mkdir()
+    # Hand-written measurements beside the report (docs/research/learning_curves.md) are carried into it.
+    (out / "learning_curves.md").write_text("## Learning curves\n\nmeasured by hand\n")
+    done = subprocess.run(script, env=base | {"OUT": str(out), "RUNS": str(tmp_path / "runs2"), "RESUME_FROM": str(first)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.count("resuming") == 3
+    # At most 8 files come back from the device machine: the three release checkpoints and the report.
+    assert sorted(p.name for p in out.iterdir()) == ["cfg.pt", "forward.pt", "learning_curves.md", "training.md",
+                                                     "training_curves.png", "uncond.pt"]
     for kind in ("cfg", "uncond", "forward"):
-        history = load_checkpoint(second / f"{kind}.pt")["train"]["history"]
-        planned = {"cfg": 20, "uncond": 20, "forward": 12}[kind]  # the format2 recipe's steps x SCALE
+        history = load_checkpoint(out / f"{kind}.pt")["train"]["history"]
+        planned = {"cfg": 10, "uncond": 10, "forward": 4}[kind]  # the format2 recipe's 20,000 steps x SCALE; forward as set
         assert history[0]["step"] == 2 and history[-1]["step"] == planned, (kind, [h["step"] for h in history])
+    sampler = crystaldos.Sampler.from_pretrained(out, device="cpu")
+    cfg = sampler.checkpoints["cfg"]
+    assert cfg["config"]["model"]["hidden"] == 32 and cfg["config"]["model"]["edge_lengths"]  # the recipe's settings
+    # Settings and step counts scoped to one network reach that network only.
+    forward = sampler.checkpoints["forward"]
+    assert forward["config"]["weight_decay"] == 0.1 and forward["config"]["model"]["hidden"] == 32
+    assert sampler.checkpoints["uncond"]["config"]["weight_decay"] == 0.0
+    assert "finished in" in done.stdout and "not released" not in done.stdout
+    report = (out / "training.md").read_text()
+    assert "per-element mean MAE" in report and report.rstrip().endswith("measured by hand")
+
+    # Again on an empty runs folder: the releases already in OUT hold the settings and steps, so nothing trains
+    # (the repository keeps the shipped weights once, in crystaldos/pretrained, not again under runs/).
+    weights = {p.name: p.read_bytes() for p in out.glob("*.pt")}
+    again = subprocess.run(script, env=base | {"OUT": str(out), "RUNS": str(tmp_path / "runs3")},
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert again.stdout.count("not started again") == 3, again.stdout[-2000:]
+    assert {p.name: p.read_bytes() for p in out.glob("*.pt")} == weights
 
 
 def test_the_forward_sweep_script_smoke_runs_on_cpu(small_data_with_test, tmp_path):
