@@ -256,14 +256,17 @@ class Relaxer:
         return result
 
 
-def relax_and_label(relaxer: Relaxer, labeller, structure):
+def relax_and_label(relaxer: Relaxer, labeller, structure, screen=None):
     """Relax ``structure``, check the relaxation, label the relaxed crystal: ``(RelaxResult, DOS)``, or the
     :class:`RelaxationError` / :class:`~crystaldos.labellers.LabellingError` that stopped it (a task for executors:
-    one worker does both, so the relaxed crystal never travels between processes)."""
+    one worker does both, so the relaxed crystal never travels between processes). ``screen``, if given, is called
+    with the :class:`RelaxResult` before the labelling; a :class:`RelaxationError` it raises skips the labelling."""
     from crystaldos.labellers.errors import LabellingError
 
     try:
         result = relaxer.relax_checked(structure)
+        if screen is not None:
+            screen(result)
         return result, labeller.label(result.structure)
     except (RelaxationError, LabellingError) as err:
         return err

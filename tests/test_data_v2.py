@@ -90,6 +90,55 @@ def _write_candidates(work_dir, n):
         json.dump([c.to_dict() for c in candidates], handle)
 
 
+def test_a_crystal_above_the_hull_of_the_chunks_before_it_is_not_labelled_and_the_set_comes_out_the_same(tmp_path):
+    """Chunks 0 and 1 hold NaCl, chunk 2 Na3Cl (L1_2), which CHGNet puts 0.29 eV/atom above NaCl + Na: above the cut
+    of the chunks before it, so it is relaxed but not labelled. Against the elements alone it lies below their tie line:
+    the screen grows with the finished chunks (a chunk is queued one ahead, so chunk 2 is the first to see chunk 0).
+    Without the screen it is labelled, and the assembly cuts it all the same."""
+    from crystaldos.data.build import add_hull_energies, drop_above_hull, label_chunks
+    from crystaldos.data.stability import elemental_references
+    from crystaldos.data.store import open_netcdf, xarray_to_records
+    from crystaldos.dos import DosGrid
+    from crystaldos.labellers import XTBLabeller
+    from crystaldos.relax import Relaxer
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]).get_primitive_structure()
+    na3cl = Structure(Lattice.cubic(4.6), ["Cl", "Na", "Na", "Na"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    candidates = [Candidate("c0", nacl, "prototype", "c0", "test", "AB_cF8_225_a_b", "pymatgen"),
+                  Candidate("c1", nacl.copy().scale_lattice(1.1 * nacl.volume), "prototype", "c0", "test", "AB_cF8_225_a_b", "pymatgen"),
+                  Candidate("c2", na3cl, "prototype", "c2", "test", "A3B_cP4_221_c_a", "pymatgen")]
+    references = tmp_path / "elemental_references.json"
+    elemental_references(["Na", "Cl"], Relaxer(), references, progress=False, trials=("bcc", "dimer"))
+    grid = DosGrid(n_points=64)
+    assembled = {}
+    for screen in (True, False):
+        work = tmp_path / f"screen_{screen}"
+        work.mkdir()
+        with gzip.open(work / "candidates.json.gz", "wt") as handle:
+            json.dump([c.to_dict() for c in candidates], handle)
+        (work / references.name).write_text(references.read_text())
+        label_chunks(work, grid, jobs=1, chunk_size=1, relaxer=Relaxer(), hull_screen=screen,
+                     labeller=XTBLabeller.gamma_point(grid=grid, min_length=5.0))
+        errors = json.loads((work / "labels" / "chunk_0002.errors.json").read_text())["errors"]
+        if screen:
+            assert list(errors) == ["c2"] and errors["c2"].startswith("AboveHullError: Na3Cl lies 0.2")
+            assert not (work / "labels" / "chunk_0002.nc").exists()
+        else:
+            assert errors == {} and (work / "labels" / "chunk_0002.nc").exists()
+        # What the assembly keeps (its hull and cut; its labeller checks are for the converged labeller's labels).
+        records = [r for path in sorted((work / "labels").glob("chunk_*.nc")) for r in xarray_to_records(open_netcdf(path))]
+        add_hull_energies(records, work)
+        cut = {key: value for path in sorted((work / "labels").glob("*.errors.json"))
+               for key, value in json.loads(path.read_text())["errors"].items()}
+        assembled[screen] = ([r.id for r in drop_above_hull(records, cut)], {key: value.split(":")[0] for key, value in cut.items()})
+    assert assembled[True] == assembled[False] == (["c0", "c1"], {"c2": "AboveHullError"})
+    from pymatgen.core import Composition
+
+    from crystaldos.data.stability import PartialHull
+
+    assert PartialHull.from_cache(references).screen(Composition("KCl")) is None  # no reference for K: no hull, no screen
+
+
 def test_chunked_build_survives_a_kill_and_loses_no_finished_chunk(tmp_path):
     """With relaxation in the worker: the stored crystals are the relaxed ones, with their relaxation recorded."""
     from crystaldos.data.store import open_netcdf

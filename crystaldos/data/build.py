@@ -286,6 +286,7 @@ def label_chunks(
     executor=None,
     chunks: range | None = None,
     relaxer=None,
+    hull_screen: bool = True,
 ) -> int:
     """Stage 2: label candidates chunk by chunk; finished chunks are skipped. Returns the chunks left (after a STOP).
 
@@ -304,6 +305,9 @@ def label_chunks(
             chunk size must then be the same everywhere, since chunk k holds candidates k*size ... (k+1)*size-1.
         relaxer: a :class:`crystaldos.relax.Relaxer`: each crystal is relaxed first (in the same worker) and the
             relaxed crystal is labelled and stored; crystals whose relaxation is refused are counted by cause.
+        hull_screen: with a relaxer, a relaxed crystal already more than the cut above the hull of the crystals
+            labelled before it (and of the cached elemental references) is not labelled
+            (:class:`crystaldos.data.stability.PartialHull`): the assembly would leave it out anyway.
     """
     from collections import deque
 
@@ -324,6 +328,7 @@ def label_chunks(
     pool = local_pool(jobs) if executor is None and jobs > 1 else None
     runner = executor or pool
     in_flight: deque = deque()
+    hull = _partial_hull(work_dir, out_dir, finished) if relaxer is not None and hull_screen else None
 
     def queue_next() -> None:
         # A chunk finished meanwhile elsewhere (another machine's, unpacked here) is not labelled again.
@@ -335,12 +340,14 @@ def label_chunks(
         k = todo.pop(0)
         chunk = candidates[k * chunk_size : (k + 1) * chunk_size]
         structures = [c.structure for c in chunk]
+        screens = [hull.screen(s.composition) if hull is not None else None for s in structures]
         if runner is None:  # one process: label when collected, so chunks are written in turn
-            in_flight.append((k, chunk, [_Deferred(labeller, s, relaxer) for s in structures]))
+            in_flight.append((k, chunk, [_Deferred(labeller, s, relaxer, screen) for s, screen in zip(structures, screens)]))
         elif relaxer is not None:
             from crystaldos.relax import relax_and_label
 
-            in_flight.append((k, chunk, [runner.submit(relax_and_label, relaxer, labeller, s) for s in structures]))
+            in_flight.append((k, chunk, [runner.submit(relax_and_label, relaxer, labeller, s, screen)
+                                         for s, screen in zip(structures, screens)]))
         else:
             in_flight.append((k, chunk, labeller.submit_many(structures, runner)))
 
@@ -350,7 +357,12 @@ def label_chunks(
         queue_next()  # one chunk ahead keeps every worker busy across the boundary
         while in_flight:
             k, chunk, futures = in_flight.popleft()
-            _write_chunk(_chunk_path(out_dir, k), chunk, [f.result() for f in futures], labeller, grid, relaxer)
+            results = [f.result() for f in futures]
+            _write_chunk(_chunk_path(out_dir, k), chunk, results, labeller, grid, relaxer)
+            if hull is not None:  # the next chunks are screened against these crystals too
+                for result in results:
+                    if isinstance(result, tuple):  # relaxed and labelled: in the set's phase diagram
+                        hull.add(result[0].structure.composition, result[0].energy_per_atom)
             bar.update()
             queue_next()
     finally:
@@ -366,11 +378,31 @@ def label_chunks(
     return len(todo)
 
 
+def _partial_hull(work_dir: Path, out_dir: Path, finished: list[int]):
+    """The :class:`~crystaldos.data.stability.PartialHull` of the cached elemental references and the relaxed crystals
+    of the finished chunks."""
+    from crystaldos.data.stability import PartialHull
+    from crystaldos.data.store import PackedRecords, open_netcdf
+
+    hull = PartialHull.from_cache(work_dir / "elemental_references.json")
+    for k in finished:
+        path = _chunk_path(out_dir, k)
+        if not path.exists():  # a chunk without a labelled crystal
+            continue
+        ds = open_netcdf(path)
+        if "relax_energy_per_atom_eV" not in ds:
+            continue
+        records = PackedRecords(ds)
+        for i, energy in enumerate(ds["relax_energy_per_atom_eV"].values):
+            hull.add(records.structure(i).composition, float(energy))
+    return hull
+
+
 class _Deferred:
     """A labelling task run in this process when its ``result`` is asked for (the one-process path)."""
 
-    def __init__(self, labeller, structure, relaxer=None) -> None:
-        self.labeller, self.structure, self.relaxer = labeller, structure, relaxer
+    def __init__(self, labeller, structure, relaxer=None, screen=None) -> None:
+        self.labeller, self.structure, self.relaxer, self.screen = labeller, structure, relaxer, screen
 
     def result(self):
         from crystaldos.labellers.xtb import label_or_error
@@ -378,7 +410,7 @@ class _Deferred:
         if self.relaxer is not None:
             from crystaldos.relax import relax_and_label
 
-            return relax_and_label(self.relaxer, self.labeller, self.structure)
+            return relax_and_label(self.relaxer, self.labeller, self.structure, self.screen)
         return label_or_error(self.labeller, self.structure)
 
     def cancel(self) -> bool:
@@ -613,6 +645,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", choices=["all", "candidates", "label", "assemble"], default="all")
     parser.add_argument("--relax", action="store_true",
                         help="relax every crystal with CHGNet (crystaldos.relax) before labelling it; store the relaxed crystal")
+    parser.add_argument("--no-hull-screen", dest="hull_screen", action="store_false",
+                        help="with --relax: label every relaxed crystal, also those already above the hull cut of the "
+                             "crystals labelled before them (the assembly leaves them out either way)")
     parser.add_argument("--top-up-from", type=Path, default=None, metavar="WORK_DIR",
                         help="with --candidates-from: append new substitutions of WORK_DIR's prototypes until the "
                              "candidates number --target (labelled chunks keep theirs)")
@@ -648,7 +683,8 @@ def main(argv: list[str] | None = None) -> None:
             from crystaldos.relax import Relaxer
 
             relaxer = Relaxer()
-        left = label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit, chunks=chunks, relaxer=relaxer)
+        left = label_chunks(args.work_dir, grid, args.jobs, args.chunk_size, args.limit, chunks=chunks, relaxer=relaxer,
+                            hull_screen=args.hull_screen)
         if left and args.stage == "all":
             print(f"not assembling: {left} chunks are not labelled yet (rerun to continue; --stage assemble --chunks FIRST:LAST "
                   "assembles a preview of those labelled)")
