@@ -329,6 +329,8 @@ def label_chunks(
     runner = executor or pool
     in_flight: deque = deque()
     hull = _partial_hull(work_dir, out_dir, finished) if relaxer is not None and hull_screen else None
+    if hull is not None:
+        print(f"hull screen: {len(hull.energies)} labelled crystals, references for {len(hull.references)} elements")
 
     def queue_next() -> None:
         # A chunk finished meanwhile elsewhere (another machine's, unpacked here) is not labelled again.
