@@ -168,7 +168,8 @@ def load_dataset(path: str | Path | None = None, grid: DosGrid | None = None, mi
 
 
 def dataset_as_xarray(dataset: CrystalDOSDataset) -> xr.Dataset:
-    """The packed netCDF layout of a data set (for saving with ``to_netcdf``)."""
+    """The packed netCDF layout of a data set (for saving with ``to_netcdf``). For a whole file as read, these are
+    the arrays its records are built from: ``.copy(deep=True)`` before changing values in place."""
     from crystaldos.data.store import records_to_xarray
 
     attrs = {k: v for k, v in dataset.attrs.items() if k != "source_file"}  # where it was read from, not what it is
