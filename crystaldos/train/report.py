@@ -137,10 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     baseline = per_element_baseline_mae(dataset.split("train"), dataset.split("test"))
     rows = "\n".join(f"| {t} | {m:.4f} | {r:.4f} | {baseline:.4f} | {100 * (1 - m / baseline):+.0f} % |"
                      for t, m, r in zip(errors["t"], errors["mae"], errors["rmse"]))
+    minutes = sum(c["train"]["wall_time_s"] for c in checkpoints.values()) / 60
     text = (
         "# Training of the shipped models\n\n"
-        "Regenerate (about 5 core-hours on CPU, 2.5 h of 2 cores; resumable, and models whose release in "
-        "crystaldos/pretrained already has the recipe's settings and steps are not trained again):\n\n"
+        f"Regenerate (the three runs took {minutes / 60:.1f} hours of wall time in all, the table's, on whatever cores they "
+        "shared; resumable, and models whose release in crystaldos/pretrained already has the recipe's settings and steps "
+        "are not trained again):\n\n"
         "```bash\nmake pretrained\n```\n\n"
         "![training curves](training_curves.png)\n\n"
         + training_table(checkpoints)
