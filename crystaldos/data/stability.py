@@ -131,7 +131,7 @@ class HullScreen:
         above = self.energy_above_hull(composition, result.energy_per_atom)
         if above > self.cut:
             raise AboveHullError(f"{composition.reduced_formula} lies {above:.3f} eV/atom above the hull of the crystals "
-                                 f"relaxed before it (cut {self.cut} eV/atom; the set's final hull can only lie lower)")
+                                 f"labelled before it (cut {self.cut} eV/atom; the set's final hull can only lie lower)")
 
 
 @dataclass
