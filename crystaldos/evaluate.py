@@ -504,8 +504,7 @@ def run(args: argparse.Namespace) -> None:
     folder = Path(args.models) if args.models else PRETRAINED_DIR
     # A folder without uncond.pt serves CFG, and CBG or unguided sampling from the CFG model's null branch.
     separate = args.unconditional == "separate" and any(g != "cfg" for g in args.guidance)
-    uncond = folder / "uncond.pt" if separate or (folder / "uncond.pt").exists() else None
-    sampler = Sampler.from_checkpoints(folder / "cfg.pt", folder / "forward.pt", uncond, device=args.device)
+    sampler = Sampler.from_pretrained(folder, device=args.device, require_uncond=separate)
     models = model_hashes(folder)
     dataset = load_dataset(args.data)
     split = dataset.split(args.split)[: args.limit]

@@ -182,14 +182,20 @@ class Sampler:
         self.forward_mismatch: str | None = None
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str | None = None) -> "Sampler":
+    def from_pretrained(cls, path: str | Path | None = None, device: str | None = None,
+                        require_uncond: bool = True) -> "Sampler":
         """Load ``cfg.pt``, ``uncond.pt`` and ``forward.pt`` from ``path`` (default: the shipped models).
+        ``require_uncond=False`` accepts a folder without ``uncond.pt`` (e.g. training runs' releases): the sampler
+        then serves CFG, and CBG or unguided sampling with ``unconditional="cfg-null"``.
 
         Raises:
             CheckpointError: a missing, corrupt or mismatched checkpoint, naming the file.
         """
         folder = Path(path) if path is not None else PRETRAINED_DIR
-        return cls.from_checkpoints(folder / "cfg.pt", folder / "forward.pt", folder / "uncond.pt", device=device)
+        uncond = folder / "uncond.pt"
+        if not require_uncond and not uncond.exists():
+            uncond = None
+        return cls.from_checkpoints(folder / "cfg.pt", folder / "forward.pt", uncond, device=device)
 
     @classmethod
     def from_checkpoints(cls, cfg: str | Path, forward: str | Path, uncond: str | Path | None = None,

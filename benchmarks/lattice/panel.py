@@ -15,7 +15,6 @@ the relaxed volumes' errors beside the raw ones.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -37,12 +36,7 @@ def main() -> None:
     parser.add_argument("--tie-types", action=argparse.BooleanOptionalAction, default=DEFAULT_TIE_TYPES, help="sites with identical target DOS get one type")
     parser.add_argument("--relax", action="store_true", help="also relax every sample (CHGNet) and count the relaxed volumes")
     args = parser.parse_args()
-    if args.models is None:
-        sampler = Sampler.from_pretrained()
-    else:  # CFG only: a folder of training runs' releases may lack the unconditional denoiser
-        folder = Path(args.models)
-        uncond = folder / "uncond.pt"
-        sampler = Sampler.from_checkpoints(folder / "cfg.pt", folder / "forward.pt", uncond if uncond.exists() else None)
+    sampler = Sampler.from_pretrained(args.models, require_uncond=False)  # CFG only
     labeller = XTBLabeller.for_dataset(crystaldos.load_dataset().attrs)
     relaxer = None
     if args.relax:

@@ -13,7 +13,6 @@ refuses but the final hull keeps would be a bug: it is counted, and must be 0.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,13 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> None:
     from crystaldos.data.build import _chunk_number, _chunk_path
-    from crystaldos.data.stability import MAX_E_ABOVE_HULL, PartialHull, energies_above_hull
+    from crystaldos.data.stability import (
+        MAX_E_ABOVE_HULL,
+        PartialHull,
+        elemental_references,
+        energies_above_hull,
+        lowest_elemental_energies,
+    )
     from crystaldos.data.store import PackedRecords, open_netcdf
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -43,16 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     energies = np.array([r[2] for r in rows])
     seconds = np.array([r[3] for r in rows])
     cache = args.work_dir / "elemental_references.json"
-    references = json.loads(cache.read_text())
-    elemental = {}
-    for _, composition, energy, _ in rows:
-        if len(composition.elements) == 1:
-            symbol = composition.elements[0].symbol
-            elemental[symbol] = min(energy, elemental.get(symbol, np.inf))
-    for symbol, energy in elemental.items():  # as the assembly: the set's own elemental crystals count as references
-        if symbol in references and energy < references[symbol]["energy_per_atom"]:
-            references[symbol] = {"energy_per_atom": energy, "from": "the data set"}
-    final = energies_above_hull([r[1] for r in rows], energies, references)
+    compositions = [r[1] for r in rows]
+    elements = sorted({el.symbol for c in compositions for el in c.elements})
+    # As the assembly: the cached trial crystals, and the set's own elemental crystals where they lie lower.
+    references = elemental_references(elements, None, cache, lowest_elemental_energies(compositions, energies), progress=False)
+    final = energies_above_hull(compositions, energies, references)
     cut = final > MAX_E_ABOVE_HULL
 
     caught = np.zeros(len(rows), bool)

@@ -571,15 +571,12 @@ def add_hull_energies(records: list, work_dir: Path) -> str:
     energies = [r.properties.get("relax_energy_per_atom_eV") for r in records]
     if not records or any(e is None or not np.isfinite(e) for e in energies):
         return ""
-    from crystaldos.data.stability import elemental_references, energies_above_hull
+    from crystaldos.data.stability import elemental_references, energies_above_hull, lowest_elemental_energies
     from crystaldos.relax import Relaxer
 
     compositions = [r.structure.composition for r in records]
     elements = sorted({el.symbol for c in compositions for el in c.elements})
-    known: dict[str, float] = {}
-    for c, e in zip(compositions, energies):
-        if len(c.elements) == 1:
-            known[c.elements[0].symbol] = min(e, known.get(c.elements[0].symbol, np.inf))
+    known = lowest_elemental_energies(compositions, energies)
     references = elemental_references(elements, Relaxer(), work_dir / "elemental_references.json", known)
     for record, e_hull in zip(records, energies_above_hull(compositions, energies, references)):
         record.properties["e_above_hull_eV"] = float(e_hull)

@@ -81,6 +81,17 @@ def elemental_references(elements, relaxer, cache: Path | None = None, known: di
     return out
 
 
+def lowest_elemental_energies(compositions, energies_per_atom) -> dict[str, float]:
+    """{element: eV/atom}: the lowest energy among the set's elemental crystals (``known`` of
+    :func:`elemental_references`)."""
+    known: dict[str, float] = {}
+    for composition, energy in zip(compositions, energies_per_atom):
+        if len(composition.elements) == 1:
+            symbol = composition.elements[0].symbol
+            known[symbol] = min(float(energy), known.get(symbol, np.inf))
+    return known
+
+
 def energies_above_hull(compositions, energies_per_atom, references: dict[str, dict]) -> np.ndarray:
     """Energy above the hull (eV/atom) of each crystal, on the phase diagram of all of them plus the references.
 
@@ -121,7 +132,10 @@ class HullScreen:
 
         composition = Composition(composition)
         mine = PDEntry(composition, energy_per_atom * composition.num_atoms)
-        known = [PDEntry(Composition(c), e * Composition(c).num_atoms) for c, e in self.entries]
+        known = []
+        for amounts, energy in self.entries:
+            entry_composition = Composition(amounts)
+            known.append(PDEntry(entry_composition, energy * entry_composition.num_atoms))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return float(PhaseDiagram(known + [mine]).get_e_above_hull(mine, allow_negative=True))
@@ -140,7 +154,7 @@ class PartialHull:
 
     Adding crystals to a phase diagram can only lower its hull, so a crystal more than the cut above the hull of part
     of a set lies more than the cut above the hull of the whole set too: the build may skip labelling it, and the
-    data set comes out the same (measured on the first 130 chunks of the equilibrium build: 396 of the 443 crystals
+    data set comes out the same (measured on the first 130 chunks of the equilibrium build: 392 of the 439 crystals
     later cut are caught, saving 13 % of the labelling time; docs/research/relax.md). Only crystals that will be in
     the set's final phase diagram may be added (the labelled ones), and ``references`` must not lie below the final
     references (the cached trial-crystal energies of :func:`elemental_references` do not).
@@ -152,7 +166,6 @@ class PartialHull:
     references: dict[str, float]
     compositions: list[dict[str, float]] = field(default_factory=list)
     energies: list[float] = field(default_factory=list)
-    _systems: list[frozenset] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_cache(cls, cache: Path) -> "PartialHull":
@@ -161,15 +174,10 @@ class PartialHull:
         return cls({s: float(r["energy_per_atom"]) for s, r in found.items() if np.isfinite(r["energy_per_atom"])})
 
     def add(self, composition, energy_per_atom: float) -> None:
-        """A crystal of the set (pymatgen Composition), its relaxed energy in eV/atom."""
-        elements = {el.symbol: float(amount) for el, amount in composition.items()}
-        if len(elements) == 1:  # an elemental crystal of the set is a reference too, as in elemental_references
-            symbol = next(iter(elements))
-            if symbol in self.references:
-                self.references[symbol] = min(self.references[symbol], float(energy_per_atom))
-        self.compositions.append(elements)
+        """A crystal of the set (pymatgen Composition), its relaxed energy in eV/atom. (An elemental crystal lower
+        than its element's reference lowers the hull as an entry of every system holding that element.)"""
+        self.compositions.append({el.symbol: float(amount) for el, amount in composition.items()})
         self.energies.append(float(energy_per_atom))
-        self._systems.append(frozenset(elements))
 
     def screen(self, composition, cut: float = MAX_E_ABOVE_HULL) -> HullScreen | None:
         """The :class:`HullScreen` of a crystal of ``composition``: its chemical system's known crystals; None when
@@ -178,5 +186,5 @@ class PartialHull:
         if not system <= set(self.references):
             return None
         entries = [({s: 1.0}, self.references[s]) for s in sorted(system)]
-        entries += [(c, e) for c, e, known in zip(self.compositions, self.energies, self._systems) if known <= system]
+        entries += [(c, e) for c, e in zip(self.compositions, self.energies) if c.keys() <= system]
         return HullScreen(entries, cut)

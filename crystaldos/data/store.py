@@ -279,7 +279,7 @@ class PackedRecords(Sequence):
         over every crystal of a file: about four times faster than the whole record)."""
         i = int(self._indices[index])
         cached = self._shared["cache"].get(i)
-        return cached.structure if cached is not None else self._structure(i)
+        return cached.structure if cached is not None else self._structure(i, self._species(i))
 
     def as_xarray(self) -> xr.Dataset | None:
         """The packed Dataset these records were read from, when this view holds all of them in file order
@@ -291,16 +291,16 @@ class PackedRecords(Sequence):
         sh = self._shared
         return [sh["symbols"][int(z)] for z in sh["numbers"][sh["starts"][i]:sh["starts"][i + 1]]]
 
-    def _structure(self, i: int) -> Structure:
+    def _structure(self, i: int, species: list[str]) -> Structure:
         sh = self._shared
-        return Structure(Lattice(sh["lattice"][i]), self._species(i), sh["frac"][sh["starts"][i]:sh["starts"][i + 1]])
+        return Structure(Lattice(sh["lattice"][i]), species, sh["frac"][sh["starts"][i]:sh["starts"][i + 1]])
 
     def _build(self, i: int) -> CrystalDOS:
         sh = self._shared
         if i not in sh["cache"]:
             lo, hi = sh["starts"][i], sh["starts"][i + 1]
             species = self._species(i)
-            structure = self._structure(i)
+            structure = self._structure(i, species)
             properties = {n: (v[i].item() if hasattr(v[i], "item") else v[i]) for n, v in sh["scalars"].items()}
             sh["cache"][i] = CrystalDOS(
                 id=str(sh["ids"][i]),
