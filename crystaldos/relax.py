@@ -260,15 +260,20 @@ def relax_and_label(relaxer: Relaxer, labeller, structure, screen=None):
     """Relax ``structure``, check the relaxation, label the relaxed crystal: ``(RelaxResult, DOS)``, or the
     :class:`RelaxationError` / :class:`~crystaldos.labellers.LabellingError` that stopped it (a task for executors:
     one worker does both, so the relaxed crystal never travels between processes). ``screen``, if given, is called
-    with the :class:`RelaxResult` before the labelling; a :class:`RelaxationError` it raises skips the labelling."""
+    with the :class:`RelaxResult` before the labelling; a :class:`RelaxationError` it raises skips the labelling.
+    A returned error carries ``seconds``, the wall time spent on the crystal before it failed (the build's cost)."""
+    import time
+
     from crystaldos.labellers.errors import LabellingError
 
+    start = time.perf_counter()
     try:
         result = relaxer.relax_checked(structure)
         if screen is not None:
             screen(result)
         return result, labeller.label(result.structure)
     except (RelaxationError, LabellingError) as err:
+        err.seconds = time.perf_counter() - start  # kept by pickling (an exception's __dict__ travels with it)
         return err
 
 

@@ -119,9 +119,11 @@ def test_a_crystal_above_the_hull_of_the_chunks_before_it_is_not_labelled_and_th
         (work / references.name).write_text(references.read_text())
         label_chunks(work, grid, jobs=1, chunk_size=1, relaxer=Relaxer(), hull_screen=screen,
                      labeller=XTBLabeller.gamma_point(grid=grid, min_length=5.0))
-        errors = json.loads((work / "labels" / "chunk_0002.errors.json").read_text())["errors"]
+        done = json.loads((work / "labels" / "chunk_0002.errors.json").read_text())
+        errors = done["errors"]
         if screen:
             assert list(errors) == ["c2"] and errors["c2"].startswith("AboveHullError: Na3Cl lies 0.2")
+            assert list(done["failed_seconds"]) == ["c2"] and done["failed_seconds"]["c2"] > 0  # its relaxation's cost
             assert not (work / "labels" / "chunk_0002.nc").exists()
         else:
             assert errors == {} and (work / "labels" / "chunk_0002.nc").exists()

@@ -436,10 +436,12 @@ def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid
     from crystaldos.data.records import CrystalDOS
     from crystaldos.data.store import write_netcdf
 
-    records, errors = [], {}
+    records, errors, seconds = [], {}, {}
     for candidate, result in zip(chunk, results):
         if isinstance(result, Exception):  # LabellingError or RelaxationError
             errors[candidate.id] = f"{type(result).__name__}: {result}"
+            if hasattr(result, "seconds"):  # what the failure cost (a kept crystal's cost is in its properties)
+                seconds[candidate.id] = round(result.seconds, 2)
             continue
         structure, relaxation = candidate.structure, None
         if isinstance(result, tuple):
@@ -459,7 +461,8 @@ def _write_chunk(path: Path, chunk: list, results: list, labeller, grid: DosGrid
     if records:
         attrs = labeller.describe() | (relaxer.describe() if relaxer is not None else {})
         write_netcdf(records, path, grid, attrs, dos_storage="float16")  # atomic (tmp file + rename)
-    write_text_atomic(path.with_suffix(".errors.json"), json.dumps({"errors": errors}, indent=1))  # the done marker
+    done = {"errors": errors} | ({"failed_seconds": seconds} if seconds else {})
+    write_text_atomic(path.with_suffix(".errors.json"), json.dumps(done, indent=1))  # the done marker
 
 
 def assign_splits(n: int, seed: int, fractions: dict[str, float] = SPLIT_FRACTIONS) -> np.ndarray:
