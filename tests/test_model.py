@@ -209,3 +209,20 @@ def test_the_predicted_dos_is_never_negative_though_the_raw_output_of_a_baseline
     assert float(raw.min()) < 0 and float(physical.min()) == 0.0
     positive = raw > 0
     assert torch.equal(physical[positive], raw[positive]) and bool((physical[~positive] == 0).all())
+
+
+def test_a_layer_computes_its_message_mlp_on_the_concatenated_pair():
+    """The layer splits the message MLP's first weight into per-atom and per-edge parts for speed; the result is the
+    DiffCSP layer's: the MLP on [x_i, x_j, edge_attr] of every edge j -> i, averaged at i, then the update MLP."""
+    from crystaldos.model.layers import PeriodicLayer
+
+    torch.manual_seed(0)
+    layer = PeriodicLayer(16, 7).double()
+    h, edge_attr = torch.randn(6, 16, dtype=torch.float64), torch.randn(20, 7, dtype=torch.float64)
+    edge_index = torch.randint(0, 6, (2, 20))
+    x = layer.norm(h)
+    messages = layer.message_mlp(torch.cat([x[edge_index[1]], x[edge_index[0]], edge_attr], dim=-1))
+    counts = torch.bincount(edge_index[1], minlength=6).clamp(min=1)[:, None]
+    mean = torch.zeros(6, 16, dtype=torch.float64).index_add_(0, edge_index[1], messages) / counts
+    expected = h + layer.update_mlp(torch.cat([x, mean], dim=-1))
+    torch.testing.assert_close(layer(h, edge_index, edge_attr), expected, rtol=1e-10, atol=1e-10)
