@@ -1,9 +1,10 @@
 """Training speed (steps/s) of the three networks at the shipped size, printed as a table.
 
-    python -m benchmarks.speed.training [--threads 1 2] [--steps 30] [--data path]
+    python -m benchmarks.speed.training [--threads 1 2] [--steps 30] [--data path] [--recipe equilibrium]
 
-Times forward + backward + AdamW on real batches of the embedded data set
-(fully connected cells, <= 12 atoms); the first steps are warm-up.
+Times forward + backward + AdamW on real batches of the data set's training split (fully connected cells); the
+first steps are warm-up. ``--recipe`` times a release recipe's settings (``crystaldos.train.release.RECIPES``:
+lattice features, bond lengths), as ``make pretrained`` trains them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,17 @@ from crystaldos.train import TrainConfig, batch_losses
 from crystaldos.train.loop import build_model, dos_std
 
 
-def measure(kind: str, batch_size: int, threads: int, steps: int, data: str | None, hidden: int, layers: int) -> tuple[float, int]:
+def measure(kind: str, batch_size: int, threads: int, steps: int, data: str | None, hidden: int, layers: int,
+            recipe: str | None = None) -> tuple[float, int]:
     torch.set_num_threads(threads)
-    config = TrainConfig(kind=kind, batch_size=batch_size)
+    overrides = []
+    if recipe is not None:
+        from crystaldos.train.release import RECIPES, overrides_by_kind
+
+        # The recipe's model and diffusion settings for this network (not its optimiser's or its stopping rule's).
+        overrides = [item for item in overrides_by_kind(list(RECIPES[recipe].overrides))[kind]
+                     if item.startswith(("model.", "diffusion."))]
+    config = TrainConfig.from_sources(None, overrides, kind=kind, batch_size=batch_size)
     config.model.hidden, config.model.n_layers = hidden, layers
     ds = crystaldos.load_dataset(data).split("train")
     records = list(ds[: batch_size * 4])
@@ -52,11 +61,13 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--data", default=None)
+    parser.add_argument("--recipe", default=None, help="time a release recipe's model settings, e.g. equilibrium")
     args = parser.parse_args()
     print("| model | parameters | threads | batch | steps/s | crystals/s |\n| --- | --- | --- | --- | --- | --- |")
     for kind in ("cfg", "uncond", "forward"):
         for threads in args.threads:
-            rate, n_params = measure(kind, args.batch_size, threads, args.steps, args.data, args.hidden, args.layers)
+            rate, n_params = measure(kind, args.batch_size, threads, args.steps, args.data, args.hidden, args.layers,
+                                       args.recipe)
             print(f"| {kind} | {n_params:,} | {threads} | {args.batch_size} | {rate:.2f} | {rate * args.batch_size:.0f} |", flush=True)
 
 

@@ -73,7 +73,7 @@ RECIPES["equilibrium"] = Recipe(
 )
 
 
-def _overrides_by_kind(values: list[str]) -> dict[str, list[str]]:
+def overrides_by_kind(values: list[str]) -> dict[str, list[str]]:
     """The ``--set`` values of each run: ``KIND:KEY=VALUE`` for that run only, ``KEY=VALUE`` for all three."""
     scoped: dict[str, list[str]] = {kind: [] for kind in SHIPPED_STEPS}
     for value in values:
@@ -107,7 +107,7 @@ def planned_steps(args: argparse.Namespace) -> dict[str, int]:
 
 def training_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     """The ``python -m crystaldos.train`` command of each of the three runs: the recipe's settings, then ``--set``."""
-    overrides = _overrides_by_kind([*_recipe(args).overrides, *args.overrides])  # later settings win
+    overrides = overrides_by_kind([*_recipe(args).overrides, *args.overrides])  # later settings win
     commands = {}
     for kind, n in planned_steps(args).items():
         cmd = [sys.executable, "-m", "crystaldos.train", "--kind", kind, "--out-dir", f"{args.runs}/{kind}",
