@@ -76,9 +76,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.data is not None:
         import crystaldos
 
-        shipped = set(crystaldos.load_dataset(args.data).table().index) & set(timed_kept)
-        print(f"| per crystal of {args.data} (after the hull cut; {len(shipped)} of these) | "
-              f"{total / max(len(shipped), 1):.1f} | {BUDGET_S:.0f} |")
+        # Only the chunks the file was assembled from (a preview may end before the last timed chunk).
+        in_file = set(crystaldos.load_dataset(args.data).table().index)
+        chunks_in_file = [k for k in chunk_numbers if set(_kept_in_chunks(args.work_dir, [k], kept)) & in_file]
+        kept_there = _kept_in_chunks(args.work_dir, chunks_in_file, kept)
+        failed_there = {i for k in chunks_in_file
+                        for i in json.loads((args.work_dir / "labels" / f"chunk_{k:04d}.errors.json").read_text())["errors"]}
+        cost_there = (sum(kept[i]["relax_wall_time_s"] + kept[i]["wall_time_s"] for i in kept_there)
+                      + sum(timed_failed.get(i, 0.0) for i in failed_there))
+        shipped = in_file & set(kept_there)
+        print(f"| per crystal of {args.data} (after its hull cut; {len(shipped)} of its crystals from chunks "
+              f"{_ranges(chunks_in_file)}) | {cost_there / max(len(shipped), 1):.1f} | {BUDGET_S:.0f} |")
     print(f"\nwithin budget: {total / max(len(timed_kept), 1) <= BUDGET_S}")
 
 
