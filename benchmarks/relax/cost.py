@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> None:
         shipped = in_file & set(kept_there)
         print(f"| per crystal of {args.data} (after its hull cut; {len(shipped)} of its crystals from chunks "
               f"{_ranges(chunks_in_file)}) | {cost_there / max(len(shipped), 1):.1f} | {BUDGET_S:.0f} |")
+    by_cause: dict[str, list[float]] = {}
+    for i, seconds in timed_failed.items():
+        by_cause.setdefault(failed[i], []).append(seconds)
+    print("\n| left out by | candidates | mean s | s per kept crystal |\n|:--|--:|--:|--:|")
+    for cause, times in sorted(by_cause.items(), key=lambda item: -sum(item[1])):
+        print(f"| {cause} | {len(times)} | {np.mean(times):.1f} | {sum(times) / max(len(timed_kept), 1):.1f} |")
     print(f"\nwithin budget: {total / max(len(timed_kept), 1) <= BUDGET_S}")
 
 
