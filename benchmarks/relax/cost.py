@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +24,37 @@ from benchmarks.relax.build_yield import outcomes
 BUDGET_S = 30.0
 
 
-def chunk_costs(work_dir: Path) -> dict[str, float]:
-    """{candidate id: seconds} of the failed candidates of the chunks that record them."""
-    costs: dict[str, float] = {}
-    for path in sorted((work_dir / "labels").glob("chunk_*.errors.json")):
-        costs.update(json.loads(path.read_text()).get("failed_seconds", {}))
-    return costs
+@dataclass
+class Chunk:
+    """One finished chunk: its failed candidates ({id: seconds or None when not recorded}) and its kept crystals' ids."""
+
+    failed: dict[str, float | None]
+    kept: list[str]
+
+    @property
+    def timed(self) -> bool:
+        """Every candidate's time is known (a kept crystal's is in its properties)."""
+        return all(seconds is not None for seconds in self.failed.values())
 
 
-def timed_chunks(work_dir: Path) -> list[int]:
-    """The chunks whose every failed candidate has its time recorded (chunks with no failure count too)."""
-    numbers = []
+def read_chunks(work_dir: Path) -> dict[int, Chunk]:
+    """{k: Chunk} of the build's finished chunks, each file read once."""
+    import h5py
+
+    from crystaldos.data.build import _chunk_number, _chunk_path
+
+    chunks = {}
     for path in sorted((work_dir / "labels").glob("chunk_*.errors.json")):
+        k = _chunk_number(path)
         done = json.loads(path.read_text())
-        if set(done["errors"]) <= set(done.get("failed_seconds", {})):
-            numbers.append(int(path.name[len("chunk_"):].split(".")[0]))
-    return numbers
+        seconds = done.get("failed_seconds", {})
+        kept = []
+        nc = _chunk_path(work_dir / "labels", k)
+        if nc.exists():
+            with h5py.File(nc, "r") as h5:
+                kept = [i.decode() if isinstance(i, bytes) else str(i) for i in h5["structure_id"][:]]
+        chunks[k] = Chunk({i: seconds.get(i) for i in done["errors"]}, kept)
+    return chunks
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,22 +69,22 @@ def main(argv: list[str] | None = None) -> None:
     print(f"kept crystals alone (every chunk): relax {relax_s.mean():.1f} s + label {label_s.mean():.1f} s = "
           f"{(relax_s + label_s).mean():.1f} s mean, median {np.median(relax_s + label_s):.1f} s")
 
-    chunk_numbers = timed_chunks(args.work_dir)
-    failed_s = chunk_costs(args.work_dir)
-    if not failed_s:
+    chunks = read_chunks(args.work_dir)
+    timed = {k: chunk for k, chunk in chunks.items() if chunk.timed}
+    if not any(chunk.failed for chunk in timed.values()):
         print("\nno chunk records its failures' times yet (chunks written by a build older than this benchmark)")
         return
-    ids = set()
-    for k in chunk_numbers:
-        path = args.work_dir / "labels" / f"chunk_{k:04d}.errors.json"
-        ids |= set(json.loads(path.read_text())["errors"])
-    timed_failed = {i: failed_s[i] for i in ids if i in failed_s}
-    # The kept crystals of the same chunks: their ids are in the chunks' netCDF files.
-    timed_kept = _kept_in_chunks(args.work_dir, chunk_numbers, kept)
-    kept_total = sum(kept[i]["relax_wall_time_s"] + kept[i]["wall_time_s"] for i in timed_kept)
-    total = kept_total + sum(timed_failed.values())
+
+    def cost(selected: dict[int, Chunk]) -> tuple[float, list[str], dict[str, float]]:
+        """Seconds spent on the chunks' candidates, their kept ids and their failed candidates' seconds."""
+        kept_ids = [i for chunk in selected.values() for i in chunk.kept]
+        failed_s = {i: s for chunk in selected.values() for i, s in chunk.failed.items()}
+        seconds = sum(kept[i]["relax_wall_time_s"] + kept[i]["wall_time_s"] for i in kept_ids) + sum(failed_s.values())
+        return seconds, kept_ids, failed_s
+
+    total, timed_kept, timed_failed = cost(timed)
     n = len(timed_kept) + len(timed_failed)
-    print(f"\nchunks {_ranges(chunk_numbers)} record every candidate's time ({n} candidates, {len(timed_kept)} kept):")
+    print(f"\nchunks {_ranges(sorted(timed))} record every candidate's time ({n} candidates, {len(timed_kept)} kept):")
     print("| | seconds on one core | budget |\n|:--|--:|--:|")
     print(f"| per candidate attempted | {total / n:.1f} | |")
     print(f"| per crystal relaxed and labelled | {total / max(len(timed_kept), 1):.1f} | {BUDGET_S:.0f} |")
@@ -78,15 +94,11 @@ def main(argv: list[str] | None = None) -> None:
 
         # Only the chunks the file was assembled from (a preview may end before the last timed chunk).
         in_file = set(crystaldos.load_dataset(args.data).table().index)
-        chunks_in_file = [k for k in chunk_numbers if set(_kept_in_chunks(args.work_dir, [k], kept)) & in_file]
-        kept_there = _kept_in_chunks(args.work_dir, chunks_in_file, kept)
-        failed_there = {i for k in chunks_in_file
-                        for i in json.loads((args.work_dir / "labels" / f"chunk_{k:04d}.errors.json").read_text())["errors"]}
-        cost_there = (sum(kept[i]["relax_wall_time_s"] + kept[i]["wall_time_s"] for i in kept_there)
-                      + sum(timed_failed.get(i, 0.0) for i in failed_there))
+        there = {k: chunk for k, chunk in timed.items() if set(chunk.kept) & in_file}
+        cost_there, kept_there, _ = cost(there)
         shipped = in_file & set(kept_there)
         print(f"| per crystal of {args.data} (after its hull cut; {len(shipped)} of its crystals from chunks "
-              f"{_ranges(chunks_in_file)}) | {cost_there / max(len(shipped), 1):.1f} | {BUDGET_S:.0f} |")
+              f"{_ranges(sorted(there))}) | {cost_there / max(len(shipped), 1):.1f} | {BUDGET_S:.0f} |")
     by_cause: dict[str, list[float]] = {}
     for i, seconds in timed_failed.items():
         by_cause.setdefault(failed[i], []).append(seconds)
@@ -94,18 +106,6 @@ def main(argv: list[str] | None = None) -> None:
     for cause, times in sorted(by_cause.items(), key=lambda item: -sum(item[1])):
         print(f"| {cause} | {len(times)} | {np.mean(times):.1f} | {sum(times) / max(len(timed_kept), 1):.1f} |")
     print(f"\nwithin budget: {total / max(len(timed_kept), 1) <= BUDGET_S}")
-
-
-def _kept_in_chunks(work_dir: Path, numbers: list[int], kept: dict[str, dict]) -> list[str]:
-    import h5py
-
-    ids = []
-    for k in numbers:
-        path = work_dir / "labels" / f"chunk_{k:04d}.nc"
-        if path.exists():
-            with h5py.File(path, "r") as h5:
-                ids += [i.decode() if isinstance(i, bytes) else str(i) for i in h5["structure_id"][:]]
-    return [i for i in ids if i in kept]
 
 
 def _ranges(numbers: list[int]) -> str:
