@@ -54,14 +54,13 @@ screenshot: $(VENV)/.installed browser
 	cp build/test-artifacts/dashboard_design.png docs/guide/dashboard_design.png
 
 # Regenerate the shipped artefacts (long; all resumable).
-# The embedded data set (format 2): continues the chunks committed in data/default-v2/labels (all 246 are done;
-# labelling them took ~41 core-hours), then assembles crystaldos/data/default/crystaldos_default.nc and its card
-# (4 min, deterministic).
+# The embedded data set: the equilibrium crystals relaxed and labelled so far (chunks 0-193 of data/default-v3/labels,
+# below), assembled into crystaldos/data/default/crystaldos_default.nc with its card (2 min, deterministic).
 dataset: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v2 --chunk-size 40 --jobs 2 \
-		--out crystaldos/data/default/crystaldos_default.nc
+	OMP_NUM_THREADS=1 $(PY) -m crystaldos.data.build --work-dir data/default-v3 --candidates-from data/default-v2/candidates.json.gz \
+		--stage assemble --chunks 0:193 --out crystaldos/data/default/crystaldos_default.nc
 
-# The equilibrium data set (data format 3, under way): the format-2 candidates in rounds over prototype families, whole
+# The equilibrium data set (under way): the candidates of the earlier, unrelaxed set in rounds over prototype families, whole
 # families held out in val and test, each crystal relaxed with CHGNet and labelled at its relaxed geometry; chunks
 # committed in data/default-v3/labels as they finish (resumable; ~10 s per crystal on one free core).
 # More substitutions of the same prototypes, appended until 15,000 candidates (at the ~62 % survival of relaxation and
@@ -78,7 +77,7 @@ dataset-equilibrium: $(VENV)/.installed
 # The shipped models: about 5 core-hours on CPU (2.5 h of 2 cores), resumable; a model whose release file
 # (crystaldos/pretrained/<kind>.pt, or runs/format2/<kind>/model.pt) has the recipe's settings and steps is not trained again.
 pretrained: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --recipe format2 --runs runs/format2 --docs docs/research
+	OMP_NUM_THREADS=1 $(PY) -m crystaldos.train.release --recipe equilibrium --runs runs/equilibrium --docs docs/research
 
 evaluation: $(VENV)/.installed       # the full experiment on the whole test split, full-length sampling: docs/research/evaluation_full/
 	OMP_NUM_THREADS=2 $(VENV)/bin/crystaldos evaluate --guidance cbg cfg none --xtb-limit 16 --out docs/research/evaluation_full --no-progress

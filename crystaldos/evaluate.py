@@ -413,10 +413,12 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "", design: str
     plot_summary(ds).savefig(out / "summary.png", dpi=120)
     plot_examples(ds).savefig(out / "examples.png", dpi=120)
     table = summary_table(ds)
+    size = int(ds.attrs.get("split_size", ds.sizes["structure"]))
+    of_split = f" of the {size}" if size != ds.sizes["structure"] else ""
     text = (
         "# Reconstruction from the atom-level DOS: CBG vs CFG\n\n"
         + (f"Command: `{command}`\n\n" if command else "")
-        + f"{ds.sizes['structure']} {ds.attrs.get('split', 'test')} crystals; strengths {ds.attrs['strengths']}; "
+        + f"{ds.sizes['structure']}{of_split} {ds.attrs.get('split', 'test')} crystals; strengths {ds.attrs['strengths']}; "
         + (f"{ds.attrs['steps']} reverse steps" if ds.attrs["steps"] else "one reverse step per diffusion step")
         + f"; seed {ds.attrs['seed']}; unconditional score for CBG/none: {ds.attrs.get('unconditional', 'separate')}"
         + f"; lattice steps: {_lattice_step_text(ds.attrs.get('lattice_step', 'ddpm'))}"
@@ -457,6 +459,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="data file (default: embedded)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="first N crystals of the split")
+    parser.add_argument("--random", type=int, default=None, metavar="N",
+                        help="N crystals of the split drawn at random with --seed, in split order (instead of --limit: "
+                             "a split's first crystals need not be typical)")
     parser.add_argument("--guidance", nargs="+", default=["cbg", "cfg"], choices=GUIDANCES,
                         help="cbg-dps: classifier-based guidance through the denoiser's predicted clean crystal (an option)")
     parser.add_argument("--t-start", nargs="+", type=int, default=[1000, 500, 200])
@@ -491,6 +496,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def choose_crystals(split, limit: int | None = None, random: int | None = None, seed: int = 0):
+    """The crystals of ``split`` (a :class:`~crystaldos.data.dataset.CrystalDOSDataset`) an experiment scores: its first
+    ``limit``, or ``random`` of them drawn with ``seed`` and kept in split order, or all. Raises ``ValueError`` for
+    both at once or a count outside 1 ... len(split)."""
+    if random is None:
+        return split[:limit]
+    if limit is not None or not 0 < random <= len(split):
+        raise ValueError(f"--random {random}: give a count from 1 to the split's {len(split)} crystals, and not "
+                         "together with --limit")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(split), random, replace=False))
+    return type(split)([split[int(i)] for i in chosen], split.grid, split.attrs)
+
+
 def run(args: argparse.Namespace) -> None:
     import shlex
     import sys
@@ -507,7 +525,11 @@ def run(args: argparse.Namespace) -> None:
     sampler = Sampler.from_pretrained(folder, device=args.device, require_uncond=separate)
     models = model_hashes(folder)
     dataset = load_dataset(args.data)
-    split = dataset.split(args.split)[: args.limit]
+    split_size = len(dataset.split(args.split))
+    try:
+        split = choose_crystals(dataset.split(args.split), limit=args.limit, random=args.random, seed=args.seed)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     items = list(split)
     try:
         family_seen = split.family_seen_in(dataset.split("train"))
@@ -529,6 +551,7 @@ def run(args: argparse.Namespace) -> None:
         print(stop)
         return
     ds.attrs["split"] = args.split  # the report names the split it scored (defaults are chosen on "val")
+    ds.attrs["split_size"] = split_size  # a summary of a subset says "N of M"
     design = ""
     if args.design_limit:
         from crystaldos.experiments.design_rows import design_section, run_design_rows

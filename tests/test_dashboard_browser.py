@@ -191,12 +191,12 @@ def test_dashboard_in_chromium_runs_cbg_and_cfg(voila_dashboard):
 
 
 def _design_in_the_design_tab(page) -> None:
-    """The Design tab: choose CuPt in the crystal box, edit its DOS (shift), design one candidate, see it ranked,
+    """The Design tab: choose CsCl in the crystal box, edit its DOS (shift), design one candidate, see it ranked,
     in 3D and over the target, and export it."""
     box = page.locator(".crystaldos-dashboard input[list]").first  # the crystal box (a Combobox: an input with a datalist)
-    box.fill("CuPt · aflow-080")
+    box.fill("CsCl · aflow-240")
     box.press("Enter")
-    page.wait_for_function("() => /CuPt/.test(document.querySelector('.crystaldos-view-target')?.parentElement?.innerText || '')",
+    page.wait_for_function("() => /CsCl/.test(document.querySelector('.crystaldos-view-target')?.parentElement?.innerText || '')",
                            timeout=30_000)
     page.locator(".lm-TabBar-tab", has_text="Design").click()
     page.wait_for_selector(".crystaldos-design-panel", state="visible", timeout=30_000)

@@ -25,8 +25,8 @@ def sampler():
 
 @pytest.fixture(scope="module")
 def target():
-    """Si, two atoms: relaxing and labelling its samples takes about a second each."""
-    return next(i for i in crystaldos.load_dataset().split("val") if i.id == "aflow-198-s00")
+    """beta-Sn, two atoms: relaxing and labelling its samples takes seconds each."""
+    return next(i for i in crystaldos.load_dataset().split("val") if i.id == "aflow-068")
 
 
 @pytest.fixture(scope="module")

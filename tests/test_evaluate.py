@@ -6,16 +6,18 @@ import subprocess
 import sys
 
 import h5py
+import pytest
 import xarray as xr
 from pymatgen.core import Structure
 
 import crystaldos
+from crystaldos.evaluate import choose_crystals
 
 
 def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     out = tmp_path / "eval"
     result = subprocess.run(
-        [sys.executable, "-m", "crystaldos.cli", "evaluate", "--split", "val", "--limit", "3", "--t-start", "20", "5",
+        [sys.executable, "-m", "crystaldos.cli", "evaluate", "--split", "val", "--random", "3", "--t-start", "20", "5",
          "--steps", "5", "--out", str(out), "--no-progress"],
         capture_output=True, text=True, timeout=600,
     )
@@ -24,6 +26,10 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     n_energies = crystaldos.load_dataset().grid.n_points  # the embedded data's grid, whichever format it is
     assert dict(ds.sizes) == {"guidance": 2, "t_start": 2, "structure": 3, "energy": n_energies}
     assert list(ds.guidance.values) == ["cbg", "cfg"] and list(ds.t_start.values) == [20, 5]
+    # --random 3: three val crystals drawn with the seed, in split order; the split's size is kept for the captions.
+    val = crystaldos.load_dataset().split("val")
+    assert list(ds.structure.values) == [i.id for i in choose_crystals(val, random=3, seed=0)]
+    assert int(ds.attrs["split_size"]) == len(val)
     # From t_start = 5 the shipped models give the input back: every crystal matches (CBG's likelihood
     # gradient still moves atoms by up to ~0.15 (V/N)^(1/3) at s = 1, so only CFG's RMSE is held tight).
     assert float(ds.matched.sel(t_start=5).mean()) == 1.0
@@ -35,7 +41,7 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     assert len(first) == int(ds.n_atoms.values[0])
     report = (out / "report.md").read_text()
     assert "| guidance" in report and "match rate" in report and "crystaldos evaluate" in report
-    assert "3 val crystals;" in report  # the split it scored (sampler defaults are chosen on val, the table is test)
+    assert f"3 of the {len(val)} val crystals;" in report  # the split it scored (sampler defaults are chosen on val, the table is test)
     # CBG and CFG on the same crystals, compared crystal by crystal: from t_start = 5 both match all three.
     paired_row = r"\|\s*5\s*\|\s*cbg\s*\|\s*cfg\s*\|\s*3\s*\|\s*100\.0\s*\|\s*100\.0\s*\|\s*3\s*\|\s*0\s*\|\s*0\s*\|\s*1\s*\|"
     assert "## Paired comparison" in report and re.search(paired_row, report), report
@@ -45,6 +51,20 @@ def test_evaluate_cli_writes_results_report_and_figures(tmp_path):
     settings = json.loads((out / "parts" / "settings.json").read_text())
     assert set(settings["models"]) == {"cfg.pt", "uncond.pt", "forward.pt"}
     assert len(list((out / "parts").glob("*.nc"))) == 4
+
+
+def test_a_random_choice_of_crystals_is_seeded_keeps_split_order_and_refuses_bad_counts():
+    val = crystaldos.load_dataset().split("val")
+    ids = [i.id for i in choose_crystals(val, random=20, seed=0)]
+    order = {item.id: k for k, item in enumerate(val)}
+    assert len(set(ids)) == 20 and ids == sorted(ids, key=order.get)
+    assert ids == [i.id for i in choose_crystals(val, random=20, seed=0)]
+    assert ids != [i.id for i in choose_crystals(val, random=20, seed=1)]
+    assert ids != [i.id for i in val[:20]]  # not the split's first crystals
+    assert [i.id for i in choose_crystals(val, limit=4)] == [i.id for i in val[:4]]
+    for bad in (dict(random=0), dict(random=len(val) + 1), dict(random=3, limit=3)):
+        with pytest.raises(ValueError, match="--random"):
+            choose_crystals(val, **bad)
 
 
 def test_experiment_records_which_unconditional_score_cbg_used():

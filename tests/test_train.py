@@ -444,13 +444,13 @@ def test_patience_stops_once_the_best_validation_is_old_and_releases_it(small_da
     again = load_checkpoint(train(patient, progress=False))
     assert again["train"]["step"] == stop and again["train"]["released_step"] == best
     # ... and the release command does not start it again, though it has fewer steps than planned.
-    from crystaldos.train.release import finished_runs, planned_config, training_commands
+    from crystaldos.train.release import finished_runs, planned_config, training_commands, unfinished_runs
 
     plan = _release_args(overrides=[*TINY, *extra, f"patience_steps={patience}"], steps=("forward=60",), runs=tmp_path / "runs",
                          data=small_data)
     planned = load_checkpoint(train(planned_config(training_commands(plan)["forward"]), progress=False))["train"]
     assert planned["stopped_early"] == planned["step"] < 60
-    assert finished_runs(plan) == {"forward": planned["step"]}
+    assert finished_runs(plan) == {"forward": planned["step"]} and "forward" not in unfinished_runs(plan)  # released
     with pytest.raises(ValueError, match="patience_steps"):
         tiny_config(small_data, tmp_path, "forward", extra=["patience_steps=10"])  # without keep_best
 
@@ -465,7 +465,7 @@ def _release_args(recipe="format1", overrides=(), steps=(), runs="r", data=None,
 
 
 def test_release_does_not_start_again_a_run_whose_model_has_its_settings_and_steps(small_data, tmp_path):
-    from crystaldos.train.release import finished_runs, planned_config, training_commands
+    from crystaldos.train.release import finished_runs, planned_config, training_commands, unfinished_runs
 
     def args(overrides=(), steps=("forward=3",)):
         return _release_args(overrides=[*TINY, *overrides], steps=steps, runs=tmp_path, data=small_data)
@@ -475,6 +475,7 @@ def test_release_does_not_start_again_a_run_whose_model_has_its_settings_and_ste
     (tmp_path / "forward" / "train_state.pt").unlink()  # a finished run needs only its release file
     assert finished_runs(args()) == {"forward": 3}  # where and how long it may run are not what it learnt
     assert finished_runs(args(steps=("forward=4",))) == {}  # more steps planned
+    assert unfinished_runs(args(steps=("forward=4",)))["forward"] == 3  # (as a time limit leaves a run: not released)
     assert finished_runs(args(["forward:weight_decay=0.5"])) == {}  # other settings
     assert finished_runs(args(["model.hidden=48"])) == {}
     # A run trained before a setting existed had its default: it is still finished, unless the plan sets another value.

@@ -282,7 +282,7 @@ def test_design_tab_edits_the_target_designs_ranked_relaxed_candidates_and_expor
     board = GuidanceDashboard(sampler, dataset, steps=20, export_dir=tmp_path, design_jobs=1)
     panel = board.design
     assert board.tabs.titles == ("Reconstruct", "Design")
-    board.select("aflow-240-s01")  # RbF, 2 atoms, ionic: its samples relax and label in seconds (a metal's SCF takes 10 s)
+    board.select("aflow-240-s01")  # CsF, 2 atoms, ionic: its samples relax and label in seconds (a metal's SCF takes 10 s)
     untouched = panel.dos_plot.value
     panel.shift.value = 0.2
     assert panel.dos_plot.value != untouched  # the edited target is drawn over the crystal's own

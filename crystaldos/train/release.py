@@ -188,6 +188,19 @@ def finished_runs(args: argparse.Namespace) -> dict[str, int]:
     return finished
 
 
+def unfinished_runs(args: argparse.Namespace) -> dict[str, int]:
+    """The planned runs that :func:`finished_runs` does not count (stopped by a time limit), with the step their
+    latest weights reached (0 without any). A run that ``patience_steps`` ended is finished with fewer steps than planned."""
+    from crystaldos.checkpoint import load_checkpoint
+
+    done, reached = finished_runs(args), {}
+    for kind in planned_steps(args):
+        if kind not in done:
+            path = release_source(args, kind)
+            reached[kind] = load_checkpoint(path)["train"]["step"] if path.is_file() else 0
+    return reached
+
+
 def release_source(args: argparse.Namespace, kind: str) -> Path:
     """The run's ``model.pt``, or the release already in ``--out`` when the runs folder has none."""
     run = Path(args.runs) / kind / "model.pt"
@@ -227,10 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"training failed for {failed}; see {args.runs}/<kind>.log")
     # A run stopped by its time limit is half-trained: releasing it could replace finished models (the shipped
     # ones are the default --out) with it. Its state is kept; the same command continues it.
-    from crystaldos.checkpoint import load_checkpoint
-
-    reached = finished | {kind: load_checkpoint(release_source(args, kind))["train"]["step"] for kind in procs}
-    short = {kind: f"{reached[kind]} of {n}" for kind, n in planned_steps(args).items() if reached[kind] < n}
+    planned = planned_steps(args)
+    short = {kind: f"{step} of {planned[kind]}" for kind, step in unfinished_runs(args).items()}
     if short:
         print(f"not released: stopped before their step counts (time limit): {short}; the training states are in "
               f"{args.runs}/<kind>/train_state.pt and the same command continues them", flush=True)

@@ -137,11 +137,11 @@ def main(argv: list[str] | None = None) -> None:
     baseline = per_element_baseline_mae(dataset.split("train"), dataset.split("test"))
     rows = "\n".join(f"| {t} | {m:.4f} | {r:.4f} | {baseline:.4f} | {100 * (1 - m / baseline):+.0f} % |"
                      for t, m, r in zip(errors["t"], errors["mae"], errors["rmse"]))
-    minutes = sum(c["train"]["wall_time_s"] for c in checkpoints.values()) / 60
+    minutes = [c["train"]["wall_time_s"] / 60 for c in checkpoints.values()]
     text = (
         "# Training of the shipped models\n\n"
-        f"Regenerate (the three runs took {minutes / 60:.1f} hours of wall time in all, the table's, on whatever cores they "
-        "shared; resumable, and models whose release in crystaldos/pretrained already has the recipe's settings and steps "
+        f"Regenerate (the three runs go side by side: {max(minutes):.0f} min for the longest, {sum(minutes) / 60:.1f} hours "
+        "of the table's wall times added up, on the cores they shared; resumable, and models whose release in crystaldos/pretrained already has the recipe's settings and steps "
         "are not trained again):\n\n"
         "```bash\nmake pretrained\n```\n\n"
         "![training curves](training_curves.png)\n\n"
