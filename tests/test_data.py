@@ -32,7 +32,10 @@ def test_default_has_at_least_2000_crystals_split_60_20_20(dataset):
     assert n >= 1900
     sizes = {name: len(dataset.split(name)) for name in ("train", "test", "val")}
     assert sum(sizes.values()) == n
-    assert abs(sizes["train"] - 0.6 * n) <= 1 and abs(sizes["test"] - 0.2 * n) <= 1 and abs(sizes["val"] - 0.2 * n) <= 1
+    # Whole prototype families go to one split, so the fractions hold to a family's size, not to one crystal.
+    slack = 0.03 * n if dataset.attrs.get("split_kind") == "family" else 1
+    assert abs(sizes["train"] - 0.6 * n) <= slack and abs(sizes["test"] - 0.2 * n) <= slack
+    assert abs(sizes["val"] - 0.2 * n) <= slack
     ids = [r.id for r in dataset]
     assert len(set(ids)) == n
     # Splits are disjoint and deterministic (stored with the data).

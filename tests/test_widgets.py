@@ -237,16 +237,19 @@ def test_dashboard_export_writes_cif_that_reads_back_and_the_dos_png(sampler, da
     assert len(files) == 1 + 2 + 2 + 1 and "dos_overlay.png" in files  # target, 2 CBG, 2 CFG, the plot
     assert (folders[0] / "dos_overlay.png").read_bytes() == board.dos_plot.value
 
-    # Every CIF reads back to the same crystal: species in order, lattice parameters (a CIF keeps no
-    # orientation) and fractional coordinates.
+    # Every CIF reads back to the same crystal: the same sites (species and fractional coordinates; pymatgen's CIF
+    # reader may list them in another order), lattice parameters (a CIF keeps no orientation).
+    def sites(structure):
+        return sorted((site.species_string, *np.mod(np.round(site.frac_coords, 5), 1.0)) for site in structure)
+
     expected = {"target": board.item.structure, **{f"{g}_sample{r.settings['sample']}": r.structure
                                                   for g, rs in board.results.items() for r in rs}}
     for stem, structure in expected.items():
         [path] = folders[0].glob(f"{stem}_*.cif")
         back = Structure.from_file(path)
-        assert [s.symbol for s in back.species] == [s.symbol for s in structure.species]
         np.testing.assert_allclose(back.lattice.parameters, structure.lattice.parameters, atol=1e-4)
-        np.testing.assert_allclose(np.mod(back.frac_coords, 1.0), np.mod(structure.frac_coords, 1.0), atol=1e-5)
+        assert [site[0] for site in sites(back)] == [site[0] for site in sites(structure)]
+        np.testing.assert_allclose([site[1:] for site in sites(back)], [site[1:] for site in sites(structure)], atol=2e-5)
         assert StructureMatcher().fit(back, structure)
 
     # The download links carry the same bytes, so a served app (voila) can hand the files over.
@@ -282,7 +285,9 @@ def test_design_tab_edits_the_target_designs_ranked_relaxed_candidates_and_expor
     board = GuidanceDashboard(sampler, dataset, steps=20, export_dir=tmp_path, design_jobs=1)
     panel = board.design
     assert board.tabs.titles == ("Reconstruct", "Design")
-    board.select("aflow-240-s01")  # CsF, 2 atoms, ionic: its samples relax and label in seconds (a metal's SCF takes 10 s)
+    # CsCl, 2 atoms, ionic: its samples relax and label in seconds (a metal's SCF takes 10 s); with 20 steps from noise
+    # one of its 2 samples survives (seed 0), where none of CsF's does.
+    board.select("aflow-240")
     untouched = panel.dos_plot.value
     panel.shift.value = 0.2
     assert panel.dos_plot.value != untouched  # the edited target is drawn over the crystal's own

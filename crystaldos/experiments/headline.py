@@ -44,7 +44,7 @@ def headline_table(results: Path = RESULTS) -> str:
     for g in ("cfg", "cbg", "none"):
         if any(key[0] == g for key in rates):
             lines.append(f"| {NAMES.get(g, g)} | " + " | ".join(f"{rates[(g, t)]:.1f} %" for t in starts) + " |")
-    crystals = f"all {n} {split} crystals" if n == size else f"the first {n} of the {size} {split} crystals"
+    crystals = f"all {n} {split} crystals" if n == size else f"{n} of the {size} {split} crystals (chosen as the report's command says)"
     sampling = f"{steps} reverse steps" if steps else "full-length sampling"
     caption = (f"StructureMatcher match rate (stol 0.5, angle 10°, ltol 0.3) of one sample per crystal, {crystals}, "
                f"{sampling}, seed {seed} ([report]({results.relative_to(ROOT).parent.as_posix()}/report.md)).")
