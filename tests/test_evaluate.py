@@ -62,7 +62,7 @@ def test_a_random_choice_of_crystals_is_seeded_keeps_split_order_and_refuses_bad
     assert ids != [i.id for i in choose_crystals(val, random=20, seed=1)]
     assert ids != [i.id for i in val[:20]]  # not the split's first crystals
     assert [i.id for i in choose_crystals(val, limit=4)] == [i.id for i in val[:4]]
-    for bad in (dict(random=0), dict(random=len(val) + 1), dict(random=3, limit=3)):
+    for bad in ({"random": 0}, {"random": len(val) + 1}, {"random": 3, "limit": 3}):
         with pytest.raises(ValueError, match="--random"):
             choose_crystals(val, **bad)
 
