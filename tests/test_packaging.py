@@ -63,3 +63,20 @@ def test_lower_layers_never_import_upper_ones():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.name}: {n}" for n in names if n.startswith(upper)]
     assert not offenders, offenders
+
+
+def test_labelling_and_reading_data_do_not_import_torch_and_the_public_names_still_import():
+    """A labelling worker or a data command starts without torch and torch-geometric (seconds to import); the
+    package's names load on first use."""
+    import subprocess
+    import sys
+
+    check = ("import sys, crystaldos, crystaldos.labellers, crystaldos.data.store; "
+             "assert not {'torch', 'torch_geometric'} & set(sys.modules), sorted(m for m in sys.modules if 'torch' in m)[:5]; "
+             "from crystaldos import Sampler, load_dataset, DosGrid, CrystalDOS; from crystaldos.data import collate; "
+             "assert 'torch_geometric' in sys.modules and crystaldos.sampler.Sampler is Sampler; "
+             "ok = False\n"
+             "try:\n    crystaldos.no_such_name\nexcept AttributeError:\n    ok = True\n"
+             "assert ok")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
