@@ -78,5 +78,5 @@ def test_labelling_and_reading_data_do_not_import_torch_and_the_public_names_sti
              "ok = False\n"
              "try:\n    crystaldos.no_such_name\nexcept AttributeError:\n    ok = True\n"
              "assert ok")
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
