@@ -34,4 +34,4 @@ def lazy_attribute(package: str, exports: dict[str, str], name: str):
 def __getattr__(name: str):
     return lazy_attribute(__name__, _EXPORTS, name)
 
-__all__ = ["load_dataset", "Sampler", "CrystalDOSDataset", "CrystalDOS", "DosGrid", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]

@@ -401,6 +401,14 @@ def _lattice_step_text(lattice_step: str) -> str:
     return lattice_step
 
 
+def scored_crystals(ds: xr.Dataset, whole: str = "", subset_note: str = "") -> str:
+    """The crystals a results file scored, in words: "256 of the 845 test crystals" and ``subset_note`` for a subset of
+    the split (its ``split_size`` attribute), else "845 test crystals" with ``whole`` (e.g. "all ") before it."""
+    n, split = ds.sizes["structure"], ds.attrs.get("split", "test")
+    size = int(ds.attrs.get("split_size", n))
+    return f"{n} of the {size} {split} crystals{subset_note}" if size != n else f"{whole}{n} {split} crystals"
+
+
 def write_report(ds: xr.Dataset, out: str | Path, command: str = "", design: str = "") -> Path:
     """Save ``results.nc``, ``summary.png``, ``examples.png`` and ``report.md`` in ``out``; ``design`` is the report's
     design section (:func:`crystaldos.experiments.design_rows.design_section`), if any."""
@@ -413,12 +421,10 @@ def write_report(ds: xr.Dataset, out: str | Path, command: str = "", design: str
     plot_summary(ds).savefig(out / "summary.png", dpi=120)
     plot_examples(ds).savefig(out / "examples.png", dpi=120)
     table = summary_table(ds)
-    size = int(ds.attrs.get("split_size", ds.sizes["structure"]))
-    of_split = f" of the {size}" if size != ds.sizes["structure"] else ""
     text = (
         "# Reconstruction from the atom-level DOS: CBG vs CFG\n\n"
         + (f"Command: `{command}`\n\n" if command else "")
-        + f"{ds.sizes['structure']}{of_split} {ds.attrs.get('split', 'test')} crystals; strengths {ds.attrs['strengths']}; "
+        + f"{scored_crystals(ds)}; strengths {ds.attrs['strengths']}; "
         + (f"{ds.attrs['steps']} reverse steps" if ds.attrs["steps"] else "one reverse step per diffusion step")
         + f"; seed {ds.attrs['seed']}; unconditional score for CBG/none: {ds.attrs.get('unconditional', 'separate')}"
         + f"; lattice steps: {_lattice_step_text(ds.attrs.get('lattice_step', 'ddpm'))}"
@@ -525,9 +531,9 @@ def run(args: argparse.Namespace) -> None:
     sampler = Sampler.from_pretrained(folder, device=args.device, require_uncond=separate)
     models = model_hashes(folder)
     dataset = load_dataset(args.data)
-    split_size = len(dataset.split(args.split))
+    whole_split = dataset.split(args.split)
     try:
-        split = choose_crystals(dataset.split(args.split), limit=args.limit, random=args.random, seed=args.seed)
+        split = choose_crystals(whole_split, limit=args.limit, random=args.random, seed=args.seed)
     except ValueError as err:
         raise SystemExit(str(err)) from None
     items = list(split)
@@ -551,7 +557,7 @@ def run(args: argparse.Namespace) -> None:
         print(stop)
         return
     ds.attrs["split"] = args.split  # the report names the split it scored (defaults are chosen on "val")
-    ds.attrs["split_size"] = split_size  # a summary of a subset says "N of M"
+    ds.attrs["split_size"] = len(whole_split)  # a summary of a subset says "N of M"
     design = ""
     if args.design_limit:
         from crystaldos.experiments.design_rows import design_section, run_design_rows

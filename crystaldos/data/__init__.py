@@ -15,18 +15,4 @@ _EXPORTS = {
 def __getattr__(name: str):
     return lazy_attribute(__name__, _EXPORTS, name)
 
-__all__ = [
-    "CrystalDOS",
-    "CrystalDOSDataset",
-    "DataFileError",
-    "load_dataset",
-    "default_path",
-    "read_json_records",
-    "write_json_records",
-    "write_netcdf",
-    "to_data",
-    "collate",
-    "structure_to_data",
-    "data_to_structure",
-    "batch_to_structures",
-]
+__all__ = list(_EXPORTS)

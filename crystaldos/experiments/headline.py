@@ -33,18 +33,18 @@ def headline_table(results: Path = RESULTS) -> str:
     """Markdown: match rate (%) per guidance and t_start, with the crystal count and split in the caption."""
     import xarray as xr
 
+    from crystaldos.evaluate import scored_crystals
+
     rates = match_rates(results)
     with xr.open_dataset(results) as ds:
-        n, split = ds.sizes["structure"], ds.attrs.get("split", "test")
-        size, steps = int(ds.attrs.get("split_size", n)), int(ds.attrs.get("steps", 0))
-        seed = int(ds.attrs.get("seed", 0))
+        crystals = scored_crystals(ds, whole="all ", subset_note=" (chosen as the report's command says)")
+        steps, seed = int(ds.attrs.get("steps", 0)), int(ds.attrs.get("seed", 0))
     starts = sorted({t for _, t in rates}, reverse=True)
     lines = ["| guidance | " + " | ".join(f"from t = {t}" + (" (noise)" if t == max(starts) else "") for t in starts) + " |",
              "|:--|" + "--:|" * len(starts)]
     for g in ("cfg", "cbg", "none"):
         if any(key[0] == g for key in rates):
             lines.append(f"| {NAMES.get(g, g)} | " + " | ".join(f"{rates[(g, t)]:.1f} %" for t in starts) + " |")
-    crystals = f"all {n} {split} crystals" if n == size else f"{n} of the {size} {split} crystals (chosen as the report's command says)"
     sampling = f"{steps} reverse steps" if steps else "full-length sampling"
     caption = (f"StructureMatcher match rate (stol 0.5, angle 10°, ltol 0.3) of one sample per crystal, {crystals}, "
                f"{sampling}, seed {seed} ([report]({results.relative_to(ROOT).parent.as_posix()}/report.md)).")
